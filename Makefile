@@ -1,0 +1,71 @@
+# Top-level entry points. Each component keeps its own targets in <component>/make.mk
+# (test-<component>, bench-<component>, ...); this file ties them together.
+#
+#   make up      start the stack on 127.0.0.1 (installs what is missing)
+#   make test    install test dependencies and run every test
+#   make bench   run the benchmarks (long; prints figures side by side with the anchors)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+CARGO ?= cargo
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+# Debian packages the tests and the stack run for real.
+APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics
+
+.PHONY: help deps deps-apt deps-py build release test test-unit bench fmt lint up down status
+
+help:
+	@echo "make up      start the stack on 127.0.0.1 (state and logs in .run/)"
+	@echo "make status  show what is running"
+	@echo "make down    stop the stack"
+	@echo "make test    install test dependencies and run every test"
+	@echo "make bench   run the benchmarks"
+	@echo "make fmt / make lint"
+
+## deps: install everything tests and the stack need (idempotent).
+deps: deps-apt deps-py
+
+deps-apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@# Debian's postinst may start the services; the tests and the stack start their own.
+	@-pkill -x prometheus-node-exporter >/dev/null 2>&1; true
+
+deps-py: $(VENV)/.installed
+
+$(VENV)/.installed: .ci/requirements-test.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r .ci/requirements-test.txt
+	touch $@
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+release:
+	$(CARGO) build --workspace --release --bins
+
+## test: unit + integration tests of every component, config tests, end-to-end.
+test: deps build test-unit $(TEST_TARGETS)
+	@echo "make test: all suites passed"
+
+test-unit:
+	$(CARGO) test --workspace
+
+bench: deps release $(BENCH_TARGETS)
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+include $(wildcard */make.mk)

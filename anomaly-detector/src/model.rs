@@ -1,0 +1,1 @@
+//! Per-series anomaly models (filled in by the model work).
