@@ -1,0 +1,1 @@
+//! connector components (being written).

@@ -1,0 +1,1 @@
+//! extension components (being written).

@@ -1,0 +1,17 @@
+//! An OpenTelemetry collector: OTLP in, processors, fan-out to exporters.
+//!
+//! Layout (one module per component kind, as in the upstream collector):
+//! - [`config`]: the otelcol YAML format, env substitution, validation with key paths;
+//! - [`pipeline`]: the data type that flows ([`pipeline::Telemetry`]), the [`pipeline::Consumer`]
+//!   trait every stage implements, fan-out, and assembly of the configured graph;
+//! - [`receiver`], [`processor`], [`exporter`], [`connector`], [`extension`]: the components;
+//! - [`telemetry`]: the collector's own metrics (`otelcol_*`) served on :8888.
+
+pub mod config;
+pub mod connector;
+pub mod exporter;
+pub mod extension;
+pub mod pipeline;
+pub mod processor;
+pub mod receiver;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! processor components (being written).
