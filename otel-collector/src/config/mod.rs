@@ -1,1 +1,5 @@
-//! config components (being written).
+//! The collector's configuration in the upstream otelcol YAML format (being written).
+
+pub mod error;
+
+pub use error::ComponentConfigError;

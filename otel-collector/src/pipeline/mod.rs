@@ -6,9 +6,11 @@
 //! client; an error tells the receiver what status to answer.
 
 mod consumer;
+mod context;
 mod telemetry;
 
 pub use consumer::{
     ConsumeError, ConsumeFuture, Consumer, SharedConsumer, Shutdown, ShutdownFuture,
 };
+pub use context::StartContext;
 pub use telemetry::{Signal, Telemetry};
