@@ -14,9 +14,9 @@ CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 # Debian packages the tests and the stack run for real.
-APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics
+APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics curl shellcheck
 
-.PHONY: help deps deps-apt deps-py build release test test-unit bench fmt lint up down status
+.PHONY: help deps deps-apt deps-py build release test test-unit test-config bench fmt lint up down status
 
 help:
 	@echo "make up      start the stack on 127.0.0.1 (state and logs in .run/)"
@@ -53,13 +53,31 @@ release:
 	$(CARGO) build --workspace --release --bins
 
 ## test: unit + integration tests of every component, config tests, end-to-end.
-test: deps build test-unit $(TEST_TARGETS)
+test: deps build test-unit test-config $(TEST_TARGETS)
 	@echo "make test: all suites passed"
 
 test-unit:
 	$(CARGO) test --workspace
 
+## test-config: static checks of the Prometheus/Alertmanager configs and the shell scripts.
+test-config: deps-apt
+	promtool check config prometheus/prometheus.yml
+	@if ls prometheus/tests/*.yml >/dev/null 2>&1; then promtool test rules prometheus/tests/*.yml; fi
+	amtool check-config prometheus/alertmanager.yml
+	shellcheck .ci/run .ci/stack.sh
+	python3 -m py_compile .ci/webhook_sink.py
+
 bench: deps release $(BENCH_TARGETS)
+
+## up / status / down: the whole stack on 127.0.0.1 (see .ci/stack.sh for the port variables).
+up: deps release
+	@.ci/stack.sh up
+
+status:
+	@.ci/stack.sh status
+
+down:
+	@.ci/stack.sh down
 
 fmt:
 	$(CARGO) fmt --all
@@ -67,5 +85,6 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	shellcheck .ci/run .ci/stack.sh
 
 include $(wildcard */make.mk)

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Runs the whole pipeline on 127.0.0.1 for `make up` / `make status` / `make down`.
+#
+#   .ci/stack.sh up       build (release), start every service, print where everything is
+#   .ci/stack.sh status   show which services run and answer
+#   .ci/stack.sh down     stop them (SIGTERM, then SIGKILL after a grace period)
+#
+# State and logs live in .run/ (pid files, logs, Prometheus/Alertmanager data). Every port can be
+# overridden by the environment variable named in PORTS below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUN=$ROOT/.run
+BIN=$ROOT/target/release
+PY=${PY:-$ROOT/.venv/bin/python}
+
+: "${PROMETHEUS_PORT:=9090}" "${ALERTMANAGER_PORT:=9093}" "${WEBHOOK_PORT:=9095}"
+: "${OTLP_GRPC_PORT:=4317}" "${OTLP_HTTP_PORT:=4318}" "${COLLECTOR_METRICS_PORT:=8888}"
+: "${PROM_EXPORTER_PORT:=8889}" "${HEALTH_PORT:=13133}" "${DEMO_PORT:=8080}"
+: "${DEMO_INVENTORY_PORT:=8081}" "${DEMO_PAYMENT_PORT:=8082}" "${DETECTOR_PORT:=9464}"
+: "${LOADGEN_RPS:=20}" "${LOADGEN_DURATION:=6h}"
+SERVICES=(prometheus alertmanager webhook-sink otel-collector demo-app node-agent anomaly-detector loadgen)
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { log "error: $*" >&2; exit 1; }
+
+pid_of() { local f=$RUN/$1.pid; [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
+
+# start NAME CMD...: runs CMD in the background with its log in .run/NAME.log.
+start() {
+    local name=$1; shift
+    if pid_of "$name" >/dev/null; then log "$name already running (pid $(pid_of "$name"))"; return; fi
+    nohup "$@" >"$RUN/$name.log" 2>&1 &
+    echo $! >"$RUN/$name.pid"
+    log "started $name (pid $!, log .run/$name.log)"
+}
+
+# wait_http NAME URL: waits up to 30 s for URL to answer 2xx.
+wait_http() {
+    local name=$1 url=$2
+    for _ in $(seq 1 60); do
+        curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
+        pid_of "$name" >/dev/null || die "$name exited; last lines of .run/$name.log:\n$(tail -20 "$RUN/$name.log")"
+        sleep 0.5
+    done
+    die "$name did not answer on $url within 30 s (see .run/$name.log)"
+}
+
+render_configs() {
+    sed -e "s/127.0.0.1:8889/127.0.0.1:$PROM_EXPORTER_PORT/; s/127.0.0.1:8888/127.0.0.1:$COLLECTOR_METRICS_PORT/" \
+        -e "s/127.0.0.1:9464/127.0.0.1:$DETECTOR_PORT/; s/127.0.0.1:9093/127.0.0.1:$ALERTMANAGER_PORT/" \
+        -e "s/127.0.0.1:9090/127.0.0.1:$PROMETHEUS_PORT/; s#rules/\*.yml#$ROOT/prometheus/rules/*.yml#" \
+        prometheus/prometheus.yml >"$RUN/prometheus.yml"
+    sed -e "s/127.0.0.1:9095/127.0.0.1:$WEBHOOK_PORT/" prometheus/alertmanager.yml >"$RUN/alertmanager.yml"
+}
+
+up() {
+    mkdir -p "$RUN"
+    command -v prometheus >/dev/null || die "prometheus not installed: run 'make deps'"
+    [[ -x $BIN/otel-collector ]] || die "release binaries missing: run 'make release'"
+    render_configs
+
+    start prometheus prometheus --config.file="$RUN/prometheus.yml" --storage.tsdb.path="$RUN/prometheus" \
+        --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --web.enable-remote-write-receiver \
+        --web.enable-lifecycle --enable-feature=exemplar-storage,native-histograms
+    start alertmanager prometheus-alertmanager --config.file="$RUN/alertmanager.yml" \
+        --storage.path="$RUN/alertmanager" --web.listen-address="127.0.0.1:$ALERTMANAGER_PORT" \
+        --cluster.listen-address=
+    start webhook-sink python3 .ci/webhook_sink.py --listen "127.0.0.1:$WEBHOOK_PORT" --log "$RUN/webhook.jsonl"
+
+    OTELCOL_BIND=127.0.0.1 OTLP_GRPC_PORT=$OTLP_GRPC_PORT OTLP_HTTP_PORT=$OTLP_HTTP_PORT \
+    COLLECTOR_METRICS_PORT=$COLLECTOR_METRICS_PORT PROM_EXPORTER_PORT=$PROM_EXPORTER_PORT \
+    HEALTH_PORT=$HEALTH_PORT TRACES_FILE="$RUN/traces.jsonl" \
+        start otel-collector "$BIN/otel-collector" --config otel-collector/config/otel-collector.yaml
+    wait_http otel-collector "http://127.0.0.1:$HEALTH_PORT/"
+
+    local otlp="http://127.0.0.1:$OTLP_GRPC_PORT"
+    DEMO_ADDR="127.0.0.1:$DEMO_PORT" DEMO_INVENTORY_ADDR="127.0.0.1:$DEMO_INVENTORY_PORT" \
+    DEMO_PAYMENT_ADDR="127.0.0.1:$DEMO_PAYMENT_PORT" OTEL_EXPORTER_OTLP_ENDPOINT=$otlp \
+    OTEL_METRIC_EXPORT_INTERVAL=10000 \
+        start demo-app "$BIN/demo-app"
+    wait_http demo-app "http://127.0.0.1:$DEMO_PORT/health"
+
+    OTEL_EXPORTER_OTLP_ENDPOINT=$otlp OTEL_METRIC_EXPORT_INTERVAL=10000 \
+        start node-agent "$BIN/node-agent"
+
+    PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT" ALERTMANAGER_URL="http://127.0.0.1:$ALERTMANAGER_PORT" \
+    DETECTOR_ADDR="127.0.0.1:$DETECTOR_PORT" OTEL_EXPORTER_OTLP_ENDPOINT=$otlp \
+        start anomaly-detector "$BIN/anomaly-detector" --config anomaly-detector/config/detector.yaml
+    wait_http anomaly-detector "http://127.0.0.1:$DETECTOR_PORT/health"
+
+    start loadgen "$BIN/loadgen" --target "http://127.0.0.1:$DEMO_PORT" --rps "$LOADGEN_RPS" \
+        --duration "$LOADGEN_DURATION" --pattern diurnal
+    wait_http prometheus "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+    wait_http alertmanager "http://127.0.0.1:$ALERTMANAGER_PORT/-/ready"
+    echo
+    status
+}
+
+status() {
+    local rows=(
+        "prometheus|http://127.0.0.1:$PROMETHEUS_PORT|http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+        "alertmanager|http://127.0.0.1:$ALERTMANAGER_PORT|http://127.0.0.1:$ALERTMANAGER_PORT/-/ready"
+        "webhook-sink|http://127.0.0.1:$WEBHOOK_PORT (deliveries in .run/webhook.jsonl)|http://127.0.0.1:$WEBHOOK_PORT/"
+        "otel-collector|OTLP grpc 127.0.0.1:$OTLP_GRPC_PORT, http 127.0.0.1:$OTLP_HTTP_PORT; metrics :$PROM_EXPORTER_PORT, own :$COLLECTOR_METRICS_PORT, health :$HEALTH_PORT|http://127.0.0.1:$HEALTH_PORT/"
+        "demo-app|http://127.0.0.1:$DEMO_PORT (inventory :$DEMO_INVENTORY_PORT, payment :$DEMO_PAYMENT_PORT)|http://127.0.0.1:$DEMO_PORT/health"
+        "node-agent|pushes OTLP to 127.0.0.1:$OTLP_GRPC_PORT|"
+        "anomaly-detector|http://127.0.0.1:$DETECTOR_PORT/api/v1/anomalies|http://127.0.0.1:$DETECTOR_PORT/health"
+        "loadgen|$LOADGEN_RPS req/s diurnal against the demo-app|"
+    )
+    printf '%-17s %-8s %-7s %s\n' SERVICE PID HEALTH WHERE
+    local row name where probe pid health
+    for row in "${rows[@]}"; do
+        IFS='|' read -r name where probe <<<"$row"
+        pid=$(pid_of "$name" || true)
+        if [[ -z $pid ]]; then health=down
+        elif [[ -z $probe ]]; then health=running
+        elif curl -fsS -o /dev/null --max-time 2 "$probe" 2>/dev/null; then health=ok
+        else health=failing; fi
+        printf '%-17s %-8s %-7s %s\n' "$name" "${pid:--}" "$health" "$where"
+    done
+    echo "logs: .run/<service>.log   traces (file exporter): .run/traces.jsonl   stop: make down"
+}
+
+down() {
+    local name pid
+    for name in $(printf '%s\n' "${SERVICES[@]}" | tac); do
+        pid=$(pid_of "$name" || true)
+        [[ -z $pid ]] && { rm -f "$RUN/$name.pid"; continue; }
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; log "$name killed after 10 s"; else log "stopped $name"; fi
+        rm -f "$RUN/$name.pid"
+    done
+}
+
+case "${1:-}" in
+    up) up ;;
+    status) status ;;
+    down) down ;;
+    *) echo "usage: $0 up|status|down" >&2; exit 2 ;;
+esac
