@@ -1,1 +1,568 @@
-//! Per-series anomaly models (filled in by the model work).
+//! Per-series anomaly models: pure, no I/O.
+//!
+//! [`SeriesDetector`] takes a series point by point ([`SeriesDetector::observe`]) and scores each
+//! point using only earlier points. Live evaluation and the offline backtest both go through it.
+//!
+//! * Forecast: additive Holt-Winters ([`hw`]), seasonal when a period is detected ([`season`],
+//!   augurs' periodogram + autocorrelation), else non-seasonal (level, damped trend); before
+//!   `min_history` points a robust median/MAD estimate; before `warmup_points` nothing.
+//! * Refit: smoothing parameters and season are re-estimated every `refit_every` points on the
+//!   bounded history (`history_points`); in between the state is updated incrementally.
+//! * Score: residual / robust running scale (EWMA of winsorised absolute residuals) = z; the
+//!   point's |z| and the mean of the last `short_window` z's are combined ([`score`]), mapped to
+//!   [0, 1] with 0.5 on the band edge (`expected ± sensitivity·σ`); anomalous after `consecutive`
+//!   points at or above `score_threshold`; critical when |z| ≥ `critical_sensitivity`.
+//! * Gaps (NaN or missing timestamps) advance the model without learning; counters (`counter:
+//!   true`) are differenced with resets treated as restarts from zero.
+//!
+//! Tests: `cargo test -p anomaly-detector model` (unit) and
+//! `cargo test -p anomaly-detector --test model_synthetic --test model_statsmodels_parity`.
+
+pub mod hw;
+mod score;
+mod season;
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use serde::Deserialize;
+
+use self::hw::{HwParams, HwState};
+use self::score::{PointScore, ScoreSettings, Scorer};
+use self::season::SeasonBounds;
+
+/// Model settings shared by every series of a detection. Defaults are the configuration the NAB
+/// benchmark was measured with (see `docs/anomaly-model.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Half-width of the band in robust standard deviations; score 0.5 on the band edge.
+    pub sensitivity: f64,
+    /// Deviation (robust standard deviations) at or above which an anomaly is critical.
+    pub critical_sensitivity: f64,
+    /// Score at or above which a point counts towards an anomaly.
+    pub score_threshold: f64,
+    /// Consecutive points at or above `score_threshold` before a point is anomalous.
+    pub consecutive: usize,
+    /// Points before any score is given (score 0, `warming_up`).
+    pub warmup_points: usize,
+    /// Points before the first Holt-Winters fit; until then the median/MAD model scores.
+    pub min_history: usize,
+    /// Points kept per series for refits (bounds memory: 8 bytes each).
+    pub history_points: usize,
+    /// Points between refits (smoothing parameters and season re-estimated).
+    pub refit_every: usize,
+    /// Shortest seasonal period considered, in points.
+    pub min_period: usize,
+    /// Longest seasonal period considered, in points.
+    pub max_period: usize,
+    /// Full seasons of history needed before a seasonal model is used.
+    pub min_cycles: usize,
+    /// Autocorrelation at the period needed to accept a season.
+    pub min_acf: f64,
+    /// Half-life, in points, of the running residual scale.
+    pub scale_halflife: f64,
+    /// Residuals beyond this many standard deviations update the scale as if they were this large.
+    pub scale_clip: f64,
+    /// Points whose mean residual is scored besides the single point (level shifts, drifts).
+    pub short_window: usize,
+    /// Points after a high score in which lower scores are not new onsets (`onset_score`).
+    pub suppress_points: usize,
+    /// The series is a monotonic counter: score its increments; a decrease is a reset.
+    pub counter: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            sensitivity: 3.0,
+            critical_sensitivity: 6.0,
+            score_threshold: 0.5,
+            consecutive: 2,
+            warmup_points: 10,
+            min_history: 60,
+            history_points: 3000,
+            refit_every: 288,
+            min_period: 4,
+            max_period: 1440,
+            min_cycles: 2,
+            min_acf: 0.3,
+            scale_halflife: 100.0,
+            scale_clip: 4.0,
+            short_window: 6,
+            suppress_points: 100,
+            counter: false,
+        }
+    }
+}
+
+/// Which model produced an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    /// Too few points: nothing is scored.
+    WarmingUp,
+    /// Median/MAD of the recent points (too little history for Holt-Winters).
+    RobustMad,
+    /// Holt's linear method (level + damped trend): no season detected or not enough seasons yet.
+    NonSeasonal,
+    /// Additive Holt-Winters with the detected seasonal period.
+    SeasonalHoltWinters,
+}
+
+impl ModelKind {
+    /// Stable name for logs, metrics and alert annotations.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WarmingUp => "warming_up",
+            Self::RobustMad => "robust_mad",
+            Self::NonSeasonal => "holt",
+            Self::SeasonalHoltWinters => "holt_winters",
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Severity of an anomalous point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// Outside the band.
+    Warning,
+    /// At least `critical_sensitivity` robust standard deviations off.
+    Critical,
+}
+
+impl Severity {
+    /// Stable name (the Alertmanager `severity` label).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The evaluation of one point, made before the point updates the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Unix seconds of the point.
+    pub timestamp: i64,
+    /// Observed value (NaN for a gap).
+    pub value: f64,
+    /// Forecast of the point from earlier data (NaN while warming up).
+    pub expected: f64,
+    /// Lower edge of the band (NaN while warming up).
+    pub lower: f64,
+    /// Upper edge of the band (NaN while warming up).
+    pub upper: f64,
+    /// Anomaly score in [0, 1]: 0.5 on the band edge, towards 1 far outside; 0 for gaps.
+    pub score: f64,
+    /// `score` if it is the highest within the last `suppress_points` points, else 0: one score
+    /// per event, what the backtest writes for the NAB scorer.
+    pub onset_score: f64,
+    /// Signed deviation in robust standard deviations (0 when not scored).
+    pub deviation: f64,
+    /// `score >= score_threshold` for `consecutive` points up to this one.
+    pub anomalous: bool,
+    /// Severity when anomalous.
+    pub severity: Option<Severity>,
+    /// Model that produced the forecast.
+    pub model: ModelKind,
+    /// Seasonal period in points (0 when non-seasonal).
+    pub period: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Active {
+    kind: ModelKind,
+    params: HwParams,
+    state: HwState,
+    period: usize,
+}
+
+/// Detector state for one series: bounded history, the current model, scale and scorer.
+#[derive(Debug, Clone)]
+pub struct SeriesDetector {
+    cfg: ModelConfig,
+    step_seconds: f64,
+    history: VecDeque<f64>,
+    valid_in_history: usize,
+    seen_valid: u64,
+    last_ts: Option<i64>,
+    last_raw: Option<f64>,
+    model: Option<Active>,
+    since_refit: usize,
+    /// Running mean absolute residual (0 = not initialised).
+    scale: f64,
+    scale_floor: f64,
+    scorer: Scorer,
+    over_threshold: usize,
+}
+
+/// Converts mean absolute deviation to a standard deviation under normality.
+const MAD_TO_SD: f64 = 1.253_314_137_315_500_3;
+/// |z| is capped here so scores and deviations stay finite.
+const Z_CAP: f64 = 1e6;
+
+impl SeriesDetector {
+    /// A fresh detector; `step_seconds` is the series' sampling interval (used to detect missing
+    /// points and calendar periods; non-positive or NaN disables both).
+    #[must_use]
+    pub fn new(config: &ModelConfig, step_seconds: f64) -> Self {
+        let cfg = sanitize(config.clone());
+        let scorer = Scorer::new(ScoreSettings {
+            z_crit: cfg.sensitivity,
+            short_window: cfg.short_window,
+            suppress_points: cfg.suppress_points,
+        });
+        Self {
+            history: VecDeque::with_capacity(cfg.history_points.min(4096)),
+            cfg,
+            step_seconds,
+            valid_in_history: 0,
+            seen_valid: 0,
+            last_ts: None,
+            last_raw: None,
+            model: None,
+            since_refit: 0,
+            scale: 0.0,
+            scale_floor: 0.0,
+            scorer,
+            over_threshold: 0,
+        }
+    }
+
+    /// The model currently in use.
+    #[must_use]
+    pub fn model_kind(&self) -> ModelKind {
+        match &self.model {
+            Some(a) => a.kind,
+            None if self.valid_in_history < self.cfg.warmup_points => ModelKind::WarmingUp,
+            None => ModelKind::RobustMad,
+        }
+    }
+
+    /// Seasonal period in points of the current model (0 = none).
+    #[must_use]
+    pub fn period(&self) -> usize {
+        self.model.as_ref().map_or(0, |a| a.period)
+    }
+
+    /// Feeds the next point in time order (NaN = gap) and returns its evaluation, made from
+    /// earlier points only. Points at or before the previous timestamp are evaluated but do not
+    /// update the model. Missing steps between timestamps are treated as gaps.
+    pub fn observe(&mut self, timestamp: i64, value: f64) -> Evaluation {
+        if let Some(last) = self.last_ts {
+            if timestamp <= last {
+                let mut e = self.evaluate(timestamp, self.transform_peek(value));
+                e.value = value;
+                e.anomalous = false;
+                e.severity = None;
+                e.onset_score = 0.0;
+                return e;
+            }
+            if self.step_seconds.is_finite() && self.step_seconds > 0.0 {
+                let steps = ((timestamp - last) as f64 / self.step_seconds).round();
+                let missing = (steps - 1.0).clamp(0.0, self.cfg.history_points as f64) as usize;
+                for _ in 0..missing {
+                    self.advance(f64::NAN);
+                    self.scorer.skip();
+                }
+                if missing > 0 {
+                    // a counter cannot be differenced across a gap
+                    self.last_raw = None;
+                }
+            }
+        }
+        self.last_ts = Some(timestamp);
+        let y = self.transform(value);
+        let mut e = self.evaluate(timestamp, y);
+        e.value = value;
+        if y.is_finite() && e.model != ModelKind::WarmingUp {
+            let ps = self.scorer.push(e.deviation.clamp(-Z_CAP, Z_CAP));
+            self.apply_score(&mut e, ps);
+        } else {
+            self.scorer.skip();
+            self.over_threshold = 0;
+        }
+        self.learn(y, e.expected);
+        self.advance(y);
+        self.maybe_refit();
+        e
+    }
+
+    fn transform_peek(&self, value: f64) -> f64 {
+        if !self.cfg.counter {
+            return value;
+        }
+        match self.last_raw {
+            Some(prev) if value.is_finite() => {
+                if value >= prev {
+                    value - prev
+                } else {
+                    value
+                }
+            }
+            _ => f64::NAN,
+        }
+    }
+
+    fn transform(&mut self, value: f64) -> f64 {
+        let y = self.transform_peek(value);
+        if self.cfg.counter {
+            self.last_raw = value.is_finite().then_some(value);
+        }
+        if y.is_finite() {
+            y
+        } else {
+            f64::NAN
+        }
+    }
+
+    fn sd(&self) -> f64 {
+        (self.scale * MAD_TO_SD).max(self.scale_floor).max(1e-12)
+    }
+
+    /// Forecast and band for `y` from the current state; score fields left at zero.
+    fn evaluate(&self, timestamp: i64, y: f64) -> Evaluation {
+        let kind = self.model_kind();
+        let (expected, sd) = match (&self.model, kind) {
+            (Some(a), _) => (a.state.forecast(&a.params), self.sd()),
+            (None, ModelKind::RobustMad) => self.median_mad(),
+            _ => (f64::NAN, f64::NAN),
+        };
+        let width = self.cfg.sensitivity * sd;
+        let deviation = if y.is_finite() && expected.is_finite() && sd.is_finite() {
+            ((y - expected) / sd).clamp(-Z_CAP, Z_CAP)
+        } else {
+            0.0
+        };
+        Evaluation {
+            timestamp,
+            value: y,
+            expected,
+            lower: expected - width,
+            upper: expected + width,
+            score: 0.0,
+            onset_score: 0.0,
+            deviation,
+            anomalous: false,
+            severity: None,
+            model: kind,
+            period: self.period(),
+        }
+    }
+
+    fn apply_score(&mut self, e: &mut Evaluation, ps: PointScore) {
+        e.score = ps.score;
+        e.onset_score = ps.onset;
+        if ps.score >= self.cfg.score_threshold {
+            self.over_threshold += 1;
+        } else {
+            self.over_threshold = 0;
+        }
+        e.anomalous = self.over_threshold >= self.cfg.consecutive.max(1);
+        if e.anomalous {
+            e.severity = Some(if ps.z >= self.cfg.critical_sensitivity {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            });
+        }
+    }
+
+    /// Median and robust standard deviation of the recent history (robust model).
+    fn median_mad(&self) -> (f64, f64) {
+        let take = self.cfg.min_history.max(self.cfg.warmup_points);
+        let mut v: Vec<f64> = self
+            .history
+            .iter()
+            .rev()
+            .filter(|x| x.is_finite())
+            .take(take)
+            .copied()
+            .collect();
+        if v.is_empty() {
+            return (f64::NAN, f64::NAN);
+        }
+        let med = median(&mut v);
+        let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
+        let mad = median(&mut dev) * 1.4826;
+        let floor = 1e-3 * med.abs() + 1e-9;
+        (med, mad.max(floor))
+    }
+
+    /// Updates the running residual scale with the point's residual.
+    fn learn(&mut self, y: f64, expected: f64) {
+        if self.model.is_none() || !y.is_finite() || !expected.is_finite() {
+            return;
+        }
+        let r = (y - expected).abs();
+        let lam = 1.0 - 0.5f64.powf(1.0 / self.cfg.scale_halflife.max(1.0));
+        let cap = self.cfg.scale_clip * self.scale.max(self.scale_floor / MAD_TO_SD);
+        let r = if cap > 0.0 { r.min(cap) } else { r };
+        self.scale += lam * (r - self.scale);
+        if !self.scale.is_finite() {
+            self.scale = 0.0;
+        }
+    }
+
+    /// Appends `y` to the history and steps the model state.
+    fn advance(&mut self, y: f64) {
+        if self.history.len() >= self.cfg.history_points {
+            if let Some(old) = self.history.pop_front() {
+                if old.is_finite() {
+                    self.valid_in_history -= 1;
+                }
+            }
+        }
+        self.history.push_back(y);
+        if y.is_finite() {
+            self.valid_in_history += 1;
+            self.seen_valid += 1;
+        }
+        if let Some(a) = &mut self.model {
+            a.state.update(&a.params, y);
+            if !a.state.level.is_finite() || !a.state.trend.is_finite() {
+                // numeric blow-up (e.g. values near f64::MAX): start over from the history
+                self.model = None;
+                self.since_refit = usize::MAX / 2;
+            }
+        }
+        self.since_refit = self.since_refit.saturating_add(1);
+    }
+
+    fn maybe_refit(&mut self) {
+        let due = match self.model {
+            None => self.valid_in_history >= self.cfg.min_history,
+            Some(_) => self.since_refit >= self.cfg.refit_every,
+        };
+        if due {
+            self.refit();
+        }
+    }
+
+    /// Re-estimates season and smoothing parameters on the history and replaces the state.
+    fn refit(&mut self) {
+        self.since_refit = 0;
+        let y = fill_gaps(&self.history);
+        if y.is_empty() {
+            return;
+        }
+        let bounds = SeasonBounds {
+            min_period: self.cfg.min_period,
+            max_period: self.cfg.max_period,
+            min_cycles: self.cfg.min_cycles,
+            min_acf: self.cfg.min_acf,
+        };
+        let period = season::detect_period(&y, self.step_seconds, &bounds).map_or(0, |p| p.0);
+        let fitted = if period >= 2 {
+            hw::fit(&y, period, true).map(|f| (f, ModelKind::SeasonalHoltWinters))
+        } else {
+            None
+        }
+        .or_else(|| hw::fit(&y, 0, true).map(|f| (f, ModelKind::NonSeasonal)));
+        let Some((mut f, kind)) = fitted else {
+            return;
+        };
+        // the filled history ends where the live state is: nothing to replay
+        if !f.state.level.is_finite() {
+            return;
+        }
+        // gaps at the end of the history were filled by carrying forward; keep the state as is
+        f.state.pos %= f.state.seasonals.len().max(1);
+        self.scale_floor = scale_floor(&y);
+        if self.scale <= 0.0 || self.model.is_none() {
+            self.scale = f.mae.max(0.0);
+        }
+        self.model = Some(Active {
+            kind,
+            params: f.params,
+            state: f.state,
+            period: if kind == ModelKind::SeasonalHoltWinters {
+                period
+            } else {
+                0
+            },
+        });
+    }
+}
+
+/// Lower bound for the residual standard deviation: a thousandth of the history's spread (plus
+/// a tiny absolute term), so flat or quantised series do not score every change as infinite.
+fn scale_floor(y: &[f64]) -> f64 {
+    let n = y.len().max(1) as f64;
+    let m = y.iter().sum::<f64>() / n;
+    let var = y.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n;
+    let f = 1e-3 * var.sqrt() + 1e-9 * (1.0 + m.abs());
+    if f.is_finite() {
+        f
+    } else {
+        f64::MAX / 1e6
+    }
+}
+
+/// Gaps filled by carrying the last value forward (backward for leading gaps).
+fn fill_gaps(h: &VecDeque<f64>) -> Vec<f64> {
+    let first = h.iter().copied().find(|v| v.is_finite());
+    let Some(mut last) = first else {
+        return Vec::new();
+    };
+    h.iter()
+        .map(|&v| {
+            if v.is_finite() {
+                last = v;
+            }
+            last
+        })
+        .collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mid = v.len() / 2;
+    let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    let m = *m;
+    if v.len() % 2 == 1 {
+        m
+    } else {
+        let lo = v[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo + m) / 2.0
+    }
+}
+
+/// Clamps settings to workable ranges so no configuration can make the model panic.
+fn sanitize(mut c: ModelConfig) -> ModelConfig {
+    let d = ModelConfig::default();
+    let pos = |v: f64, dv: f64| if v.is_finite() && v > 0.0 { v } else { dv };
+    c.sensitivity = pos(c.sensitivity, d.sensitivity);
+    c.critical_sensitivity = pos(c.critical_sensitivity, d.critical_sensitivity);
+    if !c.score_threshold.is_finite() {
+        c.score_threshold = d.score_threshold;
+    }
+    c.consecutive = c.consecutive.max(1);
+    c.warmup_points = c.warmup_points.max(1);
+    c.history_points = c.history_points.clamp(16, 1 << 20);
+    c.min_history = c.min_history.clamp(c.warmup_points.max(8), c.history_points);
+    c.refit_every = c.refit_every.max(1);
+    c.min_period = c.min_period.max(2);
+    c.min_cycles = c.min_cycles.max(2);
+    c.scale_halflife = pos(c.scale_halflife, d.scale_halflife);
+    c.scale_clip = pos(c.scale_clip, d.scale_clip);
+    c.short_window = c.short_window.max(1);
+    c
+}
