@@ -81,10 +81,25 @@ pub struct BacktestSummary {
     pub anomalous_rows: usize,
     /// Files whose last model was seasonal Holt-Winters.
     pub seasonal_files: usize,
+    /// Per file: relative path, rows, last model and its seasonal period (0 = none).
+    pub per_file: Vec<FileSummary>,
     /// Time spent in the model (excludes I/O).
     pub model_time: Duration,
     /// Wall time including I/O.
     pub wall_time: Duration,
+}
+
+/// One file of a backtest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSummary {
+    /// Path relative to the input.
+    pub path: PathBuf,
+    /// Rows.
+    pub rows: usize,
+    /// Model after the last row.
+    pub model: ModelKind,
+    /// Seasonal period after the last row, in points (0 = none).
+    pub period: usize,
 }
 
 /// Replays every CSV under `input` through a fresh detector per file and writes the scores under
@@ -151,6 +166,12 @@ pub fn run_backtest_with(
         summary.anomalous_rows += scored.anomalous;
         summary.seasonal_files += usize::from(scored.last_model == ModelKind::SeasonalHoltWinters);
         summary.files += 1;
+        summary.per_file.push(FileSummary {
+            path: rel.clone(),
+            rows: series.len(),
+            model: scored.last_model,
+            period: scored.last_period,
+        });
         write_scores(&dst, &series, &scored.scores)?;
         bar.inc(1);
     }
@@ -179,6 +200,8 @@ pub struct Scored {
     pub anomalous: usize,
     /// Model after the last row.
     pub last_model: ModelKind,
+    /// Seasonal period after the last row (0 = none).
+    pub last_period: usize,
 }
 
 /// Runs one series through a fresh detector (step = median timestamp difference).
@@ -201,6 +224,7 @@ pub fn score_series(rows: &[Row], config: &ModelConfig, column: ScoreColumn) -> 
         scores,
         anomalous,
         last_model: det.model_kind(),
+        last_period: det.period(),
     }
 }
 

@@ -41,6 +41,11 @@ fn main() -> anyhow::Result<()> {
         progress: true,
     };
     let s = run_backtest_with(&args.input, &args.output, &config, &opts)?;
+    if std::env::var_os("BACKTEST_VERBOSE").is_some() {
+        for f in &s.per_file {
+            eprintln!("{:60} rows={:6} model={:13} period={}", f.path.display(), f.rows, f.model, f.period);
+        }
+    }
     eprintln!(
         "backtest: {} files, {} rows, {} anomalous rows, {} seasonal files, model {:.3}s, wall {:.3}s",
         s.files,

@@ -68,6 +68,18 @@ pub struct ModelConfig {
     pub short_window: usize,
     /// Points after a high score in which lower scores are not new onsets (`onset_score`).
     pub suppress_points: usize,
+    /// A score is a new onset only if it exceeds this factor times the highest score of the
+    /// last `suppress_points` points.
+    pub onset_ratio: f64,
+    /// Half-life, in points, of this series' usual surprise (0 = scores are not calibrated).
+    pub calib_halflife: f64,
+    /// Surprises above this many standard deviations count as this large in the calibration.
+    pub calib_clip: f64,
+    /// A surprise also seen at the same time of day (or season phase) in the last two days is
+    /// scaled down to at most this many standard deviations times its ratio (0 = off).
+    pub repeat_tolerance: f64,
+    /// Points either side of the same phase searched for earlier surprises.
+    pub repeat_window: usize,
     /// The series is a monotonic counter: score its increments; a decrease is a reset.
     pub counter: bool,
 }
@@ -91,6 +103,11 @@ impl Default for ModelConfig {
             scale_clip: 4.0,
             short_window: 6,
             suppress_points: 100,
+            onset_ratio: 1.0,
+            calib_halflife: 0.0,
+            calib_clip: 10.0,
+            repeat_tolerance: 0.0,
+            repeat_window: 3,
             counter: false,
         }
     }
@@ -209,6 +226,8 @@ pub struct SeriesDetector {
     scale_floor: f64,
     scorer: Scorer,
     over_threshold: usize,
+    /// |z| of past points (0 for gaps), same length bound as `history`.
+    zhist: VecDeque<f32>,
 }
 
 /// Converts mean absolute deviation to a standard deviation under normality.
@@ -226,6 +245,10 @@ impl SeriesDetector {
             z_crit: cfg.sensitivity,
             short_window: cfg.short_window,
             suppress_points: cfg.suppress_points,
+            onset_ratio: cfg.onset_ratio,
+            calib_halflife: cfg.calib_halflife,
+            calib_clip: cfg.calib_clip,
+            sig_level: cfg.score_threshold,
         });
         Self {
             history: VecDeque::with_capacity(cfg.history_points.min(4096)),
@@ -241,6 +264,7 @@ impl SeriesDetector {
             scale_floor: 0.0,
             scorer,
             over_threshold: 0,
+            zhist: VecDeque::new(),
         }
     }
 
@@ -279,6 +303,7 @@ impl SeriesDetector {
                 for _ in 0..missing {
                     self.advance(f64::NAN);
                     self.scorer.skip();
+                    self.push_z(0.0);
                 }
                 if missing > 0 {
                     // a counter cannot be differenced across a gap
@@ -291,16 +316,64 @@ impl SeriesDetector {
         let mut e = self.evaluate(timestamp, y);
         e.value = value;
         if y.is_finite() && e.model != ModelKind::WarmingUp {
-            let ps = self.scorer.push(e.deviation.clamp(-Z_CAP, Z_CAP));
+            let z = e.deviation.clamp(-Z_CAP, Z_CAP);
+            let ps = self.scorer.push(z * self.repeat_discount(z.abs()));
+            self.push_z(z.abs());
             self.apply_score(&mut e, ps);
         } else {
             self.scorer.skip();
+            self.push_z(0.0);
             self.over_threshold = 0;
         }
         self.learn(y, e.expected);
         self.advance(y);
         self.maybe_refit();
         e
+    }
+
+    /// Factor in (0, 1] that shrinks a surprise seen before at the same time of day (or the same
+    /// phase of the season) in the last two days/seasons: a daily job's spike is not news.
+    fn repeat_discount(&self, z: f64) -> f64 {
+        let kappa = self.cfg.repeat_tolerance;
+        if kappa <= 0.0 || z <= kappa {
+            return 1.0;
+        }
+        let n = self.zhist.len();
+        let w = self.cfg.repeat_window;
+        let mut m: f32 = 0.0;
+        let day = if self.step_seconds.is_finite() && self.step_seconds > 0.0 {
+            (86_400.0 / self.step_seconds).round() as usize
+        } else {
+            0
+        };
+        for lag in [day, self.period()] {
+            if lag < 2 * w + 2 {
+                continue;
+            }
+            for k in 1..=2 {
+                // zhist[n - 1] is the previous point; the same phase k seasons back is at n - k*lag
+                let centre = k * lag;
+                if centre + w > n {
+                    break;
+                }
+                for back in centre - w..=centre + w {
+                    m = m.max(self.zhist[n - back]);
+                }
+            }
+        }
+        let m = f64::from(m);
+        if m > kappa {
+            (kappa / m).max(1e-6)
+        } else {
+            1.0
+        }
+    }
+
+    fn push_z(&mut self, z: f64) {
+        if self.zhist.len() >= self.cfg.history_points {
+            self.zhist.pop_front();
+        }
+        self.zhist.push_back(z as f32);
     }
 
     fn transform_peek(&self, value: f64) -> f64 {
@@ -564,5 +637,14 @@ fn sanitize(mut c: ModelConfig) -> ModelConfig {
     c.scale_halflife = pos(c.scale_halflife, d.scale_halflife);
     c.scale_clip = pos(c.scale_clip, d.scale_clip);
     c.short_window = c.short_window.max(1);
+    c.onset_ratio = pos(c.onset_ratio, d.onset_ratio);
+    if !(c.calib_halflife.is_finite() && c.calib_halflife >= 0.0) {
+        c.calib_halflife = d.calib_halflife;
+    }
+    c.calib_clip = pos(c.calib_clip, d.calib_clip);
+    if !(c.repeat_tolerance.is_finite() && c.repeat_tolerance >= 0.0) {
+        c.repeat_tolerance = d.repeat_tolerance;
+    }
+    c.repeat_window = c.repeat_window.min(c.history_points / 4);
     c
 }

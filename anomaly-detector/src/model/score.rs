@@ -16,6 +16,10 @@ pub(crate) struct ScoreSettings {
     pub(crate) z_crit: f64,
     pub(crate) short_window: usize,
     pub(crate) suppress_points: usize,
+    pub(crate) onset_ratio: f64,
+    pub(crate) calib_halflife: f64,
+    pub(crate) calib_clip: f64,
+    pub(crate) sig_level: f64,
 }
 
 /// Streaming scorer state.
@@ -27,6 +31,12 @@ pub(crate) struct Scorer {
     /// (index, score) pairs with decreasing scores: sliding maximum of past scores.
     maxq: VecDeque<(u64, f64)>,
     t: u64,
+    /// EWMA mean and mean square of the (clipped) combined surprise: this series' usual surprise.
+    cal_mean: f64,
+    cal_sq: f64,
+    cal_n: u64,
+    /// Time and surprise of the last onset at or above `sig_level`.
+    last_sig: Option<(u64, f64)>,
 }
 
 /// One point's scores.
@@ -48,6 +58,10 @@ impl Scorer {
             recent_sum: 0.0,
             maxq: VecDeque::new(),
             t: 0,
+            cal_mean: 0.0,
+            cal_sq: 0.0,
+            cal_n: 0,
+            last_sig: None,
         }
     }
 
@@ -71,9 +85,41 @@ impl Scorer {
             0.0
         };
         let zc = z.abs().max(zs);
+        let zc = self.calibrate(zc);
         let score = to_score(zc, self.s.z_crit);
-        let onset = self.onset(score);
+        let mut onset = self.onset(score);
+        // after a significant onset, a later one in the window must be clearly larger
+        if onset > 0.0 && self.s.suppress_points > 0 && score >= self.s.sig_level {
+            let t = self.t - 1;
+            match self.last_sig {
+                Some((t0, z0)) if t0 + self.s.suppress_points as u64 >= t && zc <= z0 * self.s.onset_ratio => {
+                    onset = 0.0;
+                }
+                _ => self.last_sig = Some((t, zc)),
+            }
+        }
         PointScore { z: zc, score, onset }
+    }
+
+    /// Re-expresses `zc` relative to this series' usual surprise (mean and spread of past
+    /// values), so series with heavy-tailed residuals need a larger surprise for the same score.
+    fn calibrate(&mut self, zc: f64) -> f64 {
+        if self.s.calib_halflife <= 0.0 {
+            return zc;
+        }
+        let lam = (1.0 - 0.5f64.powf(1.0 / self.s.calib_halflife)).max(1.0 / (self.cal_n as f64 + 1.0));
+        // a Gaussian |z| has mean 0.80 and sd 0.60: the prior until the series shows its own
+        let (m, sd) = if self.cal_n == 0 {
+            (0.8, 0.6)
+        } else {
+            (self.cal_mean, (self.cal_sq - self.cal_mean * self.cal_mean).max(0.0).sqrt())
+        };
+        let out = 0.8 + 0.6 * (zc - m) / sd.max(0.3);
+        let c = zc.min(self.s.calib_clip);
+        self.cal_mean += lam * (c - self.cal_mean);
+        self.cal_sq += lam * (c * c - self.cal_sq);
+        self.cal_n += 1;
+        out.max(0.0)
     }
 
     /// A point that was not scored (gap): keeps the time base of the suppression window.
@@ -128,6 +174,10 @@ mod tests {
             z_crit: 3.0,
             short_window: 1,
             suppress_points: 5,
+            onset_ratio: 1.0,
+            calib_halflife: 0.0,
+            calib_clip: 10.0,
+            sig_level: 0.5,
         });
         let first = s.push(10.0);
         assert!(first.onset > 0.5);
@@ -147,6 +197,10 @@ mod tests {
             z_crit: 3.0,
             short_window: 9,
             suppress_points: 0,
+            onset_ratio: 1.0,
+            calib_halflife: 0.0,
+            calib_clip: 10.0,
+            sig_level: 0.5,
         });
         let mut last = 0.0;
         for _ in 0..9 {

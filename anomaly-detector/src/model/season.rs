@@ -49,15 +49,31 @@ pub(crate) fn detect_period(y: &[f64], step_seconds: f64, b: &SeasonBounds) -> O
     }
     let mut best: Option<(usize, f64)> = None;
     for (lo, hi) in candidates {
-        for lag in lo..=hi {
-            let a = acf(&x, var, lag);
-            // prefer the shorter lag on near-ties (a multiple of the true period scores as well)
-            if best.is_none_or(|(_, ba)| a > ba + 1e-9) {
-                best = Some((lag, a));
-            }
+        let Some((lag, a)) = (lo..=hi)
+            .map(|lag| (lag, acf(&x, var, lag)))
+            // the shorter lag wins near-ties (a multiple of the true period scores as well)
+            .fold(None, |acc: Option<(usize, f64)>, c| match acc {
+                Some(b) if b.1 + 1e-9 >= c.1 => Some(b),
+                _ => Some(c),
+            })
+        else {
+            continue;
+        };
+        // a season shows as a peak of the autocorrelation after a trough; a smooth non-seasonal
+        // series has a high autocorrelation at short lags but no trough before them
+        let trough = (0..16)
+            .map(|i| lag / 4 + i * (lag / 2) / 15)
+            .filter(|&k| k >= 1 && k < lag)
+            .map(|k| acf(&x, var, k))
+            .fold(f64::INFINITY, f64::min);
+        if a < b.min_acf || !trough.is_finite() || a - trough < b.min_acf {
+            continue;
+        }
+        if best.is_none_or(|(_, ba)| a > ba + 1e-9) {
+            best = Some((lag, a));
         }
     }
-    best.filter(|(_, a)| *a >= b.min_acf)
+    best
 }
 
 fn periodogram_peaks(x: &[f64], min_p: usize, max_p: usize) -> Vec<usize> {

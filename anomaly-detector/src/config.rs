@@ -1,0 +1,697 @@
+//! Service configuration: the YAML file, `${env:VAR}` substitution, the environment overrides
+//! (`PROMETHEUS_URL`, `ALERTMANAGER_URL`, `DETECTOR_ADDR`) and validation.
+//!
+//! Every default lives in the `default_*` functions at the bottom of this file; the structs use
+//! `deny_unknown_fields`, so a misspelt key is an error that names the key.
+//!
+//! Tests: `cargo test -p anomaly-detector config::` (plus `tests/service_config.rs`, which loads
+//! the shipped `config/detector.yaml`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::ModelConfig;
+
+/// Environment variable that overrides `prometheus.url`.
+pub const ENV_PROMETHEUS_URL: &str = "PROMETHEUS_URL";
+/// Environment variable that overrides `alertmanager.url`.
+pub const ENV_ALERTMANAGER_URL: &str = "ALERTMANAGER_URL";
+/// Environment variable that overrides `server.addr`.
+pub const ENV_DETECTOR_ADDR: &str = "DETECTOR_ADDR";
+
+/// Errors from loading or validating a configuration. Each names the file or key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source} (check the path given to --config)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has unknown/mistyped keys.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The YAML error, which names the key and line.
+        source: serde_yaml::Error,
+    },
+    /// `${env:VAR}` names a variable that is not set and has no `:-default`.
+    #[error("config file {path} uses ${{env:{var}}} but {var} is not set (set it, or write ${{env:{var}:-default}})")]
+    MissingEnv {
+        /// The file.
+        path: PathBuf,
+        /// The variable.
+        var: String,
+    },
+    /// A value is present but not acceptable.
+    #[error("invalid config: {key}: {message}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `detections[2].step`.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole service configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where series are read from.
+    pub prometheus: PrometheusConfig,
+    /// How often every detection runs unless it sets its own `interval`.
+    #[serde(with = "humantime_serde", default = "default_evaluation_interval")]
+    pub evaluation_interval: Duration,
+    /// HTTP API settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Alertmanager to send alerts to (optional).
+    #[serde(default)]
+    pub alertmanager: Option<AlertmanagerConfig>,
+    /// Generic webhooks that detections may name in their `webhooks` list.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// Link put into every alert's `dashboard` annotation; `{detection}` and `{service}` are replaced.
+    #[serde(default = "default_dashboard_url")]
+    pub dashboard_url: String,
+    /// The detections to run.
+    pub detections: Vec<DetectionConfig>,
+    /// `DETECTOR_ADDR` value that did not parse, reported by [`Config::validate`].
+    #[serde(skip)]
+    pending_addr_error: Option<String>,
+}
+
+/// Prometheus connection settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9090` (overridden by `PROMETHEUS_URL`).
+    #[serde(default = "default_prometheus_url")]
+    pub url: String,
+    /// Extra request headers, e.g. `Authorization: Bearer ...` or `X-Scope-OrgID`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one query attempt.
+    #[serde(with = "humantime_serde", default = "default_query_timeout")]
+    pub timeout: Duration,
+    /// TLS settings for `https://` URLs.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Retry policy for connection errors, timeouts, 429 and 5xx.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// TLS client settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of extra CA certificates to trust.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (with `key_file`) for mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate (testing only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Exponential backoff with jitter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in total, including the first (1 = no retry).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubles on every further retry.
+    #[serde(with = "humantime_serde", default = "default_initial_backoff")]
+    pub initial_backoff: Duration,
+    /// Upper bound of one wait.
+    #[serde(with = "humantime_serde", default = "default_max_backoff")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address (overridden by `DETECTOR_ADDR`).
+    #[serde(default = "default_addr")]
+    pub addr: SocketAddr,
+    /// How many past anomalies `/api/v1/anomalies` keeps.
+    #[serde(default = "default_recent_anomalies")]
+    pub recent_anomalies: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: default_addr(),
+            recent_anomalies: default_recent_anomalies(),
+        }
+    }
+}
+
+/// Alertmanager settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9093` (overridden by `ALERTMANAGER_URL`).
+    pub url: String,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one POST.
+    #[serde(with = "humantime_serde", default = "default_alert_timeout")]
+    pub timeout: Duration,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// A generic webhook receiving signed JSON alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Name that detections refer to.
+    pub name: String,
+    /// URL to POST to.
+    pub url: String,
+    /// HMAC-SHA256 key for the `X-Signature-256` header (use `${env:VAR}`); no header when absent.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one POST.
+    #[serde(with = "humantime_serde", default = "default_alert_timeout")]
+    pub timeout: Duration,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// A still-firing alert is sent again after this long (dedup window per fingerprint).
+    #[serde(with = "humantime_serde", default = "default_repeat_interval")]
+    pub repeat_interval: Duration,
+}
+
+/// A secret string whose `Debug` output is redacted (so `--print-config` does not leak it).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+/// One detection: a PromQL query whose every returned series gets its own model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionConfig {
+    /// Unique name; becomes the `detection` label.
+    pub name: String,
+    /// PromQL; may return many series.
+    pub query: String,
+    /// Resolution of the series (the `step` of `query_range`).
+    #[serde(with = "humantime_serde", default = "default_step")]
+    pub step: Duration,
+    /// How much history is read when a series is first seen and at every refit.
+    #[serde(with = "humantime_serde", default = "default_history")]
+    pub history: Duration,
+    /// Overrides the global `evaluation_interval`.
+    #[serde(with = "humantime_serde", default)]
+    pub interval: Option<Duration>,
+    /// A series absent from the results for this long is forgotten (and its alert resolved).
+    #[serde(with = "humantime_serde", default = "default_series_expiry")]
+    pub series_expiry: Duration,
+    /// At most this many series are tracked; further series are dropped and counted.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// Model settings (seasonal periods searched, sensitivity, minimum history, consecutive
+    /// points, ...); the model refits itself every `model.refit_every` points.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Labels added to every alert of this detection.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to every alert of this detection.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Names of `webhooks` that receive this detection's alerts.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// Send this detection's alerts to Alertmanager (when one is configured).
+    #[serde(default = "default_true")]
+    pub alertmanager: bool,
+}
+
+impl DetectionConfig {
+    /// The effective evaluation interval of this detection.
+    pub fn interval(&self, global: Duration) -> Duration {
+        self.interval.unwrap_or(global)
+    }
+}
+
+impl Config {
+    /// Reads, substitutes, parses, applies the environment overrides and validates `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file or key at fault.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::from_yaml(&text, path, |v| std::env::var(v).ok())?;
+        config.apply_env(|v| std::env::var(v).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses YAML text after `${env:VAR}` substitution with `lookup` (no overrides, no validation).
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingEnv`] or [`ConfigError::Parse`].
+    pub fn from_yaml(
+        text: &str,
+        path: &Path,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = substitute_env(text, &lookup).map_err(|var| ConfigError::MissingEnv {
+            path: path.to_path_buf(),
+            var,
+        })?;
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Applies `PROMETHEUS_URL`, `ALERTMANAGER_URL` and `DETECTOR_ADDR` (looked up with `lookup`).
+    /// An unparsable `DETECTOR_ADDR` is kept as a pending error for [`Config::validate`].
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        if let Some(url) = lookup(ENV_PROMETHEUS_URL).filter(|v| !v.is_empty()) {
+            self.prometheus.url = url;
+        }
+        if let Some(url) = lookup(ENV_ALERTMANAGER_URL).filter(|v| !v.is_empty()) {
+            match &mut self.alertmanager {
+                Some(am) => am.url = url,
+                None => {
+                    self.alertmanager = Some(AlertmanagerConfig {
+                        url,
+                        headers: BTreeMap::new(),
+                        timeout: default_alert_timeout(),
+                        retry: RetryConfig::default(),
+                    })
+                }
+            }
+        }
+        if let Some(addr) = lookup(ENV_DETECTOR_ADDR).filter(|v| !v.is_empty()) {
+            match addr.parse() {
+                Ok(a) => self.server.addr = a,
+                Err(_) => self.pending_addr_error = Some(addr),
+            }
+        }
+    }
+
+    /// Checks every value that serde cannot.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(addr) = &self.pending_addr_error {
+            return Err(invalid(
+                ENV_DETECTOR_ADDR,
+                format!("{addr:?} is not a socket address; use e.g. 127.0.0.1:9464"),
+            ));
+        }
+        check_url("prometheus.url", &self.prometheus.url)?;
+        check_retry("prometheus.retry", &self.prometheus.retry)?;
+        check_tls(&self.prometheus.tls)?;
+        check_headers("prometheus.headers", &self.prometheus.headers)?;
+        if self.prometheus.timeout.is_zero() {
+            return Err(invalid("prometheus.timeout", "must be greater than 0"));
+        }
+        if self.evaluation_interval < Duration::from_secs(1) {
+            return Err(invalid("evaluation_interval", "must be at least 1s"));
+        }
+        if let Some(am) = &self.alertmanager {
+            check_url("alertmanager.url", &am.url)?;
+            check_retry("alertmanager.retry", &am.retry)?;
+            check_headers("alertmanager.headers", &am.headers)?;
+        }
+        let mut hook_names = HashSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let key = format!("webhooks[{i}]");
+            if w.name.is_empty() || !hook_names.insert(w.name.as_str()) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("{:?} is empty or used twice; give every webhook a unique name", w.name),
+                ));
+            }
+            check_url(&format!("{key}.url"), &w.url)?;
+            check_retry(&format!("{key}.retry"), &w.retry)?;
+            check_headers(&format!("{key}.headers"), &w.headers)?;
+        }
+        if self.detections.is_empty() {
+            return Err(invalid("detections", "at least one detection is needed"));
+        }
+        let mut names = HashSet::new();
+        for (i, d) in self.detections.iter().enumerate() {
+            let key = format!("detections[{i}]");
+            if d.name.is_empty() || !names.insert(d.name.as_str()) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("{:?} is empty or used twice; give every detection a unique name", d.name),
+                ));
+            }
+            if d.query.trim().is_empty() {
+                return Err(invalid(format!("{key}.query"), "must be a PromQL expression"));
+            }
+            if d.step < Duration::from_secs(1) {
+                return Err(invalid(format!("{key}.step"), "must be at least 1s"));
+            }
+            if d.history < d.step * 2 {
+                return Err(invalid(
+                    format!("{key}.history"),
+                    "must cover at least two steps (usually several seasons, e.g. 14d)",
+                ));
+            }
+            // Prometheus refuses query_range with more than 11,000 points per series.
+            if d.history.as_secs() / d.step.as_secs().max(1) > 11_000 {
+                return Err(invalid(
+                    format!("{key}.history"),
+                    format!(
+                        "{}s / step {}s is more than 11000 points, which Prometheus refuses; raise step or shorten history",
+                        d.history.as_secs(),
+                        d.step.as_secs()
+                    ),
+                ));
+            }
+            if let Some(iv) = d.interval {
+                if iv < Duration::from_secs(1) {
+                    return Err(invalid(format!("{key}.interval"), "must be at least 1s"));
+                }
+            }
+            if d.max_series == 0 {
+                return Err(invalid(format!("{key}.max_series"), "must be greater than 0"));
+            }
+            if d.series_expiry < d.interval(self.evaluation_interval) {
+                return Err(invalid(
+                    format!("{key}.series_expiry"),
+                    "must be at least one evaluation interval",
+                ));
+            }
+            for l in d.labels.keys() {
+                if !valid_label_name(l) {
+                    return Err(invalid(
+                        format!("{key}.labels.{l}"),
+                        "label names must match [a-zA-Z_][a-zA-Z0-9_]*",
+                    ));
+                }
+            }
+            for w in &d.webhooks {
+                if !hook_names.contains(w.as_str()) {
+                    return Err(invalid(
+                        format!("{key}.webhooks"),
+                        format!("webhook {w:?} is not defined under `webhooks:`"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True when `name` is a valid Prometheus label name.
+pub fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(invalid(
+            key,
+            format!("{url:?} is not an http(s) URL; write e.g. http://127.0.0.1:9090"),
+        )),
+    }
+}
+
+fn check_retry(key: &str, r: &RetryConfig) -> Result<(), ConfigError> {
+    if r.max_attempts == 0 {
+        return Err(invalid(format!("{key}.max_attempts"), "must be at least 1"));
+    }
+    if r.initial_backoff > r.max_backoff {
+        return Err(invalid(
+            format!("{key}.initial_backoff"),
+            "must not exceed max_backoff",
+        ));
+    }
+    Ok(())
+}
+
+fn check_headers(key: &str, headers: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for (k, v) in headers {
+        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+            || reqwest::header::HeaderValue::from_str(v).is_err()
+        {
+            return Err(invalid(
+                format!("{key}.{k}"),
+                "not a valid HTTP header name/value",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_tls(tls: &TlsConfig) -> Result<(), ConfigError> {
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        return Err(invalid(
+            "prometheus.tls",
+            "cert_file and key_file must be given together",
+        ));
+    }
+    for (name, file) in [
+        ("ca_file", &tls.ca_file),
+        ("cert_file", &tls.cert_file),
+        ("key_file", &tls.key_file),
+    ] {
+        if let Some(f) = file {
+            if !f.is_file() {
+                return Err(invalid(
+                    format!("prometheus.tls.{name}"),
+                    format!("{} does not exist or is not a file", f.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `${env:VAR}` and `${env:VAR:-default}`; returns the name of a missing variable.
+fn substitute_env(text: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("${env:") {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 6..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[pos..]);
+            return Ok(out);
+        };
+        let spec = &after[..end];
+        let (var, default) = match spec.split_once(":-") {
+            Some((v, d)) => (v, Some(d)),
+            None => (spec, None),
+        };
+        match (lookup(var), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(var.to_string()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn default_evaluation_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_prometheus_url() -> String {
+    "http://127.0.0.1:9090".to_string()
+}
+fn default_query_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_max_attempts() -> u32 {
+    4
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+fn default_recent_anomalies() -> usize {
+    500
+}
+fn default_alert_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_repeat_interval() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+fn default_dashboard_url() -> String {
+    "http://127.0.0.1:3000/d/anomaly-detector/anomaly-detector?var-detection={detection}&var-service={service}".to_string()
+}
+fn default_step() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_history() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_series_expiry() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_max_series() -> usize {
+    10_000
+}
+fn default_true() -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "prometheus: {url: 'http://127.0.0.1:9090'}\ndetections:\n  - name: rate\n    query: up\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let c = Config::from_yaml(text, Path::new("t.yaml"), |_| None)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.evaluation_interval, Duration::from_secs(60));
+        assert_eq!(c.server.addr.port(), 9464);
+        let d = &c.detections[0];
+        assert_eq!(d.step, Duration::from_secs(60));
+        assert!(d.alertmanager);
+        assert!(c.alertmanager.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse(&format!("{MINIMAL}    stepp: 1m\n")).unwrap_err().to_string();
+        assert!(err.contains("stepp"), "{err}");
+    }
+
+    #[test]
+    fn undefined_webhook_is_rejected() {
+        let err = parse(&format!("{MINIMAL}    webhooks: [ops]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("detections[0].webhooks") && err.contains("ops"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_detection_is_rejected() {
+        let text = format!("{MINIMAL}  - name: rate\n    query: up\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("detections[1].name"), "{err}");
+    }
+
+    #[test]
+    fn bad_url_is_rejected() {
+        let err = parse("prometheus: {url: 'localhost:9090'}\ndetections: [{name: a, query: up}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prometheus.url"), "{err}");
+    }
+
+    #[test]
+    fn too_many_points_is_rejected() {
+        let err = parse(&format!("{MINIMAL}    step: 1s\n    history: 1d\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("11000"), "{err}");
+    }
+
+    #[test]
+    fn env_substitution_and_missing_var() {
+        let text = "prometheus: {url: '${env:P_URL:-http://127.0.0.1:1}'}\nwebhooks: [{name: w, url: 'http://127.0.0.1:2', secret: '${env:SECRET}'}]\ndetections: [{name: a, query: up, webhooks: [w]}]\n";
+        let c = Config::from_yaml(text, Path::new("t.yaml"), |v| {
+            (v == "SECRET").then(|| "s3cret".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.prometheus.url, "http://127.0.0.1:1");
+        assert_eq!(c.webhooks[0].secret, Some(Secret("s3cret".into())));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let err = Config::from_yaml(text, Path::new("t.yaml"), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SECRET is not set"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_apply() {
+        let mut c = parse(MINIMAL).unwrap();
+        c.apply_env(|v| match v {
+            ENV_PROMETHEUS_URL => Some("http://10.0.0.1:9090".into()),
+            ENV_ALERTMANAGER_URL => Some("http://127.0.0.1:9093".into()),
+            ENV_DETECTOR_ADDR => Some("127.0.0.1:1234".into()),
+            _ => None,
+        });
+        c.validate().unwrap();
+        assert_eq!(c.prometheus.url, "http://10.0.0.1:9090");
+        assert_eq!(c.alertmanager.unwrap().url, "http://127.0.0.1:9093");
+        assert_eq!(c.server.addr.port(), 1234);
+    }
+
+    #[test]
+    fn bad_detector_addr_is_named() {
+        let mut c = parse(MINIMAL).unwrap();
+        c.apply_env(|v| (v == ENV_DETECTOR_ADDR).then(|| "nope".to_string()));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("DETECTOR_ADDR"), "{err}");
+    }
+}
