@@ -1,0 +1,380 @@
+//! HTTP plumbing shared by the three services: the server middleware (semconv server span with
+//! W3C trace-context extraction, `http.server.*` metrics, fault injection), `/health`, `/ready`,
+//! the JSON error body, and the traced HTTP client (client span, `traceparent` injection,
+//! `http.client.request.duration`).
+//!
+//! Tests: `tests/handlers.rs` (status codes, fault rates) and `tests/otlp.rs` (spans, metrics).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry::KeyValue;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::faults::{burn_cpu, Faults};
+use crate::metrics::{HttpClientMetrics, HttpServerMetrics};
+use crate::Service;
+
+/// Readiness flag shared by the services of one process: false until telemetry is set up and
+/// again once draining starts.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// A flag that starts not ready.
+    pub fn new() -> Self {
+        Readiness::default()
+    }
+
+    /// Sets the flag.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
+    }
+
+    /// Reads the flag.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What the server middleware needs for one service.
+#[derive(Clone, Debug)]
+pub struct ServerCtx {
+    /// The service the router belongs to.
+    pub service: Service,
+    /// Its HTTP server instruments.
+    pub metrics: HttpServerMetrics,
+    /// Its fault state.
+    pub faults: Faults,
+    /// The process readiness flag.
+    pub ready: Readiness,
+}
+
+/// Adds `/health`, `/ready`, `/admin/faults`, a JSON 404 fallback and the tracking middleware
+/// to a service's routes.
+pub fn finish_router(routes: Router, ctx: ServerCtx) -> Router {
+    let ready = ctx.ready.clone();
+    routes
+        .merge(ctx.faults.router())
+        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/ready",
+            get(move || {
+                let ready = ready.is_ready();
+                async move {
+                    let (code, status) = if ready {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    };
+                    (code, Json(serde_json::json!({"status": status, "ready": ready})))
+                }
+            }),
+        )
+        .fallback(|req: Request| async move {
+            error_response(StatusCode::NOT_FOUND, format!("no route for {} {}", req.method(), req.uri().path()))
+        })
+        .layer(middleware::from_fn_with_state(Arc::new(ctx), track))
+}
+
+/// A JSON error body `{"error": message}` with `status`.
+pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({"error": message.into()}))).into_response()
+}
+
+/// The semconv `http.request.method` value: known methods as is, others `_OTHER`.
+pub fn semconv_method(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// Links `span` to the W3C trace context in `headers` (if any) and records its trace id in the
+/// span's `trace_id` field so log lines inside it carry the id.
+fn adopt_remote_parent(span: &tracing::Span, headers: &HeaderMap) {
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let _ = span.set_parent(parent);
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        span.record("trace_id", tracing::field::display(sc.trace_id()));
+    }
+}
+
+async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = semconv_method(req.method());
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let span_name = match &route {
+        Some(r) => format!("{method} {r}"),
+        None => method.to_string(),
+    };
+    let user_agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = %span_name,
+        otel.kind = "server",
+        demo.service = ctx.service.service_name(),
+        http.request.method = method,
+        http.route = Empty,
+        url.path = %req.uri().path(),
+        url.scheme = "http",
+        network.protocol.version = ?req.version(),
+        user_agent.original = %user_agent,
+        http.response.status_code = Empty,
+        error.type = Empty,
+        trace_id = Empty,
+    );
+    if let Some(r) = &route {
+        span.record("http.route", r.as_str());
+    }
+    adopt_remote_parent(&span, req.headers());
+
+    let active_attrs = [KeyValue::new("http.request.method", method), KeyValue::new("url.scheme", "http")];
+    ctx.metrics.active.add(1, &active_attrs);
+
+    let fault = route.as_deref().and_then(|r| ctx.faults.decide(r));
+    let faults = ctx.faults.clone();
+    let response = async move {
+        if let Some(f) = fault {
+            if !f.delay.is_zero() {
+                tracing::info!(delay_ms = f.delay.as_millis() as u64, "fault injected: latency");
+                tokio::time::sleep(f.delay).await;
+            }
+            if !f.cpu_burn.is_zero() {
+                tracing::info!(cpu_burn_ms = f.cpu_burn.as_millis() as u64, "fault injected: cpu burn");
+                burn_cpu(f.cpu_burn).await;
+            }
+            faults.leak(f.leak_bytes);
+            if f.fail {
+                tracing::warn!("fault injected: error");
+                return error_response(StatusCode::INTERNAL_SERVER_ERROR, "injected fault (see GET /admin/faults)");
+            }
+        }
+        next.run(req).await
+    }
+    .instrument(span.clone())
+    .await;
+
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    let mut attrs = Vec::with_capacity(5);
+    attrs.push(KeyValue::new("http.request.method", method));
+    if let Some(r) = route {
+        attrs.push(KeyValue::new("http.route", r));
+    }
+    attrs.push(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
+    attrs.push(KeyValue::new("url.scheme", "http"));
+    if status.is_server_error() {
+        span.record("error.type", status.as_str());
+        span.set_status(Status::error(format!("HTTP {}", status.as_u16())));
+        attrs.push(KeyValue::new("error.type", status.as_str().to_owned()));
+    }
+    ctx.metrics.duration.record(start.elapsed().as_secs_f64(), &attrs);
+    ctx.metrics.active.add(-1, &active_attrs);
+    response
+}
+
+/// A downstream service the frontend calls.
+#[derive(Clone, Debug)]
+pub struct Downstream {
+    /// Which service it is (for `peer.service` and error messages).
+    pub service: Service,
+    /// Base URL, e.g. `http://127.0.0.1:8081`.
+    pub base: reqwest::Url,
+}
+
+/// A failed downstream call.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Connection refused, timeout, ...
+    #[error("{service} unreachable at {url}: {source}")]
+    Transport {
+        /// The callee.
+        service: &'static str,
+        /// The URL called.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The callee answered with a non-success status.
+    #[error("{service} answered {status}: {message}")]
+    Status {
+        /// The callee.
+        service: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The callee's error message.
+        message: String,
+    },
+    /// The callee's success body did not parse.
+    #[error("{service} sent an unexpected body: {source}")]
+    Decode {
+        /// The callee.
+        service: &'static str,
+        /// The parse error.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// Timeout of one downstream call.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An HTTP client whose calls are client spans with W3C trace-context propagation.
+#[derive(Clone, Debug)]
+pub struct TracedClient {
+    client: reqwest::Client,
+    metrics: HttpClientMetrics,
+    caller: Service,
+}
+
+impl TracedClient {
+    /// A client for `caller`'s outgoing calls.
+    ///
+    /// # Errors
+    /// When the TLS backend cannot be initialised.
+    pub fn new(caller: Service, metrics: HttpClientMetrics) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(CLIENT_TIMEOUT)
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(TracedClient { client, metrics, caller })
+    }
+
+    /// POSTs `body` as JSON to `path` on `to` and parses the JSON answer.
+    ///
+    /// # Errors
+    /// [`CallError`] on transport failure, a non-2xx status (with the callee's message) or an
+    /// unparsable body.
+    pub async fn post_json<B: Serialize, R: DeserializeOwned>(
+        &self,
+        to: &Downstream,
+        path: &str,
+        body: &B,
+    ) -> Result<R, CallError> {
+        let service = to.service.service_name();
+        let url = to.base.join(path).map_or_else(|_| format!("{}{}", to.base, path), |u| u.to_string());
+        let host = to.base.host_str().unwrap_or("").to_owned();
+        let port = i64::from(to.base.port_or_known_default().unwrap_or(80));
+        let span = tracing::info_span!(
+            "http.client",
+            otel.name = "POST",
+            otel.kind = "client",
+            demo.service = self.caller.service_name(),
+            http.request.method = "POST",
+            server.address = %host,
+            server.port = port,
+            url.full = %url,
+            peer.service = service,
+            http.response.status_code = Empty,
+            error.type = Empty,
+        );
+        let mut headers = HeaderMap::new();
+        let cx = span.context();
+        opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(&mut headers)));
+
+        let start = Instant::now();
+        let result = async {
+            let resp = self
+                .client
+                .post(&url)
+                .headers(headers)
+                .json(body)
+                .send()
+                .await
+                .map_err(|source| CallError::Transport { service, url: url.clone(), source })?;
+            let status = resp.status();
+            tracing::Span::current().record("http.response.status_code", status.as_u16());
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                let message = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                    .unwrap_or(text);
+                return Err(CallError::Status { service, status: status.as_u16(), message });
+            }
+            resp.json::<R>().await.map_err(|source| CallError::Decode { service, source })
+        }
+        .instrument(span.clone())
+        .await;
+
+        let mut attrs = vec![
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("server.address", host),
+            KeyValue::new("server.port", port),
+        ];
+        match &result {
+            Ok(_) => attrs.push(KeyValue::new("http.response.status_code", 200_i64)),
+            Err(CallError::Status { status, .. }) => {
+                attrs.push(KeyValue::new("http.response.status_code", i64::from(*status)));
+                if *status >= 500 {
+                    attrs.push(KeyValue::new("error.type", status.to_string()));
+                    span.record("error.type", status.to_string());
+                    span.set_status(Status::error(format!("HTTP {status}")));
+                }
+            }
+            Err(e) => {
+                let kind = if matches!(e, CallError::Transport { source, .. } if source.is_timeout()) {
+                    "timeout"
+                } else {
+                    "transport"
+                };
+                attrs.push(KeyValue::new("error.type", kind));
+                span.record("error.type", kind);
+                span.set_status(Status::error(e.to_string()));
+            }
+        }
+        self.metrics.duration.record(start.elapsed().as_secs_f64(), &attrs);
+        result
+    }
+}

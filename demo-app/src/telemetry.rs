@@ -1,0 +1,418 @@
+//! Logging and OpenTelemetry setup.
+//!
+//! * Logs: `tracing-subscriber` with `RUST_LOG` (default `info`, OpenTelemetry and transport
+//!   crates at `warn`), JSON when `LOG_FORMAT=json`. Log lines inside a request carry the
+//!   request span's `trace_id` field, so logs and traces correlate.
+//! * Traces: one `tracing-opentelemetry` layer feeds one batch span processor whose exporter
+//!   ([`ServiceRouter`]) routes every span to the OTLP exporter of the service it belongs to
+//!   (the span's `demo.service` field, removed before export), so each service's spans carry
+//!   their own `service.name` resource although they share one process.
+//! * Metrics: one `SdkMeterProvider` (own resource, periodic OTLP exporter) per service.
+//! * Configuration by the standard variables: `OTEL_EXPORTER_OTLP_ENDPOINT` (default
+//!   `http://127.0.0.1:4317`), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` default, `http/protobuf`,
+//!   `http/json`), `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_RESOURCE_ATTRIBUTES`,
+//!   `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_BSP_*`, and `OTEL_SDK_DISABLED=true` (no export at all).
+//!
+//! Tests: `cargo test -p demo-app telemetry` and the end-to-end `tests/otlp.rs`.
+
+use std::time::Duration;
+
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::Service;
+
+/// Span field naming the service a span belongs to; used for routing, not exported.
+pub const SERVICE_FIELD: &str = "demo.service";
+
+/// Default `RUST_LOG` directives.
+pub const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn";
+
+/// Which spans become OpenTelemetry spans: ours, never the exporter's own transport.
+const OTEL_FILTER: &str = "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off";
+
+/// Default OTLP gRPC endpoint when no `OTEL_EXPORTER_OTLP_*ENDPOINT` variable is set.
+pub const DEFAULT_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
+/// Default OTLP HTTP base when no endpoint variable is set and the protocol is HTTP.
+pub const DEFAULT_HTTP_ENDPOINT: &str = "http://127.0.0.1:4318";
+
+/// Telemetry setup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` has a value we do not support.
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL={0:?} is not supported: use grpc, http/protobuf or http/json")]
+    Protocol(String),
+    /// The OTLP exporter could not be built (bad endpoint, headers, ...).
+    #[error("cannot build the OTLP exporter (check OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS): {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// A global `tracing` subscriber was already installed.
+    #[error("cannot install the log subscriber: {0}")]
+    Subscriber(#[from] tracing_subscriber::util::TryInitError),
+}
+
+/// Options for [`init`].
+#[derive(Debug, Clone)]
+pub struct TelemetryOptions {
+    /// The services this process runs.
+    pub services: Vec<Service>,
+    /// Emit JSON log lines.
+    pub log_json: bool,
+    /// Export traces and metrics over OTLP (false when `OTEL_SDK_DISABLED=true`).
+    pub export: bool,
+}
+
+impl TelemetryOptions {
+    /// Options from the environment: `LOG_FORMAT=json`, `OTEL_SDK_DISABLED`.
+    pub fn from_env(services: Vec<Service>) -> Self {
+        TelemetryOptions {
+            services,
+            log_json: std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")),
+            export: !sdk_disabled(),
+        }
+    }
+}
+
+/// True when `OTEL_SDK_DISABLED` is `true` (case-insensitive).
+pub fn sdk_disabled() -> bool {
+    std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The installed telemetry; call [`Telemetry::shutdown`] to flush before exit.
+#[derive(Debug)]
+pub struct Telemetry {
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_providers: Vec<(Service, SdkMeterProvider)>,
+}
+
+impl Telemetry {
+    /// The meter of `service` (a meter of a reader-less provider when export is off).
+    pub fn meter(&self, service: Service) -> Meter {
+        self.meter_providers
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, p)| p.meter("demo-app"))
+            .unwrap_or_else(|| opentelemetry::global::meter("demo-app"))
+    }
+
+    /// True when traces and metrics are exported.
+    pub fn exporting(&self) -> bool {
+        self.tracer_provider.is_some()
+    }
+
+    /// Flushes and stops every provider (blocking; run it off the async workers).
+    ///
+    /// # Errors
+    /// The first provider error; the others are still shut down.
+    pub fn shutdown(self) -> OTelSdkResult {
+        let mut first = Ok(());
+        if let Some(tp) = self.tracer_provider {
+            if let Err(e) = tp.shutdown() {
+                first = Err(e);
+            }
+        }
+        for (_, mp) in self.meter_providers {
+            if let Err(e) = mp.shutdown() {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Transport {
+    Grpc,
+    Http(Protocol),
+}
+
+fn transport_from_env() -> Result<Transport, TelemetryError> {
+    match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL") {
+        Err(_) => Ok(Transport::Grpc),
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "grpc" => Ok(Transport::Grpc),
+            "http/protobuf" => Ok(Transport::Http(Protocol::HttpBinary)),
+            "http/json" => Ok(Transport::Http(Protocol::HttpJson)),
+            _ => Err(TelemetryError::Protocol(v)),
+        },
+    }
+}
+
+/// The endpoint to set programmatically, only when the environment names none (a programmatic
+/// endpoint would override the environment).
+fn default_endpoint(transport: Transport, signal: &str) -> Option<String> {
+    let env_set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+    let signal_var = format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", signal.to_ascii_uppercase());
+    if env_set("OTEL_EXPORTER_OTLP_ENDPOINT") || env_set(&signal_var) {
+        return None;
+    }
+    Some(match transport {
+        Transport::Grpc => DEFAULT_GRPC_ENDPOINT.to_string(),
+        Transport::Http(_) => format!("{DEFAULT_HTTP_ENDPOINT}/v1/{signal}"),
+    })
+}
+
+fn span_exporter(transport: Transport) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    let endpoint = default_endpoint(transport, "traces");
+    let exporter = match transport {
+        Transport::Grpc => {
+            let b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+            match endpoint {
+                Some(e) => b.with_endpoint(e).build()?,
+                None => b.build()?,
+            }
+        }
+        Transport::Http(p) => {
+            let b = opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(p);
+            match endpoint {
+                Some(e) => b.with_endpoint(e).build()?,
+                None => b.build()?,
+            }
+        }
+    };
+    Ok(exporter)
+}
+
+fn metric_exporter(transport: Transport) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+    let endpoint = default_endpoint(transport, "metrics");
+    let exporter = match transport {
+        Transport::Grpc => {
+            let b = opentelemetry_otlp::MetricExporter::builder().with_tonic();
+            match endpoint {
+                Some(e) => b.with_endpoint(e).build()?,
+                None => b.build()?,
+            }
+        }
+        Transport::Http(p) => {
+            let b = opentelemetry_otlp::MetricExporter::builder().with_http().with_protocol(p);
+            match endpoint {
+                Some(e) => b.with_endpoint(e).build()?,
+                None => b.build()?,
+            }
+        }
+    };
+    Ok(exporter)
+}
+
+/// The resource of `service`: `OTEL_RESOURCE_ATTRIBUTES`, then `service.name` (from
+/// `OTEL_SERVICE_NAME` only when the process runs a single service), `service.namespace=demo`,
+/// `service.instance.id` (host and pid).
+pub fn resource_for(service: Service, single: bool) -> Resource {
+    let name = match std::env::var("OTEL_SERVICE_NAME") {
+        Ok(n) if single && !n.trim().is_empty() => n,
+        _ => service.service_name().to_string(),
+    };
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    Resource::builder()
+        .with_service_name(name)
+        .with_attributes([
+            KeyValue::new("service.namespace", "demo"),
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("service.instance.id", format!("{host}-{}-{}", std::process::id(), service.service_name())),
+        ])
+        .build()
+}
+
+/// A span exporter that sends each span to the exporter of its service (by the
+/// [`SERVICE_FIELD`] attribute, removed on the way; spans without it go to the first route).
+#[derive(Debug)]
+pub struct ServiceRouter<E> {
+    routes: Vec<(Service, E)>,
+}
+
+impl<E: SpanExporter> ServiceRouter<E> {
+    /// Routes to `routes`; each exporter must already carry its service's resource.
+    pub fn new(routes: Vec<(Service, E)>) -> Self {
+        ServiceRouter { routes }
+    }
+
+    fn partition(&self, batch: Vec<SpanData>) -> Vec<Vec<SpanData>> {
+        let mut parts: Vec<Vec<SpanData>> = self.routes.iter().map(|_| Vec::new()).collect();
+        for mut span in batch {
+            let mut idx = 0;
+            if let Some(pos) = span.attributes.iter().position(|kv| kv.key.as_str() == SERVICE_FIELD) {
+                let kv = span.attributes.swap_remove(pos);
+                if let Value::String(name) = &kv.value {
+                    if let Some(i) = Service::from_service_name(name.as_str())
+                        .and_then(|s| self.routes.iter().position(|(r, _)| *r == s))
+                    {
+                        idx = i;
+                    }
+                }
+            }
+            if let Some(part) = parts.get_mut(idx) {
+                part.push(span);
+            }
+        }
+        parts
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for ServiceRouter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let mut result = Ok(());
+        for (part, (_, exporter)) in self.partition(batch).into_iter().zip(&self.routes) {
+            if part.is_empty() {
+                continue;
+            }
+            if let Err(e) = exporter.export(part).await {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let mut result = Ok(());
+        for (_, e) in &self.routes {
+            if let Err(err) = e.shutdown_with_timeout(timeout) {
+                result = Err(err);
+            }
+        }
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.routes.iter().try_for_each(|(_, e)| e.force_flush())
+    }
+
+    fn set_resource(&mut self, _resource: &Resource) {
+        // Each route keeps the resource of its own service.
+    }
+}
+
+/// Installs the global log subscriber, the W3C trace-context propagator and, unless export is
+/// off, the OTLP trace and metric pipelines. Must run inside a Tokio runtime (the gRPC
+/// exporter needs one).
+///
+/// # Errors
+/// [`TelemetryError`] for a bad protocol/endpoint or a second installation.
+pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let single = opts.services.len() == 1;
+
+    let mut telemetry = Telemetry { tracer_provider: None, meter_providers: Vec::new() };
+    let mut otel_layer = None;
+    if opts.export {
+        let transport = transport_from_env()?;
+        let mut routes = Vec::new();
+        for &s in &opts.services {
+            let resource = resource_for(s, single);
+            let mut exporter = span_exporter(transport)?;
+            exporter.set_resource(&resource);
+            routes.push((s, exporter));
+            let mp = SdkMeterProvider::builder()
+                .with_resource(resource)
+                .with_periodic_exporter(metric_exporter(transport)?)
+                .build();
+            telemetry.meter_providers.push((s, mp));
+        }
+        let tp = SdkTracerProvider::builder()
+            .with_batch_exporter(ServiceRouter::new(routes))
+            .build();
+        let tracer = tp.tracer("demo-app");
+        otel_layer = Some(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(EnvFilter::new(OTEL_FILTER)),
+        );
+        telemetry.tracer_provider = Some(tp);
+    } else {
+        for &s in &opts.services {
+            telemetry.meter_providers.push((s, SdkMeterProvider::builder().build()));
+        }
+    }
+
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let fmt_layer: Box<dyn Layer<Registry> + Send + Sync> = if opts.log_json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_filter(log_filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_filter(log_filter).boxed()
+    };
+    tracing_subscriber::registry().with(fmt_layer).with(otel_layer).try_init()?;
+    Ok(telemetry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceFlags, TraceState};
+    use opentelemetry::InstrumentationScope;
+    use opentelemetry_sdk::error::OTelSdkError;
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
+
+    #[derive(Debug, Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Capture {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.lock().map_err(|e| OTelSdkError::InternalFailure(e.to_string()))?.extend(batch);
+            Ok(())
+        }
+    }
+
+    fn span(service: Option<&'static str>) -> SpanData {
+        let mut attributes = vec![KeyValue::new("http.route", "/x")];
+        if let Some(s) = service {
+            attributes.push(KeyValue::new(SERVICE_FIELD, s));
+        }
+        SpanData {
+            span_context: SpanContext::new(
+                opentelemetry::trace::TraceId::from(1u128),
+                opentelemetry::trace::SpanId::from(1u64),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: opentelemetry::trace::SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Server,
+            name: "s".into(),
+            start_time: SystemTime::now(),
+            end_time: SystemTime::now(),
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("t").build(),
+        }
+    }
+
+    #[tokio::test]
+    async fn router_routes_by_service_and_strips_the_field() {
+        let (front, inv) = (Capture::default(), Capture::default());
+        let router = ServiceRouter::new(vec![(Service::Frontend, front.clone()), (Service::Inventory, inv.clone())]);
+        router
+            .export(vec![span(Some("demo-inventory")), span(None), span(Some("demo-frontend")), span(Some("demo-payment"))])
+            .await
+            .unwrap();
+        let front = front.0.lock().unwrap();
+        let inv = inv.0.lock().unwrap();
+        assert_eq!(inv.len(), 1);
+        // Unmarked spans and spans of services without a route go to the first route.
+        assert_eq!(front.len(), 3);
+        for s in front.iter().chain(inv.iter()) {
+            assert!(s.attributes.iter().all(|kv| kv.key.as_str() != SERVICE_FIELD));
+            assert_eq!(s.attributes.len(), 1);
+        }
+    }
+}
