@@ -5,7 +5,8 @@
 //! - [`pipeline`]: the data type that flows ([`pipeline::Telemetry`]), the [`pipeline::Consumer`]
 //!   trait every stage implements, fan-out, and assembly of the configured graph;
 //! - [`receiver`], [`processor`], [`exporter`], [`connector`], [`extension`]: the components;
-//! - [`telemetry`]: the collector's own metrics (`otelcol_*`) served on :8888.
+//! - [`telemetry`]: the collector's own metrics (`otelcol_*`) served on :8888;
+//! - [`translate`]: OTLP metrics → Prometheus series (used by the Prometheus exporters).
 
 pub mod config;
 pub mod connector;
@@ -15,3 +16,4 @@ pub mod pipeline;
 pub mod processor;
 pub mod receiver;
 pub mod telemetry;
+pub mod translate;
