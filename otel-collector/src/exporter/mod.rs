@@ -1,1 +1,246 @@
-//! exporter components (being written).
+//! Exporters: where pipelines deliver data, and the registry that builds them from config.
+//!
+//! Kinds: `otlp` (gRPC), `otlphttp`, `debug`, `file`. The network exporters sit behind a bounded
+//! `sending_queue` with `retry_on_failure` ([`queue`], [`retry`]); `file` has its own bounded
+//! writer queue; `debug` logs synchronously. Every exporter counts `otelcol_exporter_*` items per
+//! signal.
+//!
+//! The service parses each `exporters.<id>` value with [`ExporterConfig::parse`], checks it with
+//! [`ExporterConfig::validate`], and starts each id once with [`start`]; every pipeline naming the
+//! id feeds the same [`RunningExporter::consumer`].
+//!
+//! Tests: `cargo test -p otel-collector exporter` and `tests/export_*.rs`.
+
+pub mod debug;
+pub mod file;
+pub mod otlp;
+pub mod otlp_common;
+pub mod otlphttp;
+pub mod queue;
+pub mod retry;
+
+use crate::config::ComponentConfigError;
+use crate::pipeline::{SharedConsumer, Shutdown, Signal, StartContext};
+use std::sync::Arc;
+
+/// Typed config of one exporter, chosen by the component type (the part of the id before '/').
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExporterConfig {
+    /// `otlp`: OTLP over gRPC.
+    Otlp(otlp::OtlpExporterConfig),
+    /// `otlphttp`: OTLP over HTTP (protobuf or JSON).
+    OtlpHttp(otlphttp::OtlpHttpExporterConfig),
+    /// `debug`: logs what passes.
+    Debug(debug::DebugExporterConfig),
+    /// `file`: OTLP JSON lines into a file.
+    File(file::FileExporterConfig),
+}
+
+/// Why an exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    /// A setting that only fails when used (unreadable TLS file, ...).
+    #[error("exporter {id}: {source}")]
+    Config {
+        /// Exporter id.
+        id: String,
+        /// What is wrong, with the key path.
+        source: ComponentConfigError,
+    },
+    /// An I/O failure at start (cannot create the output file, ...).
+    #[error("exporter {id}: {what}: {source}")]
+    Io {
+        /// Exporter id.
+        id: String,
+        /// What was attempted.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A started exporter: the consumer pipelines feed, and its shutdown handle.
+#[derive(Clone)]
+pub struct RunningExporter {
+    /// Feed batches here; refuses (never blocks) when the exporter's queue is full.
+    pub consumer: SharedConsumer,
+    /// Drains the queue and stops the exporter by a deadline.
+    pub lifecycle: Arc<dyn Shutdown>,
+}
+
+impl std::fmt::Debug for RunningExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningExporter").finish_non_exhaustive()
+    }
+}
+
+fn parse_as<T: serde::de::DeserializeOwned>(
+    value: serde_yaml::Value,
+) -> Result<T, ComponentConfigError> {
+    // An exporter written as `debug:` with no body is YAML null: use the defaults.
+    let value = if value.is_null() {
+        serde_yaml::Value::Mapping(Default::default())
+    } else {
+        value
+    };
+    serde_path_to_error::deserialize(value).map_err(ComponentConfigError::from_serde)
+}
+
+impl ExporterConfig {
+    /// Every exporter type name we implement (for "unknown type" errors that list them).
+    pub const KINDS: &'static [&'static str] = &["otlp", "otlphttp", "debug", "file"];
+
+    /// Parses the YAML value of `exporters.<id>`; `kind` is the type part of the id.
+    ///
+    /// # Errors
+    /// Unknown kind (listing the known ones), unknown key or wrong type, naming the key path.
+    pub fn parse(kind: &str, value: serde_yaml::Value) -> Result<Self, ComponentConfigError> {
+        Ok(match kind {
+            "otlp" => ExporterConfig::Otlp(parse_as(value)?),
+            "otlphttp" => ExporterConfig::OtlpHttp(parse_as(value)?),
+            "debug" => ExporterConfig::Debug(parse_as(value)?),
+            "file" => ExporterConfig::File(parse_as(value)?),
+            other => {
+                return Err(ComponentConfigError::new(
+                    "",
+                    format!(
+                        "unknown exporter type {other:?}; known types: {}",
+                        Self::KINDS.join(", ")
+                    ),
+                ))
+            }
+        })
+    }
+
+    /// Signals this exporter accepts.
+    pub fn signals(&self) -> &'static [Signal] {
+        &Signal::ALL
+    }
+
+    /// Checks values serde cannot (endpoint syntax, durations > 0, ...), naming the key.
+    ///
+    /// # Errors
+    /// The key path inside the component and the fix.
+    pub fn validate(&self) -> Result<(), ComponentConfigError> {
+        match self {
+            ExporterConfig::Otlp(c) => c.validate(),
+            ExporterConfig::OtlpHttp(c) => c.validate(),
+            ExporterConfig::Debug(c) => c.validate(),
+            ExporterConfig::File(c) => c.validate(),
+        }
+    }
+}
+
+/// Starts an exporter: spawns its queue consumers / writer, returns the consumer to feed.
+///
+/// Must run inside a tokio runtime.
+///
+/// # Errors
+/// Settings that fail only when used (unreadable TLS files, an output file that cannot be created).
+pub async fn start(
+    id: &str,
+    config: &ExporterConfig,
+    ctx: &StartContext,
+) -> Result<RunningExporter, ExporterError> {
+    let cfg_err = |source| ExporterError::Config {
+        id: id.to_string(),
+        source,
+    };
+    let metrics = queue::ExporterMetrics::new(id);
+    Ok(match config {
+        ExporterConfig::Otlp(c) => {
+            let exp = otlp::OtlpGrpc::new(c).map_err(cfg_err)?;
+            let q = queue::QueuedExporter::start(
+                id,
+                exp,
+                &c.sending_queue,
+                c.retry_on_failure.clone(),
+                metrics,
+                ctx.health.clone(),
+            );
+            RunningExporter {
+                consumer: q.clone(),
+                lifecycle: q,
+            }
+        }
+        ExporterConfig::OtlpHttp(c) => {
+            let exp = otlphttp::OtlpHttp::new(c).map_err(cfg_err)?;
+            let q = queue::QueuedExporter::start(
+                id,
+                exp,
+                &c.sending_queue,
+                c.retry_on_failure.clone(),
+                metrics,
+                ctx.health.clone(),
+            );
+            RunningExporter {
+                consumer: q.clone(),
+                lifecycle: q,
+            }
+        }
+        ExporterConfig::Debug(c) => {
+            let d = Arc::new(debug::DebugExporter::new(id, c, metrics));
+            RunningExporter {
+                consumer: d.clone(),
+                lifecycle: d,
+            }
+        }
+        ExporterConfig::File(c) => {
+            let f = Arc::new(file::FileExporter::start(id, c, metrics).map_err(|source| {
+                ExporterError::Io {
+                    id: id.to_string(),
+                    what: format!("opening {:?}", c.path),
+                    source,
+                }
+            })?);
+            RunningExporter {
+                consumer: f.clone(),
+                lifecycle: f,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(s: &str) -> serde_yaml::Value {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn unknown_kind_lists_known_ones() {
+        let e = ExporterConfig::parse("kafka", yaml("{}")).unwrap_err();
+        assert!(e.message.contains("otlphttp"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_names_the_path() {
+        let e = ExporterConfig::parse(
+            "otlp",
+            yaml("endpoint: a:1\nsending_queue: {queue_sise: 5}"),
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "sending_queue.queue_sise", "{e}");
+        assert!(e.message.contains("queue_sise"), "{e}");
+        let e = ExporterConfig::parse("otlp", yaml("endpoint: a:1\ntimeout: soon")).unwrap_err();
+        assert_eq!(e.path, "timeout", "{e}");
+    }
+
+    #[test]
+    fn null_body_gets_defaults() {
+        let c = ExporterConfig::parse("debug", serde_yaml::Value::Null).unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn validate_reaches_nested_blocks() {
+        let c = ExporterConfig::parse(
+            "otlphttp",
+            yaml("endpoint: http://a:4318\nsending_queue: {num_consumers: 0}"),
+        )
+        .unwrap();
+        assert_eq!(c.validate().unwrap_err().path, "sending_queue.num_consumers");
+    }
+}

@@ -1,1 +1,155 @@
-//! extension components (being written).
+//! Extensions: `health_check`, and the collector's own-metrics server (:8888 `/metrics`).
+//!
+//! - [`health`]: the shared [`health::HealthState`] (service phase, full exporter queues);
+//! - [`health_check`]: the `health_check` extension's HTTP probe (200 when ready, 503 otherwise);
+//! - [`metrics_server`]: serves [`crate::telemetry::SelfMetrics`] plus process gauges
+//!   (`otelcol_process_memory_rss`, `otelcol_process_cpu_seconds`, `otelcol_process_uptime`) on
+//!   the `service.telemetry.metrics` address; the service starts it, it is not listed under
+//!   `extensions`.
+//!
+//! Tests: `cargo test -p otel-collector extension` and `tests/export_health.rs`.
+
+pub mod health;
+pub mod health_check;
+pub mod metrics_server;
+
+use crate::config::ComponentConfigError;
+use crate::pipeline::{Shutdown, ShutdownFuture, StartContext};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Typed config of one extension, chosen by its type name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExtensionConfig {
+    /// `health_check`: readiness probe over HTTP.
+    HealthCheck(health_check::HealthCheckConfig),
+}
+
+/// Why an extension could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtensionError {
+    /// The listen address cannot be bound (in use, not local, bad host).
+    #[error("{id}: cannot listen on {endpoint}: {source}; choose a free port or another address")]
+    Bind {
+        /// Extension id (or `service.telemetry` for the metrics server).
+        id: String,
+        /// The configured address.
+        endpoint: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A started extension (or the metrics server): where it listens and how to stop it.
+#[derive(Clone)]
+pub struct RunningExtension {
+    /// The address actually bound (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// Stops the server.
+    pub lifecycle: Arc<dyn Shutdown>,
+}
+
+impl std::fmt::Debug for RunningExtension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningExtension")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExtensionConfig {
+    /// Every extension type name we implement.
+    pub const KINDS: &'static [&'static str] = &["health_check"];
+
+    /// Parses the YAML value of `extensions.<id>`; `kind` is the type part of the id.
+    ///
+    /// # Errors
+    /// Unknown kind (listing the known ones), unknown key or wrong type, naming the key path.
+    pub fn parse(kind: &str, value: serde_yaml::Value) -> Result<Self, ComponentConfigError> {
+        let value = if value.is_null() {
+            serde_yaml::Value::Mapping(Default::default())
+        } else {
+            value
+        };
+        match kind {
+            "health_check" => Ok(ExtensionConfig::HealthCheck(
+                serde_path_to_error::deserialize(value).map_err(ComponentConfigError::from_serde)?,
+            )),
+            other => Err(ComponentConfigError::new(
+                "",
+                format!(
+                    "unknown extension type {other:?}; known types: {}",
+                    Self::KINDS.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Checks values serde cannot, naming the key.
+    ///
+    /// # Errors
+    /// The key path and the fix.
+    pub fn validate(&self) -> Result<(), ComponentConfigError> {
+        match self {
+            ExtensionConfig::HealthCheck(c) => c.validate(),
+        }
+    }
+}
+
+/// Starts extension `id` (binds its listener before returning).
+///
+/// # Errors
+/// The listen address cannot be bound.
+pub async fn start(
+    id: &str,
+    config: &ExtensionConfig,
+    ctx: &StartContext,
+) -> Result<RunningExtension, ExtensionError> {
+    match config {
+        ExtensionConfig::HealthCheck(c) => health_check::start(id, c, ctx.health.clone()).await,
+    }
+}
+
+/// A server task that stops on its own token (and on the service's) and is awaited on shutdown.
+pub(crate) struct ServerHandle {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl ServerHandle {
+    pub(crate) fn new(
+        stop: tokio_util::sync::CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        ServerHandle {
+            stop,
+            task: tokio::sync::Mutex::new(Some(task)),
+        }
+    }
+}
+
+impl Shutdown for ServerHandle {
+    fn shutdown(&self, deadline: tokio::time::Instant) -> ShutdownFuture<'_> {
+        Box::pin(async move {
+            self.stop.cancel();
+            let task = self.task.lock().await.take();
+            if let Some(t) = task {
+                let abort = t.abort_handle();
+                if tokio::time::timeout_at(deadline, t).await.is_err() {
+                    abort.abort();
+                }
+            }
+        })
+    }
+}
+
+/// Binds `endpoint` (`host:port`; names are resolved).
+pub(crate) async fn bind(id: &str, endpoint: &str) -> Result<tokio::net::TcpListener, ExtensionError> {
+    tokio::net::TcpListener::bind(endpoint)
+        .await
+        .map_err(|source| ExtensionError::Bind {
+            id: id.to_string(),
+            endpoint: endpoint.to_string(),
+            source,
+        })
+}

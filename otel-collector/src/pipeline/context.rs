@@ -1,5 +1,6 @@
 //! [`StartContext`]: what the service hands to every component it starts.
 
+use crate::extension::health::HealthState;
 use tokio_util::sync::CancellationToken;
 
 /// What a component gets when it starts: its id and the service's shutdown token.
@@ -11,6 +12,8 @@ pub struct StartContext {
     pub id: String,
     /// Cancelled when the service shuts down; long-running tasks select on it.
     pub cancel: CancellationToken,
+    /// The service's health (phase, full exporter queues), shared by every component.
+    pub health: HealthState,
 }
 
 impl StartContext {
@@ -19,7 +22,14 @@ impl StartContext {
         StartContext {
             id: id.into(),
             cancel,
+            health: HealthState::new(),
         }
+    }
+
+    /// The same context sharing `health` (the service creates one and hands it to everyone).
+    pub fn with_health(mut self, health: HealthState) -> Self {
+        self.health = health;
+        self
     }
 
     /// The same context for another component id.
