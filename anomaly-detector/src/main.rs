@@ -1,5 +1,155 @@
-//! Placeholder: filled in by its issue.
-fn main() {
-    eprintln!("not implemented yet");
-    std::process::exit(2);
+//! `anomaly-detector --config FILE.yaml` runs the detections on their schedule and serves the
+//! HTTP API; `anomaly-detector backtest --input DIR --output DIR` replays CSV series through the
+//! same model and writes NAB-format scores. See `docs/anomaly-detector.md`.
+//!
+//! Tests: `cargo test -p anomaly-detector` (the live tests start this binary).
+
+use std::path::PathBuf;
+
+use anomaly_detector::backtest::{run_backtest_with, BacktestOptions, ScoreColumn};
+use anomaly_detector::config::Config;
+use anomaly_detector::model::ModelConfig;
+use anomaly_detector::{service, telemetry};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Holt-Winters anomaly detection over Prometheus series, with Alertmanager and webhook alerts.
+#[derive(Parser)]
+#[command(name = "anomaly-detector", version)]
+struct Cli {
+    /// Service configuration (YAML); the shipped one is anomaly-detector/config/detector.yaml.
+    /// PROMETHEUS_URL, ALERTMANAGER_URL and DETECTOR_ADDR override it.
+    #[arg(long, env = "DETECTOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Validate the configuration, print the effective settings and exit.
+    #[arg(long)]
+    check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay CSV series (timestamp,value) and write timestamp,value,anomaly_score per file.
+    Backtest {
+        /// Directory tree (or file) of CSV series.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output directory (mirrors the input tree).
+        #[arg(long)]
+        output: PathBuf,
+        /// YAML file with model settings (the `model:` section of a detection); defaults otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write the raw per-point score instead of the onset score.
+        #[arg(long)]
+        raw_score: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Backtest {
+            input,
+            output,
+            config,
+            raw_score,
+        }) => backtest(input, output, config, raw_score),
+        None => {
+            let path = cli.config.context(
+                "--config FILE.yaml is required (the shipped one is anomaly-detector/config/detector.yaml)",
+            )?;
+            let config = Config::load(&path)?;
+            if cli.check {
+                println!("{config:#?}");
+                eprintln!("{}: configuration is valid", path.display());
+                return Ok(());
+            }
+            let rt = tokio::runtime::Runtime::new().context("cannot start the Tokio runtime")?;
+            rt.block_on(serve(config))
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let telemetry = telemetry::init()?;
+    if telemetry.exporting() {
+        tracing::info!("exporting cycle traces over OTLP");
+    }
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    let result = service::run(config, cancel).await;
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .ok();
+    result?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; Ctrl-C only");
+                    let _ = ctrl_c.await;
+                    cancel.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+    cancel.cancel();
+}
+
+fn backtest(
+    input: PathBuf,
+    output: PathBuf,
+    config: Option<PathBuf>,
+    raw_score: bool,
+) -> anyhow::Result<()> {
+    let model: ModelConfig = match &config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read model settings {}", p.display()))?;
+            serde_yaml::from_str(&text).with_context(|| {
+                format!(
+                    "{}: invalid model settings (keys of a detection's `model:` section)",
+                    p.display()
+                )
+            })?
+        }
+        None => ModelConfig::default(),
+    };
+    let opts = BacktestOptions {
+        score: if raw_score {
+            ScoreColumn::Raw
+        } else {
+            ScoreColumn::Onset
+        },
+        progress: true,
+    };
+    let s = run_backtest_with(&input, &output, &model, &opts)?;
+    eprintln!(
+        "backtest: {} files, {} rows, {} anomalous rows, {} seasonal files, model {:.3}s, wall {:.3}s",
+        s.files,
+        s.rows,
+        s.anomalous_rows,
+        s.seasonal_files,
+        s.model_time.as_secs_f64(),
+        s.wall_time.as_secs_f64()
+    );
+    Ok(())
 }
