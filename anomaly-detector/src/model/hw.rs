@@ -181,11 +181,25 @@ pub struct Fitted {
     pub mae: f64,
 }
 
+/// Grid values within one step of the grid value nearest to `v` (all values without `v`).
+fn near_grid(grid: &[f64], v: Option<f64>) -> &[f64] {
+    let Some(v) = v else {
+        return grid;
+    };
+    let i = grid
+        .iter()
+        .enumerate()
+        .min_by(|a, b| (a.1 - v).abs().total_cmp(&(b.1 - v).abs()))
+        .map_or(0, |(i, _)| i);
+    &grid[i.saturating_sub(1)..(i + 2).min(grid.len())]
+}
+
 /// Fits an additive model (seasonal with `period >= 2`, else non-seasonal) to `y` by grid search
-/// on the mean absolute one-step error. `y` must be gap-filled (finite). Returns `None` when `y`
-/// is too short.
+/// on the mean absolute one-step error. `y` must be gap-filled (finite). With `near` (the previous
+/// fit's parameters) only grid neighbours of those are tried: refits between full fits stay cheap.
+/// Returns `None` when `y` is too short.
 #[must_use]
-pub fn fit(y: &[f64], period: usize, with_trend: bool) -> Option<Fitted> {
+pub fn fit(y: &[f64], period: usize, with_trend: bool, near: Option<&HwParams>) -> Option<Fitted> {
     let seasonal = period >= 2;
     let min_len = if seasonal { 2 * period + 2 } else { 4 };
     if y.len() < min_len {
@@ -194,9 +208,14 @@ pub fn fit(y: &[f64], period: usize, with_trend: bool) -> Option<Fitted> {
     let init = heuristic_init(y, if seasonal { period } else { 0 }, with_trend);
     let burn_in = if seasonal { period } else { 2 }.min(y.len() / 2);
     let betas: &[f64] = if with_trend { &BETAS } else { &[0.0] };
-    let gammas: &[f64] = if seasonal { &GAMMAS } else { &[0.0] };
+    let gammas: &[f64] = if seasonal {
+        near_grid(&GAMMAS, near.and_then(|p| p.gamma))
+    } else {
+        &[0.0]
+    };
+    let alphas = near_grid(&ALPHAS, near.map(|p| p.alpha));
     let mut best: Option<(f64, HwParams, HwState)> = None;
-    for &alpha in &ALPHAS {
+    for &alpha in alphas {
         for &beta in betas {
             for &gamma in gammas {
                 let params = HwParams {
@@ -234,10 +253,10 @@ mod tests {
         let y: Vec<f64> = (0..400)
             .map(|i| 10.0 + 0.01 * i as f64 + 3.0 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin())
             .collect();
-        let fitted = fit(&y, 24, true).expect("long enough");
+        let fitted = fit(&y, 24, true, None).expect("long enough");
         assert!(fitted.mae < 0.05, "mae {}", fitted.mae);
         let next = fitted.state.forecast(&fitted.params);
-        let truth = 10.0 + 0.01 * 400.0 + 3.0 * (0.0f64).sin();
+        let truth = 10.0 + 0.01 * 400.0 + 3.0 * (16.0 / 24.0 * std::f64::consts::TAU).sin();
         assert!((next - truth).abs() < 0.2, "forecast {next} vs {truth}");
     }
 
@@ -258,8 +277,8 @@ mod tests {
 
     #[test]
     fn too_short_series_do_not_fit() {
-        assert!(fit(&[1.0, 2.0], 0, false).is_none());
-        assert!(fit(&[1.0; 10], 24, false).is_none());
-        assert!(fit(&[], 0, true).is_none());
+        assert!(fit(&[1.0, 2.0], 0, false, None).is_none());
+        assert!(fit(&[1.0; 10], 24, false, None).is_none());
+        assert!(fit(&[], 0, true, None).is_none());
     }
 }

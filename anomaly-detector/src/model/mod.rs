@@ -68,11 +68,17 @@ pub struct ModelConfig {
     pub short_window: usize,
     /// Points after a high score in which lower scores are not new onsets (`onset_score`).
     pub suppress_points: usize,
+    /// When > 0, a score is an onset if it exceeds the maximum of earlier scores decayed with
+    /// this half-life (points) instead of the plain maximum over `suppress_points`.
+    pub suppress_halflife: f64,
     /// A score is a new onset only if it exceeds this factor times the highest score of the
     /// last `suppress_points` points.
     pub onset_ratio: f64,
     /// Half-life, in points, of this series' usual surprise (0 = scores are not calibrated).
     pub calib_halflife: f64,
+    /// When in (0, 1): calibrate by dividing by this series' running quantile of surprise
+    /// (adaptation time `calib_halflife`) instead of its mean and spread.
+    pub calib_quantile: f64,
     /// Surprises above this many standard deviations count as this large in the calibration.
     pub calib_clip: f64,
     /// A surprise also seen at the same time of day (or season phase) in the last two days is
@@ -103,8 +109,10 @@ impl Default for ModelConfig {
             scale_clip: 4.0,
             short_window: 6,
             suppress_points: 100,
+            suppress_halflife: 0.0,
             onset_ratio: 1.0,
             calib_halflife: 0.0,
+            calib_quantile: 0.0,
             calib_clip: 10.0,
             repeat_tolerance: 0.0,
             repeat_window: 3,
@@ -226,6 +234,10 @@ pub struct SeriesDetector {
     scale_floor: f64,
     scorer: Scorer,
     over_threshold: usize,
+    /// Refits so far.
+    refits: u32,
+    /// History length at the last season detection.
+    detected_len: usize,
     /// |z| of past points (0 for gaps), same length bound as `history`.
     zhist: VecDeque<f32>,
 }
@@ -249,6 +261,8 @@ impl SeriesDetector {
             calib_halflife: cfg.calib_halflife,
             calib_clip: cfg.calib_clip,
             sig_level: cfg.score_threshold,
+            suppress_halflife: cfg.suppress_halflife,
+            calib_quantile: cfg.calib_quantile,
         });
         Self {
             history: VecDeque::with_capacity(cfg.history_points.min(4096)),
@@ -265,6 +279,8 @@ impl SeriesDetector {
             scorer,
             over_threshold: 0,
             zhist: VecDeque::new(),
+            refits: 0,
+            detected_len: 0,
         }
     }
 
@@ -540,13 +556,23 @@ impl SeriesDetector {
             min_cycles: self.cfg.min_cycles,
             min_acf: self.cfg.min_acf,
         };
-        let period = season::detect_period(&y, self.step_seconds, &bounds).map_or(0, |p| p.0);
+        // season detection is the costly part: redo it while the history grows by a quarter or
+        // more, else every fourth refit; a full parameter search goes with it
+        let full = self.model.is_none() || self.refits % 4 == 0 || y.len() * 4 >= self.detected_len * 5;
+        self.refits = self.refits.wrapping_add(1);
+        let period = if full {
+            self.detected_len = y.len();
+            season::detect_period(&y, self.step_seconds, &bounds).map_or(0, |p| p.0)
+        } else {
+            self.period()
+        };
+        let near = if full { None } else { self.model.as_ref().map(|a| a.params) };
         let fitted = if period >= 2 {
-            hw::fit(&y, period, true).map(|f| (f, ModelKind::SeasonalHoltWinters))
+            hw::fit(&y, period, true, near.as_ref()).map(|f| (f, ModelKind::SeasonalHoltWinters))
         } else {
             None
         }
-        .or_else(|| hw::fit(&y, 0, true).map(|f| (f, ModelKind::NonSeasonal)));
+        .or_else(|| hw::fit(&y, 0, true, near.as_ref()).map(|f| (f, ModelKind::NonSeasonal)));
         let Some((mut f, kind)) = fitted else {
             return;
         };
@@ -637,11 +663,17 @@ fn sanitize(mut c: ModelConfig) -> ModelConfig {
     c.scale_halflife = pos(c.scale_halflife, d.scale_halflife);
     c.scale_clip = pos(c.scale_clip, d.scale_clip);
     c.short_window = c.short_window.max(1);
+    if !(c.suppress_halflife.is_finite() && c.suppress_halflife >= 0.0) {
+        c.suppress_halflife = d.suppress_halflife;
+    }
     c.onset_ratio = pos(c.onset_ratio, d.onset_ratio);
     if !(c.calib_halflife.is_finite() && c.calib_halflife >= 0.0) {
         c.calib_halflife = d.calib_halflife;
     }
     c.calib_clip = pos(c.calib_clip, d.calib_clip);
+    if !(c.calib_quantile.is_finite() && (0.0..1.0).contains(&c.calib_quantile)) {
+        c.calib_quantile = d.calib_quantile;
+    }
     if !(c.repeat_tolerance.is_finite() && c.repeat_tolerance >= 0.0) {
         c.repeat_tolerance = d.repeat_tolerance;
     }

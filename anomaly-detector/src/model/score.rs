@@ -20,6 +20,8 @@ pub(crate) struct ScoreSettings {
     pub(crate) calib_halflife: f64,
     pub(crate) calib_clip: f64,
     pub(crate) sig_level: f64,
+    pub(crate) suppress_halflife: f64,
+    pub(crate) calib_quantile: f64,
 }
 
 /// Streaming scorer state.
@@ -37,6 +39,10 @@ pub(crate) struct Scorer {
     cal_n: u64,
     /// Time and surprise of the last onset at or above `sig_level`.
     last_sig: Option<(u64, f64)>,
+    /// Exponentially decaying maximum of past scores (when `suppress_halflife > 0`).
+    decayed_max: f64,
+    /// Log of the running `calib_quantile` quantile of the combined surprise.
+    log_q: f64,
 }
 
 /// One point's scores.
@@ -62,6 +68,8 @@ impl Scorer {
             cal_sq: 0.0,
             cal_n: 0,
             last_sig: None,
+            decayed_max: 0.0,
+            log_q: f64::NAN,
         }
     }
 
@@ -104,6 +112,9 @@ impl Scorer {
     /// Re-expresses `zc` relative to this series' usual surprise (mean and spread of past
     /// values), so series with heavy-tailed residuals need a larger surprise for the same score.
     fn calibrate(&mut self, zc: f64) -> f64 {
+        if self.s.calib_quantile > 0.0 && self.s.calib_quantile < 1.0 {
+            return self.calibrate_quantile(zc);
+        }
         if self.s.calib_halflife <= 0.0 {
             return zc;
         }
@@ -122,12 +133,34 @@ impl Scorer {
         out.max(0.0)
     }
 
+    /// Divides `zc` by this series' running high quantile of surprise (relative to a Gaussian's),
+    /// tracked by stochastic approximation on the log scale.
+    fn calibrate_quantile(&mut self, zc: f64) -> f64 {
+        let p = self.s.calib_quantile;
+        let gauss_q = normal_quantile_two_sided(p);
+        if self.log_q.is_nan() {
+            self.log_q = gauss_q.ln();
+        }
+        let q = self.log_q.exp();
+        let out = zc * gauss_q / q.max(1e-9);
+        let rate = 1.0 / self.s.calib_halflife.max(10.0) / (1.0 - p);
+        let step = if zc > q { p } else { -(1.0 - p) };
+        self.log_q = (self.log_q + rate * step).clamp(-10.0, 10.0);
+        out
+    }
+
     /// A point that was not scored (gap): keeps the time base of the suppression window.
     pub(crate) fn skip(&mut self) {
         self.onset(0.0);
     }
 
     fn onset(&mut self, score: f64) -> f64 {
+        if self.s.suppress_halflife > 0.0 {
+            self.t += 1;
+            let prev = self.decayed_max;
+            self.decayed_max = prev.max(score) * 0.5f64.powf(1.0 / self.s.suppress_halflife);
+            return if score > prev { score } else { 0.0 };
+        }
         let t = self.t;
         self.t += 1;
         let win = self.s.suppress_points as u64;
@@ -144,6 +177,34 @@ impl Scorer {
         } else {
             0.0
         }
+    }
+}
+
+/// The `p` quantile of |Z| for a standard normal Z (bisection on erf; p in (0, 1)).
+fn normal_quantile_two_sided(p: f64) -> f64 {
+    let (mut lo, mut hi) = (0.0f64, 40.0f64);
+    for _ in 0..80 {
+        let mid = 0.5 * (lo + hi);
+        if erf(mid / std::f64::consts::SQRT_2) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// Error function (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7).
+fn erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592)
+            * t
+            * (-x * x).exp();
+    if x < 0.0 {
+        -y
+    } else {
+        y
     }
 }
 
@@ -178,6 +239,8 @@ mod tests {
             calib_halflife: 0.0,
             calib_clip: 10.0,
             sig_level: 0.5,
+            suppress_halflife: 0.0,
+            calib_quantile: 0.0,
         });
         let first = s.push(10.0);
         assert!(first.onset > 0.5);
@@ -201,6 +264,8 @@ mod tests {
             calib_halflife: 0.0,
             calib_clip: 10.0,
             sig_level: 0.5,
+            suppress_halflife: 0.0,
+            calib_quantile: 0.0,
         });
         let mut last = 0.0;
         for _ in 0..9 {

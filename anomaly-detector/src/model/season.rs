@@ -131,9 +131,12 @@ mod tests {
     };
 
     fn noise(i: usize) -> f64 {
-        // deterministic pseudo-noise in [-0.5, 0.5)
-        let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-        h as f64 / (1u64 << 24) as f64 - 0.5
+        // deterministic pseudo-noise in [-0.5, 0.5) (splitmix64)
+        let mut z = (i as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5
     }
 
     #[test]
