@@ -309,15 +309,15 @@ async fn create_order(State(st): State<FrontState>, body: Result<Json<OrderReque
     async {
         let stock = StockRequest { order_id: order_id.clone(), items: req.items.clone() };
         if let Err(e) = st.client.post_json::<_, StockResponse>(&st.inventory, "/inventory/reserve", &stock).await {
-            tracing::info!(error = %e, "order rejected at inventory");
+            tracing::debug!(error = %e, "order rejected at inventory");
             return downstream_error(&e);
         }
-        tracing::info!("stock reserved");
+        tracing::debug!("stock reserved");
         let charge = ChargeRequest { order_id: order_id.clone(), user_id: req.user_id, amount_cents: total };
         let payment = match st.client.post_json::<_, ChargeResponse>(&st.payment, "/payments/charge", &charge).await {
             Ok(p) => p,
             Err(e) => {
-                tracing::info!(error = %e, "payment failed; releasing stock");
+                tracing::debug!(error = %e, "payment failed; releasing stock");
                 if let Err(re) = st.client.post_json::<_, StockResponse>(&st.inventory, "/inventory/release", &stock).await {
                     tracing::error!(error = %re, "stock release failed");
                 }

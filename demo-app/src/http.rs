@@ -186,16 +186,16 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
     let response = async move {
         if let Some(f) = fault {
             if !f.delay.is_zero() {
-                tracing::info!(delay_ms = f.delay.as_millis() as u64, "fault injected: latency");
+                tracing::debug!(delay_ms = f.delay.as_millis() as u64, "fault injected: latency");
                 tokio::time::sleep(f.delay).await;
             }
             if !f.cpu_burn.is_zero() {
-                tracing::info!(cpu_burn_ms = f.cpu_burn.as_millis() as u64, "fault injected: cpu burn");
+                tracing::debug!(cpu_burn_ms = f.cpu_burn.as_millis() as u64, "fault injected: cpu burn");
                 burn_cpu(f.cpu_burn).await;
             }
             faults.leak(f.leak_bytes);
             if f.fail {
-                tracing::warn!("fault injected: error");
+                tracing::debug!("fault injected: error");
                 return error_response(StatusCode::INTERNAL_SERVER_ERROR, "injected fault (see GET /admin/faults)");
             }
         }

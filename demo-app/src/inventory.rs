@@ -96,7 +96,7 @@ impl Stock {
             *level -= i64::from(it.quantity);
             let initial = self.initial.get(&it.product_id).copied().unwrap_or(0);
             if *level < initial / 10 {
-                tracing::info!(product.id = it.product_id, from = *level, to = initial, "restocked");
+                tracing::debug!(product.id = it.product_id, from = *level, to = initial, "restocked");
                 *level = initial;
             }
             touched.insert(it.product_id, *level);
@@ -171,11 +171,11 @@ async fn reserve(State(st): State<InvState>, body: Result<Json<StockRequest>, Js
         st.sim.pause(4.0, 12.0).await;
         match st.stock.reserve(&req.items) {
             Ok(levels) => {
-                tracing::info!(order.id = %req.order_id, "stock reserved");
+                tracing::debug!(order.id = %req.order_id, "stock reserved");
                 Json(StockResponse { order_id: req.order_id.clone(), levels }).into_response()
             }
             Err((code, msg)) => {
-                tracing::info!(order.id = %req.order_id, reason = %msg, "reservation refused");
+                tracing::debug!(order.id = %req.order_id, reason = %msg, "reservation refused");
                 error_response(code, msg)
             }
         }
@@ -193,7 +193,7 @@ async fn release(State(st): State<InvState>, body: Result<Json<StockRequest>, Js
     async {
         st.sim.pause(2.0, 4.0).await;
         let levels = st.stock.release(&req.items);
-        tracing::info!(order.id = %req.order_id, "stock released");
+        tracing::debug!(order.id = %req.order_id, "stock released");
         Json(StockResponse { order_id: req.order_id.clone(), levels }).into_response()
     }
     .instrument(span)

@@ -80,10 +80,10 @@ async fn charge(State(st): State<PayState>, body: Result<Json<ChargeRequest>, Js
     let authorised = async {
         st.sim.pause(15.0, 30.0).await;
         if req.amount_cents > LIMIT_CENTS {
-            tracing::info!(limit_cents = LIMIT_CENTS, "payment declined");
+            tracing::debug!(limit_cents = LIMIT_CENTS, "payment declined");
             false
         } else {
-            tracing::info!("payment authorised");
+            tracing::debug!("payment authorised");
             true
         }
     }
@@ -99,7 +99,7 @@ async fn charge(State(st): State<PayState>, body: Result<Json<ChargeRequest>, Js
     let capture = tracing::info_span!("payment.capture", demo.service = "demo-payment", payment.id = %payment_id);
     async {
         st.sim.pause(5.0, 10.0).await;
-        tracing::info!(payment.id = %payment_id, "payment captured");
+        tracing::debug!(payment.id = %payment_id, "payment captured");
     }
     .instrument(capture)
     .await;

@@ -38,8 +38,9 @@ pub const SERVICE_FIELD: &str = "demo.service";
 /// Default `RUST_LOG` directives.
 pub const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn";
 
-/// Which spans become OpenTelemetry spans: ours, never the exporter's own transport.
-const OTEL_FILTER: &str = "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off";
+/// Which spans and events reach OpenTelemetry: ours down to DEBUG (per-step events become span
+/// events without flooding the log), others from WARN, never the exporter's own transport.
+const OTEL_FILTER: &str = "warn,demo_app=debug,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off";
 
 /// Default OTLP gRPC endpoint when no `OTEL_EXPORTER_OTLP_*ENDPOINT` variable is set.
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
