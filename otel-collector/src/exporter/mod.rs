@@ -1,6 +1,7 @@
 //! Exporters: where pipelines deliver data, and the registry that builds them from config.
 //!
-//! Kinds: `otlp` (gRPC), `otlphttp`, `debug`, `file`. The network exporters sit behind a bounded
+//! Kinds: `otlp` (gRPC), `otlphttp`, `debug`, `file`, `prometheus` (scrape endpoint) and
+//! `prometheusremotewrite` (metrics only; see [`prometheus`], [`prometheusremotewrite`]). The network exporters sit behind a bounded
 //! `sending_queue` with `retry_on_failure` ([`queue`], [`retry`]); `file` has its own bounded
 //! writer queue; `debug` logs synchronously. Every exporter counts `otelcol_exporter_*` items per
 //! signal.
@@ -16,6 +17,8 @@ pub mod file;
 pub mod otlp;
 pub mod otlp_common;
 pub mod otlphttp;
+pub mod prometheus;
+pub mod prometheusremotewrite;
 pub mod queue;
 pub mod retry;
 
@@ -34,6 +37,10 @@ pub enum ExporterConfig {
     Debug(debug::DebugExporterConfig),
     /// `file`: OTLP JSON lines into a file.
     File(file::FileExporterConfig),
+    /// `prometheus`: scrape endpoint (metrics only).
+    Prometheus(prometheus::PrometheusExporterConfig),
+    /// `prometheusremotewrite`: Prometheus remote write (metrics only).
+    PrometheusRemoteWrite(prometheusremotewrite::RemoteWriteConfig),
 }
 
 /// Why an exporter could not start.
@@ -88,7 +95,14 @@ fn parse_as<T: serde::de::DeserializeOwned>(
 
 impl ExporterConfig {
     /// Every exporter type name we implement (for "unknown type" errors that list them).
-    pub const KINDS: &'static [&'static str] = &["otlp", "otlphttp", "debug", "file"];
+    pub const KINDS: &'static [&'static str] = &[
+        "otlp",
+        "otlphttp",
+        "debug",
+        "file",
+        "prometheus",
+        "prometheusremotewrite",
+    ];
 
     /// Parses the YAML value of `exporters.<id>`; `kind` is the type part of the id.
     ///
@@ -100,6 +114,8 @@ impl ExporterConfig {
             "otlphttp" => ExporterConfig::OtlpHttp(parse_as(value)?),
             "debug" => ExporterConfig::Debug(parse_as(value)?),
             "file" => ExporterConfig::File(parse_as(value)?),
+            "prometheus" => ExporterConfig::Prometheus(parse_as(value)?),
+            "prometheusremotewrite" => ExporterConfig::PrometheusRemoteWrite(parse_as(value)?),
             other => {
                 return Err(ComponentConfigError::new(
                     "",
@@ -114,7 +130,12 @@ impl ExporterConfig {
 
     /// Signals this exporter accepts.
     pub fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
+        match self {
+            ExporterConfig::Prometheus(_) | ExporterConfig::PrometheusRemoteWrite(_) => {
+                &[Signal::Metrics]
+            }
+            _ => &Signal::ALL,
+        }
     }
 
     /// Checks values serde cannot (endpoint syntax, durations > 0, ...), naming the key.
@@ -127,6 +148,8 @@ impl ExporterConfig {
             ExporterConfig::OtlpHttp(c) => c.validate(),
             ExporterConfig::Debug(c) => c.validate(),
             ExporterConfig::File(c) => c.validate(),
+            ExporterConfig::Prometheus(c) => c.validate(),
+            ExporterConfig::PrometheusRemoteWrite(c) => c.validate(),
         }
     }
 }
@@ -198,6 +221,37 @@ pub async fn start(
                 lifecycle: f,
             }
         }
+        ExporterConfig::Prometheus(c) => {
+            let (exp, server, _addr) =
+                prometheus::PrometheusExporter::start(id, c.clone(), ctx.cancel.clone())
+                    .await
+                    .map_err(|e| match e {
+                        prometheus::PrometheusExporterError::Config { source, .. } => {
+                            cfg_err(source)
+                        }
+                        prometheus::PrometheusExporterError::Bind {
+                            endpoint, source, ..
+                        } => ExporterError::Io {
+                            id: id.to_string(),
+                            what: format!(
+                                "listening on {endpoint} (choose a free port in `endpoint`)"
+                            ),
+                            source,
+                        },
+                    })?;
+            RunningExporter {
+                consumer: Arc::new(exp),
+                lifecycle: server,
+            }
+        }
+        ExporterConfig::PrometheusRemoteWrite(c) => {
+            let exp = prometheusremotewrite::RemoteWriteExporter::start(id, c.clone(), &ctx.cancel)
+                .map_err(|e| cfg_err(e.source))?;
+            RunningExporter {
+                consumer: exp.clone(),
+                lifecycle: exp,
+            }
+        }
     })
 }
 
@@ -241,6 +295,9 @@ mod tests {
             yaml("endpoint: http://a:4318\nsending_queue: {num_consumers: 0}"),
         )
         .unwrap();
-        assert_eq!(c.validate().unwrap_err().path, "sending_queue.num_consumers");
+        assert_eq!(
+            c.validate().unwrap_err().path,
+            "sending_queue.num_consumers"
+        );
     }
 }

@@ -1,0 +1,308 @@
+use super::proto::{decode_request, WriteRequest};
+use super::*;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use std::sync::atomic::AtomicU32;
+
+/// An in-process remote-write receiver: fails the first `fail_first` requests with `fail_status`.
+#[derive(Default)]
+struct Sink {
+    fail_first: u32,
+    fail_status: u16,
+    attempts: AtomicU32,
+    received: Mutex<Vec<WriteRequest>>,
+    headers: Mutex<Vec<HeaderMap>>,
+}
+
+async fn write(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let n = sink.attempts.fetch_add(1, Ordering::SeqCst);
+    if n < sink.fail_first {
+        return StatusCode::from_u16(sink.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    match decode_request(&body) {
+        Ok(req) => {
+            sink.received.lock().expect("lock").push(req);
+            sink.headers.lock().expect("lock").push(headers);
+            StatusCode::NO_CONTENT
+        }
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn start_sink(sink: Arc<Sink>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Router::new()
+        .route("/api/v1/write", post(write))
+        .with_state(sink);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/api/v1/write")
+}
+
+fn fixture(name: &str) -> ExportMetricsServiceRequest {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/prom")
+        .join(name);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
+    serde_json::from_value(v["requests"][0].clone()).expect("OTLP JSON")
+}
+
+fn config(endpoint: String) -> RemoteWriteConfig {
+    RemoteWriteConfig {
+        endpoint,
+        retry_on_failure: RetrySettings {
+            initial_interval: Duration::from_millis(5),
+            max_interval: Duration::from_millis(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn samples(sink: &Sink) -> usize {
+    sink.received
+        .lock()
+        .expect("lock")
+        .iter()
+        .flat_map(|r| &r.timeseries)
+        .map(|t| t.samples.len())
+        .sum()
+}
+
+async fn drain(e: &RemoteWriteExporter) {
+    for _ in 0..500 {
+        if e.in_flight() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("queue did not drain");
+}
+
+#[tokio::test]
+async fn sends_snappy_protobuf_with_the_remote_write_headers() {
+    let sink = Arc::new(Sink::default());
+    let mut c = config(start_sink(sink.clone()).await);
+    c.external_labels.insert("cluster".into(), "c1".into());
+    c.headers.insert("X-Scope-OrgID".into(), "tenant".into());
+    let e = RemoteWriteExporter::start("prometheusremotewrite/t1", c, &CancellationToken::new())
+        .expect("start");
+    e.consume(Telemetry::Metrics(fixture("gauges_and_sums.json")))
+        .await
+        .expect("accepted");
+    drain(&e).await;
+    let got = sink.received.lock().expect("lock").clone();
+    let h = sink.headers.lock().expect("lock")[0].clone();
+    assert_eq!(h["content-encoding"], "snappy");
+    assert_eq!(h["x-prometheus-remote-write-version"], "0.1.0");
+    assert_eq!(h["content-type"], "application/x-protobuf");
+    assert_eq!(h["x-scope-orgid"], "tenant");
+    let series: Vec<String> = got
+        .iter()
+        .flat_map(|r| &r.timeseries)
+        .map(|t| {
+            let l: Vec<String> = t
+                .labels
+                .iter()
+                .map(|l| format!("{}={}", l.name, l.value))
+                .collect();
+            format!("{} {}", l.join(","), t.samples[0].value)
+        })
+        .collect();
+    assert!(
+        series.contains(&"__name__=http_server_requests_total,cluster=c1,http_request_method=GET,http_response_status_code=200,instance=i-1,job=shop/checkout,otel_scope_name=app.meter,otel_scope_version=1.2 42".to_string()),
+        "{series:#?}"
+    );
+    assert!(
+        series
+            .iter()
+            .any(|s| s.starts_with("__name__=target_info,cluster=c1,host_name=h1")),
+        "{series:#?}"
+    );
+    for t in got.iter().flat_map(|r| &r.timeseries) {
+        assert!(
+            t.labels.windows(2).all(|w| w[0].name < w[1].name),
+            "labels sorted: {:?}",
+            t.labels
+        );
+        assert_eq!(t.samples[0].timestamp, 1_700_000_000_000);
+    }
+    e.shutdown(tokio::time::Instant::now() + Duration::from_secs(1))
+        .await;
+}
+
+#[tokio::test]
+async fn retries_5xx_and_429_until_delivered() {
+    for status in [500u16, 503, 429] {
+        let sink = Arc::new(Sink {
+            fail_first: 4,
+            fail_status: status,
+            ..Default::default()
+        });
+        let e = RemoteWriteExporter::start(
+            "prometheusremotewrite/t2",
+            config(start_sink(sink.clone()).await),
+            &CancellationToken::new(),
+        )
+        .expect("start");
+        e.consume(Telemetry::Metrics(fixture("histograms.json")))
+            .await
+            .expect("accepted");
+        drain(&e).await;
+        assert_eq!(
+            samples(&sink),
+            14,
+            "status {status}: every sample delivered once"
+        );
+        assert_eq!(sink.attempts.load(Ordering::SeqCst), 5, "status {status}");
+    }
+}
+
+#[tokio::test]
+async fn other_4xx_are_dropped_without_retry() {
+    let sink = Arc::new(Sink {
+        fail_first: 100,
+        fail_status: 400,
+        ..Default::default()
+    });
+    let e = RemoteWriteExporter::start(
+        "prometheusremotewrite/t3",
+        config(start_sink(sink.clone()).await),
+        &CancellationToken::new(),
+    )
+    .expect("start");
+    e.consume(Telemetry::Metrics(fixture("summary.json")))
+        .await
+        .expect("accepted");
+    drain(&e).await;
+    assert_eq!(sink.attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(e.sender.metrics.failed_points.get(), 1);
+}
+
+#[tokio::test]
+async fn network_errors_are_retried_until_the_endpoint_comes_up() {
+    // Reserve a port, close it, send, then start the sink on that port.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = probe.local_addr().expect("addr");
+    drop(probe);
+    let e = RemoteWriteExporter::start(
+        "prometheusremotewrite/t4",
+        config(format!("http://{addr}/api/v1/write")),
+        &CancellationToken::new(),
+    )
+    .expect("start");
+    e.consume(Telemetry::Metrics(fixture("summary.json")))
+        .await
+        .expect("accepted");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(e.in_flight(), 1, "still retrying");
+    let sink = Arc::new(Sink::default());
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+    let app = Router::new()
+        .route("/api/v1/write", post(write))
+        .with_state(sink.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    drain(&e).await;
+    assert_eq!(samples(&sink), 4);
+    assert!(e.sender.metrics.retries.get() >= 1);
+}
+
+#[tokio::test]
+async fn requests_are_split_by_max_samples() {
+    let sink = Arc::new(Sink::default());
+    let mut c = config(start_sink(sink.clone()).await);
+    c.max_samples_per_request = 5;
+    let e = RemoteWriteExporter::start("prometheusremotewrite/t5", c, &CancellationToken::new())
+        .expect("start");
+    e.consume(Telemetry::Metrics(fixture("histograms.json")))
+        .await
+        .expect("accepted");
+    drain(&e).await;
+    let got = sink.received.lock().expect("lock").clone();
+    assert_eq!(got.len(), 3, "14 samples in requests of <= 5");
+    assert!(got.iter().all(|r| r.timeseries.len() <= 5));
+    assert_eq!(samples(&sink), 14);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_the_whole_batch() {
+    // Nothing listens: requests stay queued and retrying.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = probe.local_addr().expect("addr");
+    drop(probe);
+    let mut c = config(format!("http://{addr}/api/v1/write"));
+    c.remote_write_queue.queue_size = 2;
+    c.max_samples_per_request = 5;
+    let e = RemoteWriteExporter::start("prometheusremotewrite/t6", c, &CancellationToken::new())
+        .expect("start");
+    // 3 requests > capacity 2 (one may be taken by the worker, but 3 never fit at once).
+    let first = e.consume(Telemetry::Metrics(fixture("summary.json"))).await;
+    assert!(first.is_ok());
+    let err = e
+        .consume(Telemetry::Metrics(fixture("histograms.json")))
+        .await
+        .expect_err("refused");
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(e.sender.metrics.enqueue_failed.get(), 2);
+    e.shutdown(tokio::time::Instant::now() + Duration::from_millis(50))
+        .await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_then_refuses() {
+    let sink = Arc::new(Sink {
+        fail_first: 2,
+        fail_status: 503,
+        ..Default::default()
+    });
+    let e = RemoteWriteExporter::start(
+        "prometheusremotewrite/t7",
+        config(start_sink(sink.clone()).await),
+        &CancellationToken::new(),
+    )
+    .expect("start");
+    e.consume(Telemetry::Metrics(fixture("histograms.json")))
+        .await
+        .expect("accepted");
+    e.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+    assert_eq!(samples(&sink), 14, "drained before shutdown returned");
+    let err = e
+        .consume(Telemetry::Metrics(fixture("summary.json")))
+        .await
+        .expect_err("closed");
+    assert!(err.is_retryable());
+}
+
+#[test]
+fn config_parses_and_validates() {
+    let yaml = "endpoint: https://prom.example/api/v1/write\nheaders: {Authorization: Bearer x}\ntimeout: 10s\ntls: {insecure_skip_verify: true}\nexternal_labels: {cluster: c1}\ntarget_info: {enabled: false}\nresource_to_telemetry_conversion: {enabled: true}\nremote_write_queue: {queue_size: 100, num_consumers: 2}\nretry_on_failure: {initial_interval: 100ms, max_elapsed_time: 1m}\n";
+    let c = RemoteWriteConfig::parse(serde_yaml::from_str(yaml).expect("yaml")).expect("parse");
+    c.validate().expect("valid");
+    assert!(!c.target_info.enabled);
+    assert_eq!(c.retry_on_failure.max_elapsed_time, Duration::from_secs(60));
+    let missing = RemoteWriteConfig::parse(serde_yaml::Value::Null).expect("parse");
+    assert_eq!(
+        missing.validate().expect_err("endpoint required").path,
+        "endpoint"
+    );
+    let err =
+        RemoteWriteConfig::parse(serde_yaml::from_str("endpoint: x\nqueue: {}").expect("yaml"))
+            .expect_err("unknown");
+    assert!(err.to_string().contains("queue"), "{err}");
+    let bad = RemoteWriteConfig {
+        endpoint: "ftp://x".into(),
+        ..Default::default()
+    };
+    assert_eq!(bad.validate().expect_err("scheme").path, "endpoint");
+}
