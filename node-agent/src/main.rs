@@ -1,5 +1,159 @@
-//! Placeholder: filled in by its issue.
-fn main() {
-    eprintln!("not implemented yet");
-    std::process::exit(2);
+//! `node-agent`: collects host and top-N process metrics and exports them over OTLP.
+//!
+//! `node-agent [--config FILE]` runs until SIGTERM/Ctrl-C, then collects once more and
+//! flushes. `node-agent --once` prints one collection as OTLP JSON and exits.
+//! `node-agent --print-config` prints the effective configuration.
+//! Runs on a single-threaded tokio runtime: the work is a short burst of file reads per
+//! interval, so more threads would only add memory.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use node_agent::agent::Agent;
+use node_agent::config::Config;
+use node_agent::export::Exporter;
+use node_agent::resource;
+use tokio::time::MissedTickBehavior;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "node-agent",
+    version,
+    about = "Host and process metrics over OTLP"
+)]
+struct Cli {
+    /// YAML config file (defaults apply without one).
+    #[arg(long, short = 'c', env = "NODE_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print one collection as OTLP JSON (ExportMetricsServiceRequest) and exit.
+    #[arg(long)]
+    once: bool,
+    /// With --once: time between the priming and the printed collection (for utilization).
+    #[arg(long, default_value = "1s", value_parser = humantime_serde::re::humantime::parse_duration)]
+    once_window: Duration,
+    /// Print the effective configuration (file + environment) as YAML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,h2=warn,hyper=warn,tonic=warn,tower=warn,reqwest=warn")
+    });
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let cfg = Config::load(cli.config.as_deref(), &env)?;
+    if cli.print_config {
+        print!("{}", serde_yaml::to_string(&cfg)?);
+        return Ok(());
+    }
+    let attrs = resource::attributes(&cfg, &env)?;
+    let res = resource::to_proto(&attrs);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    rt.block_on(run(cli, cfg, res))
+}
+
+async fn run(
+    cli: Cli,
+    cfg: Config,
+    res: opentelemetry_proto::tonic::resource::v1::Resource,
+) -> anyhow::Result<()> {
+    let mut agent = Agent::new(&cfg, res);
+    if cli.once {
+        agent.collect(true);
+        tokio::time::sleep(cli.once_window).await;
+        let req = agent.collect(true);
+        let out = serde_json::to_string_pretty(&req)?;
+        println!("{out}");
+        return Ok(());
+    }
+    let mut exporter = Exporter::new(&cfg.export)?;
+    tracing::info!(
+        url = exporter.url(),
+        protocol = ?cfg.export.protocol,
+        interval = ?cfg.interval,
+        top_n = cfg.scrapers.process.top_n,
+        "node-agent started"
+    );
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                let req = agent.collect(false);
+                exporter.enqueue(&req);
+                drop(req);
+                // The send may take up to the export timeout; a signal interrupts it and the
+                // unsent body stays queued for the final flush.
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = exporter.drain(false) => {}
+                }
+            }
+        }
+    }
+    tracing::info!(
+        queued = exporter.queued(),
+        "shutting down: final collection and flush"
+    );
+    let req = agent.collect(false);
+    exporter.enqueue(&req);
+    if tokio::time::timeout(cfg.export.shutdown_timeout, exporter.drain(true))
+        .await
+        .is_err()
+    {
+        tracing::warn!(budget = ?cfg.export.shutdown_timeout, "flush deadline reached");
+    }
+    let s = exporter.stats;
+    tracing::info!(
+        sent = s.sent,
+        unsent = exporter.queued(),
+        failed_attempts = s.failed_attempts,
+        dropped_buffer_full = s.dropped_full,
+        dropped_rejected = s.dropped_rejected,
+        unreadable_files = agent.unreadable_total(),
+        "node-agent stopped"
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install SIGTERM handler; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
