@@ -7,10 +7,14 @@
 
 mod consumer;
 mod context;
+pub mod fanout;
+pub mod graph;
+pub mod service;
 mod telemetry;
 
 pub use consumer::{
     ConsumeError, ConsumeFuture, Consumer, SharedConsumer, Shutdown, ShutdownFuture,
 };
 pub use context::StartContext;
+pub(crate) use telemetry::data_point_count;
 pub use telemetry::{Signal, Telemetry};

@@ -1,0 +1,203 @@
+//! Batching edge cases: size trigger, split of oversize batches, timeout, flush on shutdown.
+
+use super::*;
+use crate::pipeline::{ConsumeFuture, Consumer};
+use opentelemetry_proto::tonic::metrics::v1::{NumberDataPoint, ResourceMetrics};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use std::sync::Mutex as StdMutex;
+
+#[derive(Default)]
+struct Sink(StdMutex<Vec<Telemetry>>);
+impl Consumer for Sink {
+    fn consume(&self, d: Telemetry) -> ConsumeFuture<'_> {
+        self.0.lock().unwrap().push(d);
+        Box::pin(async { Ok(()) })
+    }
+}
+impl Sink {
+    fn sizes(&self) -> Vec<usize> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| t.item_count())
+            .collect()
+    }
+}
+
+/// A trace batch with `resources` resources × `scopes` scopes × `spans` spans, span names numbered.
+fn traces(resources: usize, scopes: usize, spans: usize, start: usize) -> Telemetry {
+    let mut n = start;
+    Telemetry::Traces(ExportTraceServiceRequest {
+        resource_spans: (0..resources)
+            .map(|_| ResourceSpans {
+                scope_spans: (0..scopes)
+                    .map(|_| ScopeSpans {
+                        spans: (0..spans)
+                            .map(|_| {
+                                n += 1;
+                                Span {
+                                    name: format!("s{}", n - 1),
+                                    ..Default::default()
+                                }
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
+    })
+}
+
+fn names(t: &Telemetry) -> Vec<String> {
+    match t {
+        Telemetry::Traces(r) => r
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.name.clone())
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn cfg(timeout_ms: u64, size: usize, max: usize) -> BatchConfig {
+    BatchConfig {
+        timeout: Duration::from_millis(timeout_ms),
+        send_batch_size: size,
+        send_batch_max_size: max,
+    }
+}
+
+fn ctx() -> StartContext {
+    StartContext::new("batch", CancellationToken::new())
+}
+
+#[test]
+fn split_front_keeps_order_across_resources_and_scopes() {
+    let mut t = traces(2, 2, 3, 0); // 12 spans
+    let front = split_front(&mut t, 5);
+    assert_eq!(names(&front), ["s0", "s1", "s2", "s3", "s4"]);
+    assert_eq!(t.item_count(), 7);
+    assert_eq!(names(&t)[0], "s5");
+    let rest = split_front(&mut t, 7);
+    assert_eq!(rest.item_count(), 7);
+    assert_eq!(t.item_count(), 0);
+}
+
+#[test]
+fn split_metrics_at_data_point_granularity() {
+    let metric = Metric {
+        name: "m".into(),
+        data: Some(Data::Sum(Sum {
+            data_points: (0..5)
+                .map(|i| NumberDataPoint {
+                    time_unix_nano: i,
+                    ..Default::default()
+                })
+                .collect(),
+            aggregation_temporality: 2,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    };
+    let mut t = Telemetry::Metrics(ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![metric],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    });
+    let front = split_front(&mut t, 2);
+    assert_eq!(front.item_count(), 2);
+    assert_eq!(t.item_count(), 3);
+    let Telemetry::Metrics(f) = &front else {
+        unreachable!()
+    };
+    let m = &f.resource_metrics[0].scope_metrics[0].metrics[0];
+    assert_eq!(m.name, "m");
+    let Some(Data::Sum(s)) = &m.data else {
+        unreachable!()
+    };
+    assert!(s.is_monotonic);
+    assert_eq!(s.aggregation_temporality, 2);
+}
+
+#[tokio::test]
+async fn sends_at_size_and_splits_oversize() {
+    let sink = Arc::new(Sink::default());
+    let b = BatchProcessor::start(
+        "batch",
+        &cfg(60_000, 10, 15),
+        Signal::Traces,
+        sink.clone(),
+        &ctx(),
+    );
+    b.consume(traces(1, 1, 4, 0)).await.unwrap();
+    assert!(sink.sizes().is_empty(), "below send_batch_size: held");
+    b.consume(traces(1, 1, 36, 4)).await.unwrap(); // 40 held → 15, 15, then 10 ≥ 10 → 10
+    assert_eq!(sink.sizes(), vec![15, 15, 10]);
+    let all: Vec<String> = sink.0.lock().unwrap().iter().flat_map(names).collect();
+    let expected: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+    assert_eq!(all, expected, "order preserved, nothing lost");
+    b.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn timeout_flushes_partial_batch() {
+    let sink = Arc::new(Sink::default());
+    let b = BatchProcessor::start(
+        "batch",
+        &cfg(50, 1000, 0),
+        Signal::Traces,
+        sink.clone(),
+        &ctx(),
+    );
+    b.consume(traces(1, 1, 3, 0)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.sizes(), vec![3]);
+    b.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn shutdown_flushes_what_is_held() {
+    let sink = Arc::new(Sink::default());
+    let b = BatchProcessor::start(
+        "batch",
+        &cfg(60_000, 1000, 0),
+        Signal::Traces,
+        sink.clone(),
+        &ctx(),
+    );
+    b.consume(traces(2, 1, 2, 0)).await.unwrap();
+    assert!(sink.sizes().is_empty());
+    b.shutdown(Instant::now() + Duration::from_secs(1)).await;
+    assert_eq!(sink.sizes(), vec![4]);
+    b.consume(traces(1, 1, 1, 0)).await.unwrap();
+    assert_eq!(
+        sink.sizes(),
+        vec![4, 1],
+        "after shutdown data passes straight through"
+    );
+}
+
+#[tokio::test]
+async fn empty_batches_are_ignored() {
+    let sink = Arc::new(Sink::default());
+    let b = BatchProcessor::start("batch", &cfg(0, 1, 0), Signal::Traces, sink.clone(), &ctx());
+    b.consume(Telemetry::Traces(Default::default()))
+        .await
+        .unwrap();
+    assert!(sink.sizes().is_empty());
+}
+
+#[test]
+fn max_below_size_is_rejected() {
+    let e = cfg(200, 100, 50).validate().unwrap_err();
+    assert_eq!(e.path, "send_batch_max_size");
+}

@@ -1,0 +1,136 @@
+//! OTLP/gRPC: tonic servers for the three collector services, gzip and zstd accepted.
+
+use super::GrpcConfig;
+use crate::pipeline::{ConsumeError, Telemetry};
+use crate::receiver::SignalTarget;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+/// One signal's handler.
+pub(super) struct Handler(SignalTarget);
+
+/// Maps a pipeline refusal to the gRPC status the OTLP spec asks for.
+pub(crate) fn status_of(e: ConsumeError) -> Status {
+    match e {
+        ConsumeError::Refused {
+            reason,
+            retry_after,
+        } => {
+            let mut s = Status::resource_exhausted(format!(
+                "{reason}; retry after {}ms",
+                retry_after.as_millis()
+            ));
+            if let Ok(v) = retry_after.as_millis().to_string().parse() {
+                s.metadata_mut().insert("grpc-retry-pushback-ms", v);
+            }
+            s
+        }
+        ConsumeError::Permanent(m) => Status::invalid_argument(m),
+    }
+}
+
+impl Handler {
+    async fn handle(&self, data: Telemetry) -> Result<(), Status> {
+        self.0.deliver(data).await.map_err(status_of)
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Handler {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.handle(Telemetry::Traces(request.into_inner())).await?;
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Handler {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.handle(Telemetry::Metrics(request.into_inner()))
+            .await?;
+        Ok(Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Handler {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        self.handle(Telemetry::Logs(request.into_inner())).await?;
+        Ok(Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// Serves OTLP/gRPC on `listener` until `stop` is cancelled (then drains in-flight calls).
+/// A signal no pipeline takes is not registered, so clients get UNIMPLEMENTED for it.
+pub(super) fn serve(
+    listener: tokio::net::TcpListener,
+    config: &GrpcConfig,
+    targets: [Option<SignalTarget>; 3],
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+    let max = (config.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
+    let [traces, metrics, logs] = targets;
+    let traces = traces.map(|t| {
+        TraceServiceServer::new(Handler(t))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .max_decoding_message_size(max)
+    });
+    let metrics = metrics.map(|t| {
+        MetricsServiceServer::new(Handler(t))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .max_decoding_message_size(max)
+    });
+    let logs = logs.map(|t| {
+        LogsServiceServer::new(Handler(t))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .max_decoding_message_size(max)
+    });
+    let mut builder = tonic::transport::Server::builder();
+    if config.max_concurrent_streams > 0 {
+        builder = builder.max_concurrent_streams(config.max_concurrent_streams);
+    }
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    builder
+        .add_optional_service(traces)
+        .add_optional_service(metrics)
+        .add_optional_service(logs)
+        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+}

@@ -1,0 +1,300 @@
+//! OTLP/HTTP: `POST /v1/{traces,metrics,logs}` with protobuf or JSON bodies, optionally gzip,
+//! deflate or zstd compressed; the answer uses the request's content type.
+//!
+//! Status codes (OTLP spec): 200 accepted; 400 undecodable or empty body, bad encoding;
+//! 413 body (or its decompressed form) over `max_request_body_size`; 415 unsupported content
+//! type; 429 + `Retry-After` when the pipeline refuses (memory limit, full queues).
+
+use super::{CorsConfig, HttpConfig};
+use crate::pipeline::{ConsumeError, Signal, Telemetry};
+use crate::receiver::SignalTarget;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use std::io::Read;
+use std::sync::Arc;
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+/// The body format of a request (and of its answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => PROTOBUF,
+            Format::Json => JSON,
+        }
+    }
+}
+
+/// google.rpc.Status, the body of an OTLP/HTTP error answer.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+struct SignalState {
+    signal: Signal,
+    target: SignalTarget,
+    max_body: usize,
+}
+
+/// Builds the OTLP/HTTP router for `config`; signals without a target answer 404.
+pub(crate) fn app(config: &HttpConfig, targets: [Option<SignalTarget>; 3]) -> Router {
+    let mut router = Router::new();
+    for (signal, target) in Signal::ALL.into_iter().zip(targets) {
+        let Some(target) = target else { continue };
+        let state = Arc::new(SignalState {
+            signal,
+            target,
+            max_body: usize::try_from(config.max_request_body_size).unwrap_or(usize::MAX),
+        });
+        router = router.route(
+            config.path(signal),
+            post(move |req: Request| handle(state.clone(), req)),
+        );
+    }
+    if let Some(cors) = &config.cors {
+        router = router.layer(cors_layer(cors));
+    }
+    router
+}
+
+fn cors_layer(c: &CorsConfig) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = if c.allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(c.allowed_origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let mut headers: Vec<header::HeaderName> = vec![header::CONTENT_TYPE, header::CONTENT_ENCODING];
+    headers.extend(c.allowed_headers.iter().filter_map(|h| h.parse().ok()));
+    let mut layer = CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([http::Method::POST])
+        .allow_headers(headers);
+    if let Some(age) = c.max_age {
+        layer = layer.max_age(std::time::Duration::from_secs(age));
+    }
+    layer
+}
+
+/// An error answer: status, gRPC code for the body, message.
+struct Failure(StatusCode, i32, String, Option<u64>);
+
+impl Failure {
+    fn bad(msg: impl Into<String>) -> Self {
+        Failure(StatusCode::BAD_REQUEST, 3, msg.into(), None)
+    }
+    fn into_response(self, format: Format) -> Response {
+        let Failure(status, code, message, retry_after) = self;
+        let status_msg = RpcStatus { code, message };
+        let body = match format {
+            Format::Protobuf => status_msg.encode_to_vec(),
+            Format::Json => serde_json::to_vec(&status_msg).unwrap_or_default(),
+        };
+        let mut resp = (
+            status,
+            [(header::CONTENT_TYPE, format.content_type())],
+            body,
+        )
+            .into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+fn format_of(headers: &HeaderMap) -> Option<Format> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case(PROTOBUF) || media.eq_ignore_ascii_case("application/protobuf") {
+        Some(Format::Protobuf)
+    } else if media.eq_ignore_ascii_case(JSON) {
+        Some(Format::Json)
+    } else {
+        None
+    }
+}
+
+async fn handle(state: Arc<SignalState>, req: Request) -> Response {
+    let Some(format) = format_of(req.headers()) else {
+        let got = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        return Failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            3,
+            format!("unsupported content type `{got}`; send `{PROTOBUF}` or `{JSON}`"),
+            None,
+        )
+        .into_response(Format::Json);
+    };
+    match process(&state, req).await {
+        Ok(()) => success(state.signal, format),
+        Err(f) => f.into_response(format),
+    }
+}
+
+async fn process(state: &SignalState, req: Request) -> Result<(), Failure> {
+    let format = format_of(req.headers()).unwrap_or(Format::Protobuf);
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let too_large = |what: &str| {
+        Failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            8,
+            format!(
+                "{what} is larger than max_request_body_size ({} bytes); send smaller batches",
+                state.max_body
+            ),
+            None,
+        )
+    };
+    let body = http_body_util::Limited::new(req.into_body(), state.max_body)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large("request body")
+            } else {
+                Failure::bad(format!("cannot read request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    let body = decompress(encoding.as_deref(), body, state.max_body, &too_large)?;
+    if body.is_empty() {
+        return Err(Failure::bad(
+            "empty request body; send an OTLP export request",
+        ));
+    }
+    let data = decode(state.signal, format, &body).map_err(Failure::bad)?;
+    state.target.deliver(data).await.map_err(|e| match e {
+        ConsumeError::Refused {
+            reason,
+            retry_after,
+        } => Failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            8,
+            reason,
+            Some(retry_after.as_secs().max(1)),
+        ),
+        ConsumeError::Permanent(m) => Failure::bad(m),
+    })
+}
+
+fn decompress(
+    encoding: Option<&str>,
+    body: Bytes,
+    limit: usize,
+    too_large: &dyn Fn(&str) -> Failure,
+) -> Result<Bytes, Failure> {
+    fn read_all(r: impl Read, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
+        let mut out = Vec::new();
+        r.take(limit as u64 + 1).read_to_end(&mut out)?;
+        let over = out.len() > limit;
+        Ok((out, over))
+    }
+    let result = match encoding {
+        None | Some("") | Some("identity") => return Ok(body),
+        Some("gzip") | Some("x-gzip") => {
+            read_all(flate2::read::MultiGzDecoder::new(&body[..]), limit)
+        }
+        Some("deflate") => read_all(flate2::read::ZlibDecoder::new(&body[..]), limit),
+        Some("zstd") => match zstd::stream::read::Decoder::new(&body[..]) {
+            Ok(d) => read_all(d, limit),
+            Err(e) => Err(e),
+        },
+        Some(other) => {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                3,
+                format!("unsupported Content-Encoding `{other}`; use gzip, deflate, zstd or none"),
+                None,
+            ))
+        }
+    };
+    match result {
+        Ok((_, true)) => Err(too_large("decompressed request body")),
+        Ok((data, false)) => Ok(Bytes::from(data)),
+        Err(e) => Err(Failure::bad(format!(
+            "cannot decompress the {} body: {e}",
+            encoding.unwrap_or("")
+        ))),
+    }
+}
+
+/// Decodes an export request body of `signal` in `format`.
+fn decode(signal: Signal, format: Format, body: &[u8]) -> Result<Telemetry, String> {
+    fn pb<T: Message + Default>(b: &[u8]) -> Result<T, String> {
+        T::decode(b).map_err(|e| format!("invalid protobuf body: {e}"))
+    }
+    fn js<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+        serde_json::from_slice(b).map_err(|e| format!("invalid OTLP JSON body: {e}"))
+    }
+    Ok(match (signal, format) {
+        (Signal::Traces, Format::Protobuf) => {
+            Telemetry::Traces(pb::<ExportTraceServiceRequest>(body)?)
+        }
+        (Signal::Traces, Format::Json) => Telemetry::Traces(js::<ExportTraceServiceRequest>(body)?),
+        (Signal::Metrics, Format::Protobuf) => {
+            Telemetry::Metrics(pb::<ExportMetricsServiceRequest>(body)?)
+        }
+        (Signal::Metrics, Format::Json) => {
+            Telemetry::Metrics(js::<ExportMetricsServiceRequest>(body)?)
+        }
+        (Signal::Logs, Format::Protobuf) => Telemetry::Logs(pb::<ExportLogsServiceRequest>(body)?),
+        (Signal::Logs, Format::Json) => Telemetry::Logs(js::<ExportLogsServiceRequest>(body)?),
+    })
+}
+
+/// The success answer: an empty export response in the request's format.
+fn success(signal: Signal, format: Format) -> Response {
+    let body: Vec<u8> = match format {
+        Format::Protobuf => match signal {
+            Signal::Traces => ExportTraceServiceResponse::default().encode_to_vec(),
+            Signal::Metrics => ExportMetricsServiceResponse::default().encode_to_vec(),
+            Signal::Logs => ExportLogsServiceResponse::default().encode_to_vec(),
+        },
+        Format::Json => b"{}".to_vec(),
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;
