@@ -295,6 +295,11 @@ impl PrometheusExporter {
                     Some(existing) => {
                         // An older point than the one held (out of order) does not replace it.
                         if point.timestamp_ms >= existing.point.timestamp_ms {
+                            // Exemplars are "the latest known": a point that brings none keeps
+                            // the previous ones (SDKs reset their reservoirs at each collection).
+                            if point.exemplars.is_empty() {
+                                point.exemplars = std::mem::take(&mut existing.point.exemplars);
+                            }
                             existing.point = point;
                         }
                         existing.seen = now;

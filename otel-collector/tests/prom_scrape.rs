@@ -1,0 +1,196 @@
+//! A real Prometheus scrapes the `prometheus` exporter fed by the Python OpenTelemetry SDK
+//! (OTLP/HTTP → test intake → exporter), and the series are queried back with the names,
+//! labels and values the OpenTelemetry Collector produces.
+//!
+//! Needs `prometheus` and the `.venv` from `make deps`. Run:
+//! `cargo test -p otel-collector --test prom_scrape`.
+
+mod prom_support;
+
+use otel_collector::exporter::prometheus::{PrometheusExporter, PrometheusExporterConfig};
+use otel_collector::pipeline::SharedConsumer;
+use prom_support::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn scrape_setup(
+    config: PrometheusExporterConfig,
+    extra: &[&str],
+) -> (Server, std::net::SocketAddr, PrometheusExporter) {
+    let (exporter, _server, addr) = PrometheusExporter::start(
+        "prometheus/test",
+        PrometheusExporterConfig {
+            endpoint: "127.0.0.1:0".into(),
+            ..config
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("exporter starts");
+    let consumer: SharedConsumer = Arc::new(exporter.clone());
+    let intake = start_intake(consumer).await;
+    let prom = start_prometheus(
+        &format!(
+            "scrape_configs:\n  - job_name: otelcol\n    honor_labels: true\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+        extra,
+    )
+    .await;
+    (prom, intake, exporter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_sdk_metrics_with_otel_names_and_labels() {
+    let (prom, intake, _exporter) = scrape_setup(PrometheusExporterConfig::default(), &[]).await;
+    run_sdk_app(&format!("http://{intake}"), &[("PROM_APP_ROUNDS", "2")]).await;
+    let base = prom.url();
+
+    let orders = query_until(&base, "orders_placed_total", WAIT, |r| r.len() == 2).await;
+    for s in &orders {
+        assert_eq!(s.label("job"), "shop/checkout", "{s:?}");
+        assert_eq!(s.label("instance"), "checkout-1", "{s:?}");
+        assert_eq!(s.label("otel_scope_name"), "prom.test.app", "{s:?}");
+        assert_eq!(s.label("otel_scope_version"), "0.1.0", "{s:?}");
+        let want = match s.label("payment_method") {
+            "card" => 10.0,
+            "cash" => 4.0,
+            other => panic!("unexpected payment_method {other:?}"),
+        };
+        assert_eq!(s.value, want, "{s:?}");
+    }
+
+    let count = query(&base, "http_server_request_duration_seconds_count").await;
+    assert_eq!(count.len(), 1, "{count:?}");
+    assert_eq!(count[0].value, 200.0);
+    assert_eq!(count[0].label("http_route"), "/api/orders");
+    let p95 = query(
+        &base,
+        "histogram_quantile(0.95, sum by (le) (http_server_request_duration_seconds_bucket))",
+    )
+    .await;
+    assert_eq!(p95.len(), 1, "{p95:?}");
+    assert!(
+        p95[0].value > 0.75 && p95[0].value <= 1.0,
+        "p95 {} must fall in the bucket of the true p95 0.95: (0.75, 1.0]",
+        p95[0].value
+    );
+    let sum = query(&base, "http_server_request_duration_seconds_sum").await;
+    assert!((sum[0].value - 101.0).abs() < 1e-6, "{sum:?}");
+
+    let active = query(&base, "active_requests").await;
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].value, 6.0, "up-down counter becomes a gauge");
+
+    let cpu = query(&base, "system_cpu_utilization_ratio").await;
+    assert_eq!(cpu.len(), 1, "{cpu:?}");
+    assert_eq!(cpu[0].value, 0.42);
+    assert_eq!(cpu[0].label("cpu"), "0");
+
+    let info = query(&base, "target_info").await;
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert_eq!(info[0].label("deployment_environment"), "test");
+    assert_eq!(info[0].label("telemetry_sdk_language"), "python");
+    assert_eq!(info[0].label("job"), "shop/checkout");
+    assert_eq!(info[0].label("instance"), "checkout-1");
+    assert!(info[0].labels.get("service_name").is_none(), "{info:?}");
+
+    // Metadata (TYPE/HELP) as Prometheus recorded it from the scrape.
+    let meta: serde_json::Value =
+        reqwest::get(format!("{base}/api/v1/metadata?metric=orders_placed_total"))
+            .await
+            .expect("metadata")
+            .json()
+            .await
+            .expect("json");
+    assert_eq!(
+        meta["data"]["orders_placed_total"][0]["type"], "counter",
+        "{meta}"
+    );
+    assert_eq!(
+        meta["data"]["orders_placed_total"][0]["help"], "Orders placed",
+        "{meta}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_temporality_sdk_is_accumulated_to_cumulative() {
+    let (prom, intake, _exporter) = scrape_setup(PrometheusExporterConfig::default(), &[]).await;
+    run_sdk_app(
+        &format!("http://{intake}"),
+        &[
+            ("PROM_APP_ROUNDS", "3"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"),
+        ],
+    )
+    .await;
+    let base = prom.url();
+    let orders = query_until(
+        &base,
+        "orders_placed_total{payment_method=\"card\"}",
+        WAIT,
+        |r| r.len() == 1,
+    )
+    .await;
+    assert_eq!(orders[0].value, 15.0, "3 delta exports of 5 add up");
+    let count = query(&base, "http_server_request_duration_seconds_count").await;
+    assert_eq!(count[0].value, 300.0, "{count:?}");
+    let bucket = query(
+        &base,
+        "http_server_request_duration_seconds_bucket{le=\"0.5\"}",
+    )
+    .await;
+    assert_eq!(
+        bucket[0].value, 150.0,
+        "3 x 50 observations <= 0.5: {bucket:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openmetrics_scrape_carries_exemplars_and_namespace() {
+    let (prom, intake, _exporter) = scrape_setup(
+        PrometheusExporterConfig {
+            enable_open_metrics: true,
+            namespace: "otel".into(),
+            const_labels: [("region".to_string(), "eu".to_string())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        },
+        &["--enable-feature=exemplar-storage"],
+    )
+    .await;
+    run_sdk_app(&format!("http://{intake}"), &[]).await;
+    let base = prom.url();
+    let orders = query_until(&base, "otel_orders_placed_total", WAIT, |r| r.len() == 2).await;
+    assert!(
+        orders.iter().all(|s| s.label("region") == "eu"),
+        "{orders:?}"
+    );
+    let cpu = query(&base, "otel_system_cpu_utilization_ratio").await;
+    assert_eq!(cpu.len(), 1, "{cpu:?}");
+    // Exemplars of the histogram buckets, parsed by Prometheus from the OpenMetrics scrape.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let url = reqwest::Url::parse_with_params(
+        &format!("{base}/api/v1/query_exemplars"),
+        &[
+            ("query", "otel_http_server_request_duration_seconds_bucket"),
+            ("start", &(now - 600).to_string()),
+            ("end", &(now + 60).to_string()),
+        ],
+    )
+    .expect("url");
+    let body: serde_json::Value = reqwest::get(url).await.expect("exemplars").json().await.expect("json");
+    let data = body["data"].as_array().cloned().unwrap_or_default();
+    assert!(!data.is_empty(), "no exemplars: {body}");
+    let ex = &data[0]["exemplars"][0];
+    let trace_id = ex["labels"]["trace_id"].as_str().unwrap_or_default();
+    assert_eq!(trace_id.len(), 32, "{body}");
+    assert!(trace_id.chars().all(|c| c.is_ascii_hexdigit()), "{body}");
+    assert_eq!(ex["labels"]["span_id"].as_str().unwrap_or_default().len(), 16, "{body}");
+}
