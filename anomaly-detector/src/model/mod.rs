@@ -66,26 +66,20 @@ pub struct ModelConfig {
     pub scale_clip: f64,
     /// Points whose mean residual is scored besides the single point (level shifts, drifts).
     pub short_window: usize,
+    /// Points whose mean residual is scored as a third statistic (slow drifts; 0 = off).
+    pub long_window: usize,
     /// Points after a high score in which lower scores are not new onsets (`onset_score`).
     pub suppress_points: usize,
-    /// When > 0, a score is an onset if it exceeds the maximum of earlier scores decayed with
-    /// this half-life (points) instead of the plain maximum over `suppress_points`.
-    pub suppress_halflife: f64,
+    /// Points after a significant onset (score at or above `score_threshold`) in which no new
+    /// onset is given however large.
+    pub refractory_points: usize,
     /// A score is a new onset only if it exceeds this factor times the highest score of the
     /// last `suppress_points` points.
     pub onset_ratio: f64,
     /// Half-life, in points, of this series' usual surprise (0 = scores are not calibrated).
     pub calib_halflife: f64,
-    /// When in (0, 1): calibrate by dividing by this series' running quantile of surprise
-    /// (adaptation time `calib_halflife`) instead of its mean and spread.
-    pub calib_quantile: f64,
     /// Surprises above this many standard deviations count as this large in the calibration.
     pub calib_clip: f64,
-    /// A surprise also seen at the same time of day (or season phase) in the last two days is
-    /// scaled down to at most this many standard deviations times its ratio (0 = off).
-    pub repeat_tolerance: f64,
-    /// Points either side of the same phase searched for earlier surprises.
-    pub repeat_window: usize,
     /// The series is a monotonic counter: score its increments; a decrease is a reset.
     pub counter: bool,
 }
@@ -104,18 +98,16 @@ impl Default for ModelConfig {
             min_period: 4,
             max_period: 1440,
             min_cycles: 2,
-            min_acf: 0.3,
-            scale_halflife: 100.0,
+            min_acf: 0.4,
+            scale_halflife: 300.0,
             scale_clip: 4.0,
-            short_window: 6,
-            suppress_points: 100,
-            suppress_halflife: 0.0,
-            onset_ratio: 1.0,
-            calib_halflife: 0.0,
-            calib_quantile: 0.0,
-            calib_clip: 10.0,
-            repeat_tolerance: 0.0,
-            repeat_window: 3,
+            short_window: 3,
+            long_window: 0,
+            suppress_points: 400,
+            refractory_points: 20,
+            onset_ratio: 2.0,
+            calib_halflife: 3000.0,
+            calib_clip: 2.5,
             counter: false,
         }
     }
@@ -238,8 +230,6 @@ pub struct SeriesDetector {
     refits: u32,
     /// History length at the last season detection.
     detected_len: usize,
-    /// |z| of past points (0 for gaps), same length bound as `history`.
-    zhist: VecDeque<f32>,
 }
 
 /// Converts mean absolute deviation to a standard deviation under normality.
@@ -256,13 +246,13 @@ impl SeriesDetector {
         let scorer = Scorer::new(ScoreSettings {
             z_crit: cfg.sensitivity,
             short_window: cfg.short_window,
+            long_window: cfg.long_window,
             suppress_points: cfg.suppress_points,
             onset_ratio: cfg.onset_ratio,
             calib_halflife: cfg.calib_halflife,
             calib_clip: cfg.calib_clip,
             sig_level: cfg.score_threshold,
-            suppress_halflife: cfg.suppress_halflife,
-            calib_quantile: cfg.calib_quantile,
+            refractory_points: cfg.refractory_points,
         });
         Self {
             history: VecDeque::with_capacity(cfg.history_points.min(4096)),
@@ -278,7 +268,6 @@ impl SeriesDetector {
             scale_floor: 0.0,
             scorer,
             over_threshold: 0,
-            zhist: VecDeque::new(),
             refits: 0,
             detected_len: 0,
         }
@@ -319,7 +308,6 @@ impl SeriesDetector {
                 for _ in 0..missing {
                     self.advance(f64::NAN);
                     self.scorer.skip();
-                    self.push_z(0.0);
                 }
                 if missing > 0 {
                     // a counter cannot be differenced across a gap
@@ -333,63 +321,16 @@ impl SeriesDetector {
         e.value = value;
         if y.is_finite() && e.model != ModelKind::WarmingUp {
             let z = e.deviation.clamp(-Z_CAP, Z_CAP);
-            let ps = self.scorer.push(z * self.repeat_discount(z.abs()));
-            self.push_z(z.abs());
+            let ps = self.scorer.push(z);
             self.apply_score(&mut e, ps);
         } else {
             self.scorer.skip();
-            self.push_z(0.0);
             self.over_threshold = 0;
         }
         self.learn(y, e.expected);
         self.advance(y);
         self.maybe_refit();
         e
-    }
-
-    /// Factor in (0, 1] that shrinks a surprise seen before at the same time of day (or the same
-    /// phase of the season) in the last two days/seasons: a daily job's spike is not news.
-    fn repeat_discount(&self, z: f64) -> f64 {
-        let kappa = self.cfg.repeat_tolerance;
-        if kappa <= 0.0 || z <= kappa {
-            return 1.0;
-        }
-        let n = self.zhist.len();
-        let w = self.cfg.repeat_window;
-        let mut m: f32 = 0.0;
-        let day = if self.step_seconds.is_finite() && self.step_seconds > 0.0 {
-            (86_400.0 / self.step_seconds).round() as usize
-        } else {
-            0
-        };
-        for lag in [day, self.period()] {
-            if lag < 2 * w + 2 {
-                continue;
-            }
-            for k in 1..=2 {
-                // zhist[n - 1] is the previous point; the same phase k seasons back is at n - k*lag
-                let centre = k * lag;
-                if centre + w > n {
-                    break;
-                }
-                for back in centre - w..=centre + w {
-                    m = m.max(self.zhist[n - back]);
-                }
-            }
-        }
-        let m = f64::from(m);
-        if m > kappa {
-            (kappa / m).max(1e-6)
-        } else {
-            1.0
-        }
-    }
-
-    fn push_z(&mut self, z: f64) {
-        if self.zhist.len() >= self.cfg.history_points {
-            self.zhist.pop_front();
-        }
-        self.zhist.push_back(z as f32);
     }
 
     fn transform_peek(&self, value: f64) -> f64 {
@@ -663,20 +604,10 @@ fn sanitize(mut c: ModelConfig) -> ModelConfig {
     c.scale_halflife = pos(c.scale_halflife, d.scale_halflife);
     c.scale_clip = pos(c.scale_clip, d.scale_clip);
     c.short_window = c.short_window.max(1);
-    if !(c.suppress_halflife.is_finite() && c.suppress_halflife >= 0.0) {
-        c.suppress_halflife = d.suppress_halflife;
-    }
     c.onset_ratio = pos(c.onset_ratio, d.onset_ratio);
     if !(c.calib_halflife.is_finite() && c.calib_halflife >= 0.0) {
         c.calib_halflife = d.calib_halflife;
     }
     c.calib_clip = pos(c.calib_clip, d.calib_clip);
-    if !(c.calib_quantile.is_finite() && (0.0..1.0).contains(&c.calib_quantile)) {
-        c.calib_quantile = d.calib_quantile;
-    }
-    if !(c.repeat_tolerance.is_finite() && c.repeat_tolerance >= 0.0) {
-        c.repeat_tolerance = d.repeat_tolerance;
-    }
-    c.repeat_window = c.repeat_window.min(c.history_points / 4);
     c
 }

@@ -1,10 +1,13 @@
 //! From normalised one-step residuals to anomaly scores.
 //!
-//! `z` is the residual divided by a robust running scale (see `SeriesDetector`). The score combines
-//! the point's own surprise with the surprise of the mean of the last few residuals (catches level
-//! shifts and slow drifts whose single points stay inside the band), maps it to [0, 1] with 0.5 on
-//! the band edge, and an onset score keeps only new highs within a suppression window (the first
-//! detection of an event, what the NAB scorer rewards; later repeats would be false positives).
+//! `z` is the residual divided by a robust running scale (see `SeriesDetector`). Two statistics
+//! are scored: the point's own surprise combined with the mean of the last `short_window`
+//! residuals, and (optionally) the mean over `long_window` residuals (slow drifts). Each is
+//! calibrated against this series' usual value of it (running mean and spread of the clipped
+//! statistic), so series with heavy-tailed residuals need a larger surprise for the same score;
+//! the larger is mapped to [0, 1]. An onset score keeps only new highs within a suppression
+//! window, and after a significant onset only clearly larger ones: the first detection of an
+//! event, what the NAB scorer rewards (later repeats outside a window are false positives).
 //!
 //! Run its unit tests with `cargo test -p anomaly-detector model::score`.
 
@@ -15,44 +18,111 @@ use std::collections::VecDeque;
 pub(crate) struct ScoreSettings {
     pub(crate) z_crit: f64,
     pub(crate) short_window: usize,
+    pub(crate) long_window: usize,
     pub(crate) suppress_points: usize,
     pub(crate) onset_ratio: f64,
     pub(crate) calib_halflife: f64,
     pub(crate) calib_clip: f64,
     pub(crate) sig_level: f64,
-    pub(crate) suppress_halflife: f64,
-    pub(crate) calib_quantile: f64,
+    pub(crate) refractory_points: usize,
+}
+
+/// A running sum over the last `len` values.
+#[derive(Debug, Clone)]
+struct WindowSum {
+    len: usize,
+    values: VecDeque<f64>,
+    sum: f64,
+    pushes: u64,
+}
+
+impl WindowSum {
+    fn new(len: usize) -> Self {
+        Self {
+            len: len.max(1),
+            values: VecDeque::with_capacity(len.max(1)),
+            sum: 0.0,
+            pushes: 0,
+        }
+    }
+
+    /// Adds `v`; returns |sum| / sqrt(count): the surprise of the window mean in standard
+    /// deviations when the values are independent standard normal.
+    fn push(&mut self, v: f64) -> f64 {
+        self.values.push_back(v);
+        self.sum += v;
+        if self.values.len() > self.len {
+            if let Some(old) = self.values.pop_front() {
+                self.sum -= old;
+            }
+        }
+        self.pushes += 1;
+        // recompute now and then so float drift stays out of the running sum
+        if self.pushes % 1024 == 0 {
+            self.sum = self.values.iter().sum();
+        }
+        if self.values.len() >= 2 {
+            self.sum.abs() / (self.values.len() as f64).sqrt()
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Running mean and mean square of a clipped statistic: this series' usual surprise.
+#[derive(Debug, Clone, Default)]
+struct Calibration {
+    mean: f64,
+    sq: f64,
+    n: u64,
+}
+
+impl Calibration {
+    /// `x` re-expressed as a standard-normal-like |z| relative to the past values (then learns
+    /// `x`). Off (identity) when `halflife <= 0`.
+    fn apply(&mut self, x: f64, halflife: f64, clip: f64) -> f64 {
+        if halflife <= 0.0 {
+            return x;
+        }
+        // a Gaussian |z| has mean 0.80 and sd 0.60: the prior until the series shows its own
+        let (m, sd) = if self.n == 0 {
+            (0.8, 0.6)
+        } else {
+            (self.mean, (self.sq - self.mean * self.mean).max(0.0).sqrt())
+        };
+        let out = 0.8 + 0.6 * (x - m) / sd.max(0.3);
+        let lam = (1.0 - 0.5f64.powf(1.0 / halflife)).max(1.0 / (self.n as f64 + 1.0));
+        let c = x.min(clip);
+        self.mean += lam * (c - self.mean);
+        self.sq += lam * (c * c - self.sq);
+        self.n += 1;
+        out.max(0.0)
+    }
 }
 
 /// Streaming scorer state.
 #[derive(Debug, Clone)]
 pub(crate) struct Scorer {
     s: ScoreSettings,
-    recent: VecDeque<f64>,
-    recent_sum: f64,
+    short: WindowSum,
+    long: WindowSum,
+    cal_short: Calibration,
+    cal_long: Calibration,
     /// (index, score) pairs with decreasing scores: sliding maximum of past scores.
     maxq: VecDeque<(u64, f64)>,
     t: u64,
-    /// EWMA mean and mean square of the (clipped) combined surprise: this series' usual surprise.
-    cal_mean: f64,
-    cal_sq: f64,
-    cal_n: u64,
     /// Time and surprise of the last onset at or above `sig_level`.
     last_sig: Option<(u64, f64)>,
-    /// Exponentially decaying maximum of past scores (when `suppress_halflife > 0`).
-    decayed_max: f64,
-    /// Log of the running `calib_quantile` quantile of the combined surprise.
-    log_q: f64,
 }
 
 /// One point's scores.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PointScore {
-    /// Combined surprise in standard deviations.
+    /// Calibrated surprise (standard-normal-like |z|).
     pub(crate) z: f64,
-    /// Score in [0, 1]; 0.5 on the band edge.
+    /// Score in [0, 1]; 0.5 at `z_crit`.
     pub(crate) score: f64,
-    /// `score` when it is a new high within the suppression window, else 0.
+    /// `score` when it is a new onset, else 0.
     pub(crate) onset: f64,
 }
 
@@ -60,47 +130,36 @@ impl Scorer {
     pub(crate) fn new(s: ScoreSettings) -> Self {
         Self {
             s,
-            recent: VecDeque::with_capacity(s.short_window.max(1)),
-            recent_sum: 0.0,
+            short: WindowSum::new(s.short_window),
+            long: WindowSum::new(s.long_window),
+            cal_short: Calibration::default(),
+            cal_long: Calibration::default(),
             maxq: VecDeque::new(),
             t: 0,
-            cal_mean: 0.0,
-            cal_sq: 0.0,
-            cal_n: 0,
             last_sig: None,
-            decayed_max: 0.0,
-            log_q: f64::NAN,
         }
     }
 
     /// Scores one normalised residual (finite; callers clamp).
     pub(crate) fn push(&mut self, z: f64) -> PointScore {
-        let w = self.s.short_window.max(1);
-        self.recent.push_back(z);
-        self.recent_sum += z;
-        if self.recent.len() > w {
-            if let Some(old) = self.recent.pop_front() {
-                self.recent_sum -= old;
-            }
+        let zs = self.short.push(z);
+        let mut zc = self
+            .cal_short
+            .apply(z.abs().max(zs), self.s.calib_halflife, self.s.calib_clip);
+        if self.s.long_window >= 2 {
+            let zl = self.long.push(z);
+            zc = zc.max(self.cal_long.apply(zl, self.s.calib_halflife, self.s.calib_clip));
         }
-        // recompute occasionally to keep float drift out of the running sum
-        if self.t % 1024 == 0 {
-            self.recent_sum = self.recent.iter().sum();
-        }
-        let zs = if self.recent.len() >= 2 {
-            self.recent_sum.abs() / (self.recent.len() as f64).sqrt()
-        } else {
-            0.0
-        };
-        let zc = z.abs().max(zs);
-        let zc = self.calibrate(zc);
         let score = to_score(zc, self.s.z_crit);
         let mut onset = self.onset(score);
         // after a significant onset, a later one in the window must be clearly larger
         if onset > 0.0 && self.s.suppress_points > 0 && score >= self.s.sig_level {
             let t = self.t - 1;
             match self.last_sig {
-                Some((t0, z0)) if t0 + self.s.suppress_points as u64 >= t && zc <= z0 * self.s.onset_ratio => {
+                Some((t0, z0))
+                    if t0 + self.s.refractory_points as u64 >= t
+                        || (t0 + self.s.suppress_points as u64 >= t && zc <= z0 * self.s.onset_ratio) =>
+                {
                     onset = 0.0;
                 }
                 _ => self.last_sig = Some((t, zc)),
@@ -109,58 +168,13 @@ impl Scorer {
         PointScore { z: zc, score, onset }
     }
 
-    /// Re-expresses `zc` relative to this series' usual surprise (mean and spread of past
-    /// values), so series with heavy-tailed residuals need a larger surprise for the same score.
-    fn calibrate(&mut self, zc: f64) -> f64 {
-        if self.s.calib_quantile > 0.0 && self.s.calib_quantile < 1.0 {
-            return self.calibrate_quantile(zc);
-        }
-        if self.s.calib_halflife <= 0.0 {
-            return zc;
-        }
-        let lam = (1.0 - 0.5f64.powf(1.0 / self.s.calib_halflife)).max(1.0 / (self.cal_n as f64 + 1.0));
-        // a Gaussian |z| has mean 0.80 and sd 0.60: the prior until the series shows its own
-        let (m, sd) = if self.cal_n == 0 {
-            (0.8, 0.6)
-        } else {
-            (self.cal_mean, (self.cal_sq - self.cal_mean * self.cal_mean).max(0.0).sqrt())
-        };
-        let out = 0.8 + 0.6 * (zc - m) / sd.max(0.3);
-        let c = zc.min(self.s.calib_clip);
-        self.cal_mean += lam * (c - self.cal_mean);
-        self.cal_sq += lam * (c * c - self.cal_sq);
-        self.cal_n += 1;
-        out.max(0.0)
-    }
-
-    /// Divides `zc` by this series' running high quantile of surprise (relative to a Gaussian's),
-    /// tracked by stochastic approximation on the log scale.
-    fn calibrate_quantile(&mut self, zc: f64) -> f64 {
-        let p = self.s.calib_quantile;
-        let gauss_q = normal_quantile_two_sided(p);
-        if self.log_q.is_nan() {
-            self.log_q = gauss_q.ln();
-        }
-        let q = self.log_q.exp();
-        let out = zc * gauss_q / q.max(1e-9);
-        let rate = 1.0 / self.s.calib_halflife.max(10.0) / (1.0 - p);
-        let step = if zc > q { p } else { -(1.0 - p) };
-        self.log_q = (self.log_q + rate * step).clamp(-10.0, 10.0);
-        out
-    }
-
     /// A point that was not scored (gap): keeps the time base of the suppression window.
     pub(crate) fn skip(&mut self) {
         self.onset(0.0);
     }
 
+    /// `score` if it exceeds every score of the last `suppress_points` points, else 0.
     fn onset(&mut self, score: f64) -> f64 {
-        if self.s.suppress_halflife > 0.0 {
-            self.t += 1;
-            let prev = self.decayed_max;
-            self.decayed_max = prev.max(score) * 0.5f64.powf(1.0 / self.s.suppress_halflife);
-            return if score > prev { score } else { 0.0 };
-        }
         let t = self.t;
         self.t += 1;
         let win = self.s.suppress_points as u64;
@@ -177,34 +191,6 @@ impl Scorer {
         } else {
             0.0
         }
-    }
-}
-
-/// The `p` quantile of |Z| for a standard normal Z (bisection on erf; p in (0, 1)).
-fn normal_quantile_two_sided(p: f64) -> f64 {
-    let (mut lo, mut hi) = (0.0f64, 40.0f64);
-    for _ in 0..80 {
-        let mid = 0.5 * (lo + hi);
-        if erf(mid / std::f64::consts::SQRT_2) < p {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
-}
-
-/// Error function (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7).
-fn erf(x: f64) -> f64 {
-    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let y = 1.0
-        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592)
-            * t
-            * (-x * x).exp();
-    if x < 0.0 {
-        -y
-    } else {
-        y
     }
 }
 
@@ -234,13 +220,13 @@ mod tests {
         let mut s = Scorer::new(ScoreSettings {
             z_crit: 3.0,
             short_window: 1,
+            long_window: 0,
             suppress_points: 5,
             onset_ratio: 1.0,
             calib_halflife: 0.0,
             calib_clip: 10.0,
             sig_level: 0.5,
-            suppress_halflife: 0.0,
-            calib_quantile: 0.0,
+            refractory_points: 0,
         });
         let first = s.push(10.0);
         assert!(first.onset > 0.5);
@@ -259,13 +245,13 @@ mod tests {
         let mut s = Scorer::new(ScoreSettings {
             z_crit: 3.0,
             short_window: 9,
+            long_window: 0,
             suppress_points: 0,
             onset_ratio: 1.0,
             calib_halflife: 0.0,
             calib_clip: 10.0,
             sig_level: 0.5,
-            suppress_halflife: 0.0,
-            calib_quantile: 0.0,
+            refractory_points: 0,
         });
         let mut last = 0.0;
         for _ in 0..9 {

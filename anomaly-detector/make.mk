@@ -1,0 +1,41 @@
+# anomaly-detector: model and backtest targets (the service's targets live beside these).
+#
+#   make bench-detector-nab     backtest over ../shared/nab-public and score it next to the
+#                               statsmodels Holt-Winters baseline run in the same target
+#   make bench-detector-speed   one core: fit+score a 10,000-point series and a cycle over
+#                               10,000 series of 1,000 points, vs statsmodels on the same series
+#   make test-detector-model    regenerate the statsmodels parity fixture and compare it with the
+#                               committed one (the Rust side runs in `cargo test`)
+
+BENCH_TARGETS += bench-detector-nab bench-detector-speed
+TEST_TARGETS += test-detector-model
+
+DETECTOR_NAB := $(ROOT)/../shared/nab-public
+DETECTOR_TARGET = $${CARGO_TARGET_DIR:-$(ROOT)/target}
+
+.PHONY: bench-detector-nab bench-detector-speed test-detector-model
+
+bench-detector-nab: deps
+	@test -f $(DETECTOR_NAB)/score.py || { echo "NAB data not found: expected ../shared/nab-public next to the repo"; exit 1; }
+	$(CARGO) build --release -p anomaly-detector --bin backtest
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	start=$$(date +%s.%N); \
+	$(DETECTOR_TARGET)/release/backtest --input $(DETECTOR_NAB)/data --output "$$tmp/ours"; \
+	$(PY) $(DETECTOR_NAB)/score.py --results "$$tmp/ours" --files public --per-file > "$$tmp/ours.txt"; \
+	echo "--- baseline_hw.py (statsmodels Holt-Winters), same files, same run ---"; \
+	$(PY) $(DETECTOR_NAB)/baseline_hw.py --out "$$tmp/hw" --files public | tail -1; \
+	$(PY) $(DETECTOR_NAB)/score.py --results "$$tmp/hw" --files public > "$$tmp/hw.txt"; \
+	cat "$$tmp/ours.txt"; \
+	ours=$$(tail -1 "$$tmp/ours.txt"); hw=$$(tail -1 "$$tmp/hw.txt"); \
+	echo "NAB standard profile, public split (threshold optimised by score.py):"; \
+	printf '  anomaly-detector      %s\n  baseline_hw.py        %s   (README documents 46.2)\n' "$$ours" "$$hw"; \
+	awk -v a="$$ours" -v b="$$hw" 'BEGIN { printf "  difference            %+.1f points (target: >= 60 absolute)\n", a - b }'
+
+bench-detector-speed: deps
+	$(CARGO) bench -p anomaly-detector --bench speed --no-run
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	taskset -c 0 $(CARGO) bench -q -p anomaly-detector --bench speed -- --dump "$$tmp" > "$$tmp/rust.json"; \
+	taskset -c 0 $(PY) anomaly-detector/bench/speed_statsmodels.py --dir "$$tmp" --rust "$$tmp/rust.json"
+
+test-detector-model: deps
+	$(PY) anomaly-detector/bench/statsmodels_parity.py --check
