@@ -48,54 +48,7 @@ async fn prometheus_scrapes_sdk_metrics_with_otel_names_and_labels() {
     run_sdk_app(&format!("http://{intake}"), &[("PROM_APP_ROUNDS", "2")]).await;
     let base = prom.url();
 
-    let orders = query_until(&base, "orders_placed_total", WAIT, |r| r.len() == 2).await;
-    for s in &orders {
-        assert_eq!(s.label("job"), "shop/checkout", "{s:?}");
-        assert_eq!(s.label("instance"), "checkout-1", "{s:?}");
-        assert_eq!(s.label("otel_scope_name"), "prom.test.app", "{s:?}");
-        assert_eq!(s.label("otel_scope_version"), "0.1.0", "{s:?}");
-        let want = match s.label("payment_method") {
-            "card" => 10.0,
-            "cash" => 4.0,
-            other => panic!("unexpected payment_method {other:?}"),
-        };
-        assert_eq!(s.value, want, "{s:?}");
-    }
-
-    let count = query(&base, "http_server_request_duration_seconds_count").await;
-    assert_eq!(count.len(), 1, "{count:?}");
-    assert_eq!(count[0].value, 200.0);
-    assert_eq!(count[0].label("http_route"), "/api/orders");
-    let p95 = query(
-        &base,
-        "histogram_quantile(0.95, sum by (le) (http_server_request_duration_seconds_bucket))",
-    )
-    .await;
-    assert_eq!(p95.len(), 1, "{p95:?}");
-    assert!(
-        p95[0].value > 0.75 && p95[0].value <= 1.0,
-        "p95 {} must fall in the bucket of the true p95 0.95: (0.75, 1.0]",
-        p95[0].value
-    );
-    let sum = query(&base, "http_server_request_duration_seconds_sum").await;
-    assert!((sum[0].value - 101.0).abs() < 1e-6, "{sum:?}");
-
-    let active = query(&base, "active_requests").await;
-    assert_eq!(active.len(), 1, "{active:?}");
-    assert_eq!(active[0].value, 6.0, "up-down counter becomes a gauge");
-
-    let cpu = query(&base, "system_cpu_utilization_ratio").await;
-    assert_eq!(cpu.len(), 1, "{cpu:?}");
-    assert_eq!(cpu[0].value, 0.42);
-    assert_eq!(cpu[0].label("cpu"), "0");
-
-    let info = query(&base, "target_info").await;
-    assert_eq!(info.len(), 1, "{info:?}");
-    assert_eq!(info[0].label("deployment_environment"), "test");
-    assert_eq!(info[0].label("telemetry_sdk_language"), "python");
-    assert_eq!(info[0].label("job"), "shop/checkout");
-    assert_eq!(info[0].label("instance"), "checkout-1");
-    assert!(info[0].labels.get("service_name").is_none(), "{info:?}");
+    assert_sdk_series(&base, 2.0).await;
 
     // Metadata (TYPE/HELP) as Prometheus recorded it from the scrape.
     let meta: serde_json::Value =
@@ -185,12 +138,21 @@ async fn openmetrics_scrape_carries_exemplars_and_namespace() {
         ],
     )
     .expect("url");
-    let body: serde_json::Value = reqwest::get(url).await.expect("exemplars").json().await.expect("json");
+    let body: serde_json::Value = reqwest::get(url)
+        .await
+        .expect("exemplars")
+        .json()
+        .await
+        .expect("json");
     let data = body["data"].as_array().cloned().unwrap_or_default();
     assert!(!data.is_empty(), "no exemplars: {body}");
     let ex = &data[0]["exemplars"][0];
     let trace_id = ex["labels"]["trace_id"].as_str().unwrap_or_default();
     assert_eq!(trace_id.len(), 32, "{body}");
     assert!(trace_id.chars().all(|c| c.is_ascii_hexdigit()), "{body}");
-    assert_eq!(ex["labels"]["span_id"].as_str().unwrap_or_default().len(), 16, "{body}");
+    assert_eq!(
+        ex["labels"]["span_id"].as_str().unwrap_or_default().len(),
+        16,
+        "{body}"
+    );
 }

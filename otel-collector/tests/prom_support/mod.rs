@@ -300,3 +300,64 @@ pub async fn run_sdk_app(endpoint: &str, env: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Checks the series the Python SDK app produces after `rounds` cumulative rounds, as the
+/// OpenTelemetry Collector names and labels them (polls until they appear).
+pub async fn assert_sdk_series(base: &str, rounds: f64) {
+    let wait = Duration::from_secs(40);
+    let orders = query_until(base, "orders_placed_total", wait, |r| {
+        r.len() == 2 && r.iter().all(|s| s.value >= 2.0 * rounds)
+    })
+    .await;
+    for s in &orders {
+        assert_eq!(s.label("job"), "shop/checkout", "{s:?}");
+        assert_eq!(s.label("instance"), "checkout-1", "{s:?}");
+        assert_eq!(s.label("otel_scope_name"), "prom.test.app", "{s:?}");
+        assert_eq!(s.label("otel_scope_version"), "0.1.0", "{s:?}");
+        let want = match s.label("payment_method") {
+            "card" => 5.0 * rounds,
+            "cash" => 2.0 * rounds,
+            other => panic!("unexpected payment_method {other:?}"),
+        };
+        assert_eq!(s.value, want, "{s:?}");
+    }
+
+    let count = query(base, "http_server_request_duration_seconds_count").await;
+    assert_eq!(count.len(), 1, "{count:?}");
+    assert_eq!(count[0].value, 100.0 * rounds);
+    assert_eq!(count[0].label("http_route"), "/api/orders");
+    let p95 = query(
+        base,
+        "histogram_quantile(0.95, sum by (le) (http_server_request_duration_seconds_bucket))",
+    )
+    .await;
+    assert_eq!(p95.len(), 1, "{p95:?}");
+    assert!(
+        p95[0].value > 0.75 && p95[0].value <= 1.0,
+        "p95 {} must fall in the bucket of the true p95 0.95: (0.75, 1.0]",
+        p95[0].value
+    );
+    let sum = query(base, "http_server_request_duration_seconds_sum").await;
+    assert!((sum[0].value - 50.5 * rounds).abs() < 1e-6, "{sum:?}");
+
+    let active = query(base, "active_requests").await;
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(
+        active[0].value,
+        3.0 * rounds,
+        "up-down counter becomes a gauge"
+    );
+
+    let cpu = query(base, "system_cpu_utilization_ratio").await;
+    assert_eq!(cpu.len(), 1, "{cpu:?}");
+    assert_eq!(cpu[0].value, 0.42);
+    assert_eq!(cpu[0].label("cpu"), "0");
+
+    let info = query(base, "target_info").await;
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert_eq!(info[0].label("deployment_environment"), "test");
+    assert_eq!(info[0].label("telemetry_sdk_language"), "python");
+    assert_eq!(info[0].label("job"), "shop/checkout");
+    assert_eq!(info[0].label("instance"), "checkout-1");
+    assert!(info[0].labels.get("service_name").is_none(), "{info:?}");
+}

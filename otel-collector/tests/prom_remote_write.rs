@@ -1,0 +1,236 @@
+//! The `prometheusremotewrite` exporter writes into a real Prometheus (remote-write receiver on)
+//! and a real VictoriaMetrics, fed by the Python OpenTelemetry SDK (OTLP/HTTP → test intake →
+//! exporter); and a fault test: the endpoint is down, then answers 500, then recovers — every
+//! accepted sample arrives exactly once.
+//!
+//! Needs `prometheus`, `victoria-metrics` and the `.venv` from `make deps`. Run:
+//! `cargo test -p otel-collector --test prom_remote_write`.
+
+mod prom_support;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use otel_collector::exporter::prometheusremotewrite::{
+    RemoteWriteConfig, RemoteWriteExporter, RetrySettings,
+};
+use otel_collector::pipeline::{Consumer, SharedConsumer, Shutdown, Telemetry};
+use prom_support::*;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+fn exporter(endpoint: String) -> Arc<RemoteWriteExporter> {
+    let config = RemoteWriteConfig {
+        endpoint,
+        retry_on_failure: RetrySettings {
+            initial_interval: Duration::from_millis(50),
+            max_interval: Duration::from_millis(500),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    RemoteWriteExporter::start(
+        "prometheusremotewrite/test",
+        config,
+        &CancellationToken::new(),
+    )
+    .expect("exporter starts")
+}
+
+async fn drain(e: &RemoteWriteExporter) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    e.shutdown(deadline).await;
+    assert_eq!(e.in_flight(), 0, "queue drained");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_into_prometheus_matches_otel_names_and_values() {
+    let prom = start_prometheus(
+        "",
+        &[
+            "--web.enable-remote-write-receiver",
+            "--enable-feature=exemplar-storage",
+        ],
+    )
+    .await;
+    let e = exporter(format!("{}/api/v1/write", prom.url()));
+    let consumer: SharedConsumer = e.clone();
+    let intake = start_intake(consumer).await;
+    run_sdk_app(&format!("http://{intake}"), &[("PROM_APP_ROUNDS", "2")]).await;
+    drain(&e).await;
+    assert_sdk_series(&prom.url(), 2.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_into_victoria_metrics() {
+    let vm = start_victoria_metrics().await;
+    let e = exporter(format!("{}/api/v1/write", vm.url()));
+    let consumer: SharedConsumer = e.clone();
+    let intake = start_intake(consumer).await;
+    run_sdk_app(&format!("http://{intake}"), &[("PROM_APP_ROUNDS", "2")]).await;
+    drain(&e).await;
+    assert_sdk_series(&vm.url(), 2.0).await;
+}
+
+/// A proxy in front of the real receiver: 0 = answer 500, 1 = forward.
+struct Proxy {
+    mode: AtomicU8,
+    upstream: String,
+    client: reqwest::Client,
+    failed: AtomicUsize,
+    forwarded: AtomicUsize,
+}
+
+async fn proxy(
+    State(p): State<Arc<Proxy>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    if p.mode.load(Ordering::SeqCst) == 0 {
+        p.failed.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::INTERNAL_SERVER_ERROR, "induced failure".into());
+    }
+    let mut req = p.client.post(&p.upstream).body(body);
+    for (k, v) in &headers {
+        if k != "host" && k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    match req.send().await {
+        Ok(r) => {
+            p.forwarded.fetch_add(1, Ordering::SeqCst);
+            let status =
+                StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+const BATCHES: usize = 40;
+const SERIES: usize = 50;
+
+fn batch(i: usize, base_ms: u64) -> ExportMetricsServiceRequest {
+    let t = (base_ms + i as u64 * 1000) * 1_000_000;
+    let points = (0..SERIES)
+        .map(|s| NumberDataPoint {
+            attributes: vec![KeyValue {
+                key: "series".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(s as i64)),
+                }),
+                ..Default::default()
+            }],
+            time_unix_nano: t,
+            value: Some(number_data_point::Value::AsDouble(i as f64)),
+            ..Default::default()
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("fault".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "fault.gauge".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: points,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_down_then_500_then_recovering_loses_nothing() {
+    let prom = start_prometheus("", &["--web.enable-remote-write-receiver"]).await;
+    let p = Arc::new(Proxy {
+        mode: AtomicU8::new(0),
+        upstream: format!("{}/api/v1/write", prom.url()),
+        client: reqwest::Client::new(),
+        failed: AtomicUsize::new(0),
+        forwarded: AtomicUsize::new(0),
+    });
+    // Phase 1: nothing listens on the endpoint (connection refused).
+    let port = free_port();
+    let e = exporter(format!("http://127.0.0.1:{port}/api/v1/write"));
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let base_ms = now_ms - (BATCHES as u64 + 5) * 1000;
+    for i in 0..BATCHES / 2 {
+        e.consume(Telemetry::Metrics(batch(i, base_ms)))
+            .await
+            .expect("queued");
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(e.in_flight() > 0, "requests wait for the endpoint");
+    // Phase 2: the endpoint answers 500.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind port");
+    let app = Router::new()
+        .route("/api/v1/write", post(proxy))
+        .with_state(p.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    for i in BATCHES / 2..BATCHES {
+        e.consume(Telemetry::Metrics(batch(i, base_ms)))
+            .await
+            .expect("queued");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        p.failed.load(Ordering::SeqCst) > 0,
+        "the 500s were seen and retried"
+    );
+    assert_eq!(p.forwarded.load(Ordering::SeqCst), 0);
+    // Phase 3: recovery.
+    p.mode.store(1, Ordering::SeqCst);
+    drain(&e).await;
+    let total = query_until(
+        &prom.url(),
+        "sum(count_over_time(fault_gauge[10m]))",
+        Duration::from_secs(20),
+        |r| !r.is_empty(),
+    )
+    .await;
+    assert_eq!(
+        total[0].value,
+        (BATCHES * SERIES) as f64,
+        "every accepted sample exactly once"
+    );
+    let series = query(&prom.url(), "count(fault_gauge)").await;
+    assert_eq!(series[0].value, SERIES as f64);
+    let last = query(&prom.url(), "max(max_over_time(fault_gauge[10m]))").await;
+    assert_eq!(last[0].value, (BATCHES - 1) as f64);
+    assert!(
+        !prom.log_text().contains("out of order"),
+        "no out-of-order rejections: {}",
+        prom.log_text()
+    );
+}
