@@ -52,7 +52,11 @@ impl Default for SimLatency {
 impl SimLatency {
     /// A latency simulator; negative or non-finite scales count as 0.
     pub fn new(scale: f64) -> Self {
-        let scale = if scale.is_finite() && scale > 0.0 { scale } else { 0.0 };
+        let scale = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            0.0
+        };
         SimLatency { scale }
     }
 

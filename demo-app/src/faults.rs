@@ -76,7 +76,11 @@ impl FaultSpec {
             ("latency_jitter_ms", self.latency_jitter_ms),
         ] {
             if v > MAX_LATENCY_MS {
-                return Err(FaultError::TooLarge { field, value: v, max: MAX_LATENCY_MS });
+                return Err(FaultError::TooLarge {
+                    field,
+                    value: v,
+                    max: MAX_LATENCY_MS,
+                });
             }
         }
         if self.cpu_burn_ms > MAX_CPU_BURN_MS {
@@ -129,7 +133,9 @@ pub enum FaultError {
         max: u64,
     },
     /// `duration_s` zero or above one day.
-    #[error("duration_s {0} is out of range: use 1..=86400 seconds, or leave it out for no expiry")]
+    #[error(
+        "duration_s {0} is out of range: use 1..=86400 seconds, or leave it out for no expiry"
+    )]
     Duration(u64),
     /// A route this service does not serve.
     #[error("route {route:?} is not served by this service; known routes: {known}")]
@@ -210,7 +216,10 @@ impl Faults {
                 known_routes: known_routes.to_vec(),
                 armed: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
-                current: Mutex::new(Current { spec: FaultSpec::default(), expires: None }),
+                current: Mutex::new(Current {
+                    spec: FaultSpec::default(),
+                    expires: None,
+                }),
                 leak: Mutex::new(Vec::new()),
                 leaked_bytes: AtomicUsize::new(0),
                 leak_full_logged: AtomicBool::new(false),
@@ -229,7 +238,9 @@ impl Faults {
     pub fn set(&self, spec: FaultSpec) -> Result<FaultStatus, FaultError> {
         spec.validate(&self.inner.known_routes)?;
         let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let expires = spec.duration_s.map(|s| Instant::now() + Duration::from_secs(s));
+        let expires = spec
+            .duration_s
+            .map(|s| Instant::now() + Duration::from_secs(s));
         {
             let mut cur = self.lock();
             cur.spec = spec.clone();
@@ -361,14 +372,21 @@ impl Faults {
             return;
         }
         let block = vec![0xA5u8; bytes].into_boxed_slice();
-        self.inner.leak.lock().unwrap_or_else(|e| e.into_inner()).push(block);
+        self.inner
+            .leak
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(block);
         self.inner.leaked_bytes.fetch_add(bytes, Ordering::SeqCst);
     }
 
     /// The `/admin/faults` routes (GET, PUT, DELETE) bound to this state.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/admin/faults", get(get_faults).put(put_faults).delete(delete_faults))
+            .route(
+                "/admin/faults",
+                get(get_faults).put(put_faults).delete(delete_faults),
+            )
             .with_state(self.clone())
     }
 }
@@ -430,14 +448,33 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let bad = FaultSpec { error_rate: 1.5, ..Default::default() };
+        let bad = FaultSpec {
+            error_rate: 1.5,
+            ..Default::default()
+        };
         assert_eq!(bad.validate(ROUTES), Err(FaultError::ErrorRate(1.5)));
-        let bad = FaultSpec { cpu_burn_ms: 5_000, ..Default::default() };
-        assert!(bad.validate(ROUTES).unwrap_err().to_string().contains("cpu_burn_ms"));
-        let bad = FaultSpec { routes: Some(vec!["/nope".into()]), ..Default::default() };
+        let bad = FaultSpec {
+            cpu_burn_ms: 5_000,
+            ..Default::default()
+        };
+        assert!(bad
+            .validate(ROUTES)
+            .unwrap_err()
+            .to_string()
+            .contains("cpu_burn_ms"));
+        let bad = FaultSpec {
+            routes: Some(vec!["/nope".into()]),
+            ..Default::default()
+        };
         let msg = bad.validate(ROUTES).unwrap_err().to_string();
-        assert!(msg.contains("/nope") && msg.contains("/api/products"), "{msg}");
-        let bad = FaultSpec { duration_s: Some(0), ..Default::default() };
+        assert!(
+            msg.contains("/nope") && msg.contains("/api/products"),
+            "{msg}"
+        );
+        let bad = FaultSpec {
+            duration_s: Some(0),
+            ..Default::default()
+        };
         assert_eq!(bad.validate(ROUTES), Err(FaultError::Duration(0)));
     }
 
@@ -465,7 +502,11 @@ mod tests {
     #[test]
     fn default_routes_exclude_health() {
         let f = Faults::new(Service::Frontend, ROUTES);
-        f.set(FaultSpec { error_rate: 1.0, ..Default::default() }).unwrap();
+        f.set(FaultSpec {
+            error_rate: 1.0,
+            ..Default::default()
+        })
+        .unwrap();
         assert!(f.decide("/api/users").unwrap().fail);
         assert_eq!(f.decide("/health"), None);
     }
@@ -473,12 +514,16 @@ mod tests {
     #[test]
     fn leak_is_bounded_and_freed() {
         let f = Faults::new(Service::Frontend, ROUTES);
-        f.set(FaultSpec { memory_leak_kb: 1024, ..Default::default() }).unwrap();
+        f.set(FaultSpec {
+            memory_leak_kb: 1024,
+            ..Default::default()
+        })
+        .unwrap();
         for _ in 0..300 {
             f.leak(1024 * 1024);
         }
         let held = f.status().leaked_bytes;
-        assert!(held <= MAX_LEAK_TOTAL_BYTES && held >= MAX_LEAK_TOTAL_BYTES - 1024 * 1024);
+        assert!((MAX_LEAK_TOTAL_BYTES - 1024 * 1024..=MAX_LEAK_TOTAL_BYTES).contains(&held));
         f.clear("test");
         assert_eq!(f.status().leaked_bytes, 0);
     }
@@ -486,8 +531,12 @@ mod tests {
     #[tokio::test]
     async fn duration_clears_the_spec() {
         let f = Faults::new(Service::Frontend, ROUTES);
-        f.set(FaultSpec { error_rate: 0.5, duration_s: Some(1), ..Default::default() })
-            .unwrap();
+        f.set(FaultSpec {
+            error_rate: 0.5,
+            duration_s: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
         assert!(f.status().active);
         assert!(f.decide("/api/users").is_some());
         // Expiry is checked against the clock on every read, so this cannot race the timer.

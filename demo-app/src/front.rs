@@ -30,7 +30,12 @@ use crate::metrics::ShopMetrics;
 use crate::payment::{ChargeRequest, ChargeResponse};
 
 /// Routes of this service that faults may target.
-pub const ROUTES: &[&str] = &["/api/users", "/api/users/{id}", "/api/products", "/api/orders"];
+pub const ROUTES: &[&str] = &[
+    "/api/users",
+    "/api/users/{id}",
+    "/api/products",
+    "/api/orders",
+];
 
 /// Most distinct lines in one order.
 pub const MAX_ORDER_LINES: usize = 20;
@@ -122,7 +127,9 @@ const PRODUCTS: &[(&str, u64)] = &[
     ("Gift card", 5_000),
 ];
 
-const FIRST: &[&str] = &["Ada", "Alan", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Edsger"];
+const FIRST: &[&str] = &[
+    "Ada", "Alan", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Edsger",
+];
 const LAST: &[&str] = &["Lovelace", "Turing", "Hopper", "Torvalds", "Liskov"];
 
 /// The fixed catalog (20 products).
@@ -148,7 +155,11 @@ pub fn users() -> Vec<User> {
             User {
                 id: i + 1,
                 name: format!("{first} {last}"),
-                email: format!("{}.{}@example.com", first.to_lowercase(), last.to_lowercase()),
+                email: format!(
+                    "{}.{}@example.com",
+                    first.to_lowercase(),
+                    last.to_lowercase()
+                ),
             }
         })
         .collect()
@@ -169,7 +180,13 @@ pub struct FrontState {
 
 impl FrontState {
     /// Frontend state calling `inventory` and `payment` through `client`.
-    pub fn new(client: TracedClient, inventory: Downstream, payment: Downstream, shop: ShopMetrics, sim: SimLatency) -> Self {
+    pub fn new(
+        client: TracedClient,
+        inventory: Downstream,
+        payment: Downstream,
+        shop: ShopMetrics,
+        sim: SimLatency,
+    ) -> Self {
         FrontState {
             users: Arc::new(users()),
             products: Arc::new(catalog().into_iter().map(|p| (p.id, p)).collect()),
@@ -206,7 +223,10 @@ fn db_span(table: &'static str, op: &'static str) -> tracing::Span {
 }
 
 async fn list_users(State(st): State<FrontState>) -> Json<Vec<User>> {
-    st.sim.pause(3.0, 6.0).instrument(db_span("users", "SELECT")).await;
+    st.sim
+        .pause(3.0, 6.0)
+        .instrument(db_span("users", "SELECT"))
+        .await;
     Json(st.users.as_ref().clone())
 }
 
@@ -214,46 +234,67 @@ async fn get_user(State(st): State<FrontState>, id: Result<Path<u64>, PathReject
     let Path(id) = match id {
         Ok(id) => id,
         Err(e) => {
-            return error_response(StatusCode::BAD_REQUEST, format!("invalid user id: {}; use a positive integer", e.body_text()))
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("invalid user id: {}; use a positive integer", e.body_text()),
+            )
         }
     };
-    st.sim.pause(1.0, 3.0).instrument(db_span("users", "SELECT")).await;
+    st.sim
+        .pause(1.0, 3.0)
+        .instrument(db_span("users", "SELECT"))
+        .await;
     match st.users.iter().find(|u| u.id == id) {
         Some(u) => Json(u.clone()).into_response(),
-        None => error_response(StatusCode::NOT_FOUND, format!("user {id} not found; see GET /api/users")),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            format!("user {id} not found; see GET /api/users"),
+        ),
     }
 }
 
 async fn list_products(State(st): State<FrontState>) -> Json<Vec<Product>> {
-    st.sim.pause(2.0, 5.0).instrument(db_span("products", "SELECT")).await;
+    st.sim
+        .pause(2.0, 5.0)
+        .instrument(db_span("products", "SELECT"))
+        .await;
     let mut list: Vec<Product> = st.products.values().cloned().collect();
     list.sort_by_key(|p| p.id);
     Json(list)
 }
 
 /// Checks an order against the catalog and returns its total in cents.
-fn validate(st: &FrontState, req: &OrderRequest) -> Result<u64, Response> {
+fn validate(st: &FrontState, req: &OrderRequest) -> Result<u64, (StatusCode, String)> {
     if !st.users.iter().any(|u| u.id == req.user_id) {
-        return Err(error_response(StatusCode::NOT_FOUND, format!("user {} not found; see GET /api/users", req.user_id)));
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("user {} not found; see GET /api/users", req.user_id),
+        ));
     }
     if req.items.is_empty() || req.items.len() > MAX_ORDER_LINES {
-        return Err(error_response(
+        return Err((
             StatusCode::BAD_REQUEST,
-            format!("an order needs 1 to {MAX_ORDER_LINES} items, got {}", req.items.len()),
+            format!(
+                "an order needs 1 to {MAX_ORDER_LINES} items, got {}",
+                req.items.len()
+            ),
         ));
     }
     let mut total = 0u64;
     for it in &req.items {
         let Some(p) = st.products.get(&it.product_id) else {
-            return Err(error_response(
+            return Err((
                 StatusCode::NOT_FOUND,
                 format!("product {} not found; see GET /api/products", it.product_id),
             ));
         };
         if it.quantity == 0 || it.quantity > MAX_QUANTITY {
-            return Err(error_response(
+            return Err((
                 StatusCode::BAD_REQUEST,
-                format!("quantity {} of product {} is out of range: use 1..={MAX_QUANTITY}", it.quantity, it.product_id),
+                format!(
+                    "quantity {} of product {} is out of range: use 1..={MAX_QUANTITY}",
+                    it.quantity, it.product_id
+                ),
             ));
         }
         total += p.price_cents * u64::from(it.quantity);
@@ -264,9 +305,12 @@ fn validate(st: &FrontState, req: &OrderRequest) -> Result<u64, Response> {
 fn downstream_error(e: &CallError) -> Response {
     match e {
         // The callee's own verdict on the order (unknown product, no stock, declined) is passed on.
-        CallError::Status { status, message, .. } if (400..500).contains(status) => {
-            error_response(StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY), message.clone())
-        }
+        CallError::Status {
+            status, message, ..
+        } if (400..500).contains(status) => error_response(
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+            message.clone(),
+        ),
         _ => {
             tracing::error!(error = %e, "downstream call failed");
             error_response(StatusCode::BAD_GATEWAY, e.to_string())
@@ -274,7 +318,10 @@ fn downstream_error(e: &CallError) -> Response {
     }
 }
 
-async fn create_order(State(st): State<FrontState>, body: Result<Json<OrderRequest>, JsonRejection>) -> Response {
+async fn create_order(
+    State(st): State<FrontState>,
+    body: Result<Json<OrderRequest>, JsonRejection>,
+) -> Response {
     let req = match body {
         Ok(Json(r)) => r,
         Err(e) => {
@@ -291,7 +338,7 @@ async fn create_order(State(st): State<FrontState>, body: Result<Json<OrderReque
         let _g = tracing::info_span!("order.validate", demo.service = "demo-frontend").entered();
         match validate(&st, &req) {
             Ok(t) => t,
-            Err(resp) => return resp,
+            Err((code, msg)) => return error_response(code, msg),
         }
     };
     let order_id = format!("ord-{:08}", st.next_order.fetch_add(1, Ordering::Relaxed));
@@ -304,33 +351,65 @@ async fn create_order(State(st): State<FrontState>, body: Result<Json<OrderReque
     );
     let trace_id = {
         let sc = span.context().span().span_context().clone();
-        if sc.is_valid() { sc.trace_id().to_string() } else { String::new() }
+        if sc.is_valid() {
+            sc.trace_id().to_string()
+        } else {
+            String::new()
+        }
     };
     async {
-        let stock = StockRequest { order_id: order_id.clone(), items: req.items.clone() };
-        if let Err(e) = st.client.post_json::<_, StockResponse>(&st.inventory, "/inventory/reserve", &stock).await {
+        let stock = StockRequest {
+            order_id: order_id.clone(),
+            items: req.items.clone(),
+        };
+        if let Err(e) = st
+            .client
+            .post_json::<_, StockResponse>(&st.inventory, "/inventory/reserve", &stock)
+            .await
+        {
             tracing::debug!(error = %e, "order rejected at inventory");
             return downstream_error(&e);
         }
         tracing::debug!("stock reserved");
-        let charge = ChargeRequest { order_id: order_id.clone(), user_id: req.user_id, amount_cents: total };
-        let payment = match st.client.post_json::<_, ChargeResponse>(&st.payment, "/payments/charge", &charge).await {
+        let charge = ChargeRequest {
+            order_id: order_id.clone(),
+            user_id: req.user_id,
+            amount_cents: total,
+        };
+        let payment = match st
+            .client
+            .post_json::<_, ChargeResponse>(&st.payment, "/payments/charge", &charge)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(error = %e, "payment failed; releasing stock");
-                if let Err(re) = st.client.post_json::<_, StockResponse>(&st.inventory, "/inventory/release", &stock).await {
+                if let Err(re) = st
+                    .client
+                    .post_json::<_, StockResponse>(&st.inventory, "/inventory/release", &stock)
+                    .await
+                {
                     tracing::error!(error = %re, "stock release failed");
                 }
                 return downstream_error(&e);
             }
         };
         st.sim.pause(1.0, 2.0).await;
-        st.shop.orders_created.add(1, &[KeyValue::new("order.status", "created")]);
+        st.shop
+            .orders_created
+            .add(1, &[KeyValue::new("order.status", "created")]);
         st.shop.order_value.record(total as f64 / 100.0, &[]);
         tracing::info!(payment.id = %payment.payment_id, total_cents = total, "order created");
         (
             StatusCode::CREATED,
-            Json(Order { order_id: order_id.clone(), user_id: req.user_id, items: req.items.clone(), total_cents: total, payment_id: payment.payment_id, trace_id }),
+            Json(Order {
+                order_id: order_id.clone(),
+                user_id: req.user_id,
+                items: req.items.clone(),
+                total_cents: total,
+                payment_id: payment.payment_id,
+                trace_id,
+            }),
         )
             .into_response()
     }

@@ -69,7 +69,10 @@ pub fn finish_router(routes: Router, ctx: ServerCtx) -> Router {
     let ready = ctx.ready.clone();
     routes
         .merge(ctx.faults.router())
-        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route(
             "/ready",
             get(move || {
@@ -80,12 +83,18 @@ pub fn finish_router(routes: Router, ctx: ServerCtx) -> Router {
                     } else {
                         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
                     };
-                    (code, Json(serde_json::json!({"status": status, "ready": ready})))
+                    (
+                        code,
+                        Json(serde_json::json!({"status": status, "ready": ready})),
+                    )
                 }
             }),
         )
         .fallback(|req: Request| async move {
-            error_response(StatusCode::NOT_FOUND, format!("no route for {} {}", req.method(), req.uri().path()))
+            error_response(
+                StatusCode::NOT_FOUND,
+                format!("no route for {} {}", req.method(), req.uri().path()),
+            )
         })
         .layer(middleware::from_fn_with_state(Arc::new(ctx), track))
 }
@@ -111,6 +120,17 @@ pub fn semconv_method(m: &Method) -> &'static str {
     }
 }
 
+/// The semconv `network.protocol.version` of an HTTP version.
+fn protocol_version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
 struct HeaderExtractor<'a>(&'a HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
@@ -126,7 +146,10 @@ struct HeaderInjector<'a>(&'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             self.0.insert(k, v);
         }
     }
@@ -135,7 +158,8 @@ impl Injector for HeaderInjector<'_> {
 /// Links `span` to the W3C trace context in `headers` (if any) and records its trace id in the
 /// span's `trace_id` field so log lines inside it carry the id.
 fn adopt_remote_parent(span: &tracing::Span, headers: &HeaderMap) {
-    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     let _ = span.set_parent(parent);
     let cx = span.context();
     let sc = cx.span().span_context().clone();
@@ -147,7 +171,10 @@ fn adopt_remote_parent(span: &tracing::Span, headers: &HeaderMap) {
 async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = semconv_method(req.method());
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
     let span_name = match &route {
         Some(r) => format!("{method} {r}"),
         None => method.to_string(),
@@ -167,7 +194,7 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
         http.route = Empty,
         url.path = %req.uri().path(),
         url.scheme = "http",
-        network.protocol.version = ?req.version(),
+        network.protocol.version = protocol_version(req.version()),
         user_agent.original = %user_agent,
         http.response.status_code = Empty,
         error.type = Empty,
@@ -178,7 +205,10 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
     }
     adopt_remote_parent(&span, req.headers());
 
-    let active_attrs = [KeyValue::new("http.request.method", method), KeyValue::new("url.scheme", "http")];
+    let active_attrs = [
+        KeyValue::new("http.request.method", method),
+        KeyValue::new("url.scheme", "http"),
+    ];
     ctx.metrics.active.add(1, &active_attrs);
 
     let fault = route.as_deref().and_then(|r| ctx.faults.decide(r));
@@ -186,17 +216,26 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
     let response = async move {
         if let Some(f) = fault {
             if !f.delay.is_zero() {
-                tracing::debug!(delay_ms = f.delay.as_millis() as u64, "fault injected: latency");
+                tracing::debug!(
+                    delay_ms = f.delay.as_millis() as u64,
+                    "fault injected: latency"
+                );
                 tokio::time::sleep(f.delay).await;
             }
             if !f.cpu_burn.is_zero() {
-                tracing::debug!(cpu_burn_ms = f.cpu_burn.as_millis() as u64, "fault injected: cpu burn");
+                tracing::debug!(
+                    cpu_burn_ms = f.cpu_burn.as_millis() as u64,
+                    "fault injected: cpu burn"
+                );
                 burn_cpu(f.cpu_burn).await;
             }
             faults.leak(f.leak_bytes);
             if f.fail {
                 tracing::debug!("fault injected: error");
-                return error_response(StatusCode::INTERNAL_SERVER_ERROR, "injected fault (see GET /admin/faults)");
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "injected fault (see GET /admin/faults)",
+                );
             }
         }
         next.run(req).await
@@ -205,20 +244,25 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
     .await;
 
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     let mut attrs = Vec::with_capacity(5);
     attrs.push(KeyValue::new("http.request.method", method));
     if let Some(r) = route {
         attrs.push(KeyValue::new("http.route", r));
     }
-    attrs.push(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
+    attrs.push(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status.as_u16()),
+    ));
     attrs.push(KeyValue::new("url.scheme", "http"));
     if status.is_server_error() {
         span.record("error.type", status.as_str());
         span.set_status(Status::error(format!("HTTP {}", status.as_u16())));
         attrs.push(KeyValue::new("error.type", status.as_str().to_owned()));
     }
-    ctx.metrics.duration.record(start.elapsed().as_secs_f64(), &attrs);
+    ctx.metrics
+        .duration
+        .record(start.elapsed().as_secs_f64(), &attrs);
     ctx.metrics.active.add(-1, &active_attrs);
     response
 }
@@ -288,7 +332,11 @@ impl TracedClient {
             .timeout(CLIENT_TIMEOUT)
             .pool_max_idle_per_host(256)
             .build()?;
-        Ok(TracedClient { client, metrics, caller })
+        Ok(TracedClient {
+            client,
+            metrics,
+            caller,
+        })
     }
 
     /// POSTs `body` as JSON to `path` on `to` and parses the JSON answer.
@@ -303,7 +351,10 @@ impl TracedClient {
         body: &B,
     ) -> Result<R, CallError> {
         let service = to.service.service_name();
-        let url = to.base.join(path).map_or_else(|_| format!("{}{}", to.base, path), |u| u.to_string());
+        let url = to
+            .base
+            .join(path)
+            .map_or_else(|_| format!("{}{}", to.base, path), |u| u.to_string());
         let host = to.base.host_str().unwrap_or("").to_owned();
         let port = i64::from(to.base.port_or_known_default().unwrap_or(80));
         let span = tracing::info_span!(
@@ -321,7 +372,9 @@ impl TracedClient {
         );
         let mut headers = HeaderMap::new();
         let cx = span.context();
-        opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(&mut headers)));
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut HeaderInjector(&mut headers))
+        });
 
         let start = Instant::now();
         let result = async {
@@ -332,18 +385,31 @@ impl TracedClient {
                 .json(body)
                 .send()
                 .await
-                .map_err(|source| CallError::Transport { service, url: url.clone(), source })?;
+                .map_err(|source| CallError::Transport {
+                    service,
+                    url: url.clone(),
+                    source,
+                })?;
             let status = resp.status();
-            tracing::Span::current().record("http.response.status_code", status.as_u16());
+            tracing::Span::current()
+                .record("http.response.status_code", i64::from(status.as_u16()));
             if !status.is_success() {
                 let text = resp.text().await.unwrap_or_default();
                 let message = serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
                     .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
                     .unwrap_or(text);
-                return Err(CallError::Status { service, status: status.as_u16(), message });
+                return Err(CallError::Status {
+                    service,
+                    status: status.as_u16(),
+                    message,
+                });
             }
-            resp.json::<R>().await.map_err(|source| CallError::Decode { service, source })
+            let parsed = resp
+                .json::<R>()
+                .await
+                .map_err(|source| CallError::Decode { service, source })?;
+            Ok((status.as_u16(), parsed))
         }
         .instrument(span.clone())
         .await;
@@ -354,9 +420,15 @@ impl TracedClient {
             KeyValue::new("server.port", port),
         ];
         match &result {
-            Ok(_) => attrs.push(KeyValue::new("http.response.status_code", 200_i64)),
+            Ok((status, _)) => attrs.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(*status),
+            )),
             Err(CallError::Status { status, .. }) => {
-                attrs.push(KeyValue::new("http.response.status_code", i64::from(*status)));
+                attrs.push(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(*status),
+                ));
                 if *status >= 500 {
                     attrs.push(KeyValue::new("error.type", status.to_string()));
                     span.record("error.type", status.to_string());
@@ -364,7 +436,8 @@ impl TracedClient {
                 }
             }
             Err(e) => {
-                let kind = if matches!(e, CallError::Transport { source, .. } if source.is_timeout()) {
+                let kind = if matches!(e, CallError::Transport { source, .. } if source.is_timeout())
+                {
                     "timeout"
                 } else {
                     "transport"
@@ -374,7 +447,9 @@ impl TracedClient {
                 span.set_status(Status::error(e.to_string()));
             }
         }
-        self.metrics.duration.record(start.elapsed().as_secs_f64(), &attrs);
-        result
+        self.metrics
+            .duration
+            .record(start.elapsed().as_secs_f64(), &attrs);
+        result.map(|(_, body)| body)
     }
 }

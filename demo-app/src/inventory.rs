@@ -27,7 +27,11 @@ use crate::front::{catalog, OrderItem};
 use crate::http::error_response;
 
 /// Routes of this service that faults may target.
-pub const ROUTES: &[&str] = &["/inventory/reserve", "/inventory/release", "/inventory/stock"];
+pub const ROUTES: &[&str] = &[
+    "/inventory/reserve",
+    "/inventory/release",
+    "/inventory/stock",
+];
 
 /// Body of reserve and release calls.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,8 +61,12 @@ pub struct Stock {
 
 impl Default for Stock {
     fn default() -> Self {
-        let initial: BTreeMap<u64, i64> = catalog().iter().map(|p| (p.id, p.initial_stock)).collect();
-        Stock { levels: Arc::new(Mutex::new(initial.clone())), initial: Arc::new(initial) }
+        let initial: BTreeMap<u64, i64> =
+            catalog().iter().map(|p| (p.id, p.initial_stock)).collect();
+        Stock {
+            levels: Arc::new(Mutex::new(initial.clone())),
+            initial: Arc::new(initial),
+        }
     }
 }
 
@@ -80,13 +88,23 @@ impl Stock {
         let mut levels = self.lock();
         for it in items {
             let have = *levels.get(&it.product_id).ok_or_else(|| {
-                (StatusCode::NOT_FOUND, format!("unknown product_id {}", it.product_id))
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("unknown product_id {}", it.product_id),
+                )
             })?;
-            let want: i64 = items.iter().filter(|o| o.product_id == it.product_id).map(|o| i64::from(o.quantity)).sum();
+            let want: i64 = items
+                .iter()
+                .filter(|o| o.product_id == it.product_id)
+                .map(|o| i64::from(o.quantity))
+                .sum();
             if have < want {
                 return Err((
                     StatusCode::CONFLICT,
-                    format!("insufficient stock for product {}: want {want}, have {have}", it.product_id),
+                    format!(
+                        "insufficient stock for product {}: want {want}, have {have}",
+                        it.product_id
+                    ),
                 ));
             }
         }
@@ -96,7 +114,12 @@ impl Stock {
             *level -= i64::from(it.quantity);
             let initial = self.initial.get(&it.product_id).copied().unwrap_or(0);
             if *level < initial / 10 {
-                tracing::debug!(product.id = it.product_id, from = *level, to = initial, "restocked");
+                tracing::debug!(
+                    product.id = it.product_id,
+                    from = *level,
+                    to = initial,
+                    "restocked"
+                );
                 *level = initial;
             }
             touched.insert(it.product_id, *level);
@@ -139,7 +162,11 @@ pub fn routes(meter: &Meter, sim: SimLatency) -> Router {
             }
         })
         .build();
-    let state = InvState { stock, sim, _gauge: Arc::new(gauge) };
+    let state = InvState {
+        stock,
+        sim,
+        _gauge: Arc::new(gauge),
+    };
     Router::new()
         .route("/inventory/reserve", post(reserve))
         .route("/inventory/release", post(release))
@@ -147,19 +174,24 @@ pub fn routes(meter: &Meter, sim: SimLatency) -> Router {
         .with_state(state)
 }
 
-fn parse(body: Result<Json<StockRequest>, JsonRejection>) -> Result<StockRequest, Response> {
+fn parse(
+    body: Result<Json<StockRequest>, JsonRejection>,
+) -> Result<StockRequest, (StatusCode, String)> {
     body.map(|Json(b)| b).map_err(|e| {
-        error_response(
+        (
             StatusCode::BAD_REQUEST,
             format!("invalid stock request JSON: {}; expected {{\"order_id\": \"...\", \"items\": [{{\"product_id\": N, \"quantity\": N}}]}}", e.body_text()),
         )
     })
 }
 
-async fn reserve(State(st): State<InvState>, body: Result<Json<StockRequest>, JsonRejection>) -> Response {
+async fn reserve(
+    State(st): State<InvState>,
+    body: Result<Json<StockRequest>, JsonRejection>,
+) -> Response {
     let req = match parse(body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err((code, msg)) => return error_response(code, msg),
     };
     let span = tracing::info_span!(
         "inventory.reserve",
@@ -172,7 +204,11 @@ async fn reserve(State(st): State<InvState>, body: Result<Json<StockRequest>, Js
         match st.stock.reserve(&req.items) {
             Ok(levels) => {
                 tracing::debug!(order.id = %req.order_id, "stock reserved");
-                Json(StockResponse { order_id: req.order_id.clone(), levels }).into_response()
+                Json(StockResponse {
+                    order_id: req.order_id.clone(),
+                    levels,
+                })
+                .into_response()
             }
             Err((code, msg)) => {
                 tracing::debug!(order.id = %req.order_id, reason = %msg, "reservation refused");
@@ -184,17 +220,24 @@ async fn reserve(State(st): State<InvState>, body: Result<Json<StockRequest>, Js
     .await
 }
 
-async fn release(State(st): State<InvState>, body: Result<Json<StockRequest>, JsonRejection>) -> Response {
+async fn release(
+    State(st): State<InvState>,
+    body: Result<Json<StockRequest>, JsonRejection>,
+) -> Response {
     let req = match parse(body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err((code, msg)) => return error_response(code, msg),
     };
     let span = tracing::info_span!("inventory.release", demo.service = "demo-inventory", order.id = %req.order_id);
     async {
         st.sim.pause(2.0, 4.0).await;
         let levels = st.stock.release(&req.items);
         tracing::debug!(order.id = %req.order_id, "stock released");
-        Json(StockResponse { order_id: req.order_id.clone(), levels }).into_response()
+        Json(StockResponse {
+            order_id: req.order_id.clone(),
+            levels,
+        })
+        .into_response()
     }
     .instrument(span)
     .await
@@ -215,17 +258,36 @@ mod tests {
         let (id, have) = before.iter().next().map(|(k, v)| (*k, *v)).unwrap();
         let err = s
             .reserve(&[
-                OrderItem { product_id: id, quantity: 1 },
-                OrderItem { product_id: 9_999, quantity: 1 },
+                OrderItem {
+                    product_id: id,
+                    quantity: 1,
+                },
+                OrderItem {
+                    product_id: 9_999,
+                    quantity: 1,
+                },
             ])
             .unwrap_err();
         assert_eq!(err.0, StatusCode::NOT_FOUND);
         assert_eq!(s.levels(), before);
-        let err = s.reserve(&[OrderItem { product_id: id, quantity: (have + 1) as u32 }]).unwrap_err();
+        let err = s
+            .reserve(&[OrderItem {
+                product_id: id,
+                quantity: (have + 1) as u32,
+            }])
+            .unwrap_err();
         assert_eq!(err.0, StatusCode::CONFLICT);
-        let after = s.reserve(&[OrderItem { product_id: id, quantity: 2 }]).unwrap();
+        let after = s
+            .reserve(&[OrderItem {
+                product_id: id,
+                quantity: 2,
+            }])
+            .unwrap();
         assert_eq!(after[&id], have - 2);
-        s.release(&[OrderItem { product_id: id, quantity: 2 }]);
+        s.release(&[OrderItem {
+            product_id: id,
+            quantity: 2,
+        }]);
         assert_eq!(s.levels(), before);
     }
 
@@ -233,7 +295,12 @@ mod tests {
     fn low_stock_is_restocked() {
         let s = Stock::default();
         let (id, have) = s.levels().into_iter().next().unwrap();
-        let after = s.reserve(&[OrderItem { product_id: id, quantity: (have - 1) as u32 }]).unwrap();
+        let after = s
+            .reserve(&[OrderItem {
+                product_id: id,
+                quantity: (have - 1) as u32,
+            }])
+            .unwrap();
         assert_eq!(after[&id], have);
     }
 }

@@ -105,7 +105,10 @@ impl FromStr for Inject {
         let value = match value {
             None => kind.default_value(),
             Some(v) => {
-                let x: f64 = v.trim().parse().map_err(|_| InjectParseError::Value(v.to_string()))?;
+                let x: f64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| InjectParseError::Value(v.to_string()))?;
                 let ok = match kind {
                     InjectKind::ErrorSpike | InjectKind::TrafficDrop => (0.0..=1.0).contains(&x),
                     InjectKind::LatencySpike => (0.0..=60_000.0).contains(&x),
@@ -116,17 +119,27 @@ impl FromStr for Inject {
                 x
             }
         };
-        let dur = |t: &str| humantime::parse_duration(t.trim()).map_err(|_| InjectParseError::Duration(t.to_string()));
+        let dur = |t: &str| {
+            humantime::parse_duration(t.trim())
+                .map_err(|_| InjectParseError::Duration(t.to_string()))
+        };
         let len = dur(len)?;
         if len.is_zero() {
             return Err(InjectParseError::Duration(len_str(when)));
         }
-        Ok(Inject { kind, value, start: dur(start)?, len })
+        Ok(Inject {
+            kind,
+            value,
+            start: dur(start)?,
+            len,
+        })
     }
 }
 
 fn len_str(when: &str) -> String {
-    when.split_once('+').map(|(_, l)| l.to_string()).unwrap_or_default()
+    when.split_once('+')
+        .map(|(_, l)| l.to_string())
+        .unwrap_or_default()
 }
 
 impl Inject {
@@ -230,7 +243,8 @@ pub struct LoadOptions {
 const HIST_MAX_US: u64 = 120_000_000;
 
 fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
 #[derive(Debug)]
@@ -246,7 +260,15 @@ struct Stats {
 
 impl Stats {
     fn new() -> Self {
-        Stats { ok: 0, errors: 0, client_errors: 0, hist: new_hist(), interval_ok: 0, interval_errors: 0, interval_hist: new_hist() }
+        Stats {
+            ok: 0,
+            errors: 0,
+            client_errors: 0,
+            hist: new_hist(),
+            interval_ok: 0,
+            interval_errors: 0,
+            interval_hist: new_hist(),
+        }
     }
 
     fn record(&mut self, outcome: Outcome, latency: Duration) {
@@ -320,7 +342,13 @@ pub struct Percentiles {
 fn percentiles(h: &Histogram<u64>) -> Percentiles {
     let ms = |v: u64| v as f64 / 1000.0;
     if h.is_empty() {
-        return Percentiles { p50: 0.0, p90: 0.0, p99: 0.0, p999: 0.0, max: 0.0 };
+        return Percentiles {
+            p50: 0.0,
+            p90: 0.0,
+            p99: 0.0,
+            p999: 0.0,
+            max: 0.0,
+        };
     }
     Percentiles {
         p50: ms(h.value_at_quantile(0.5)),
@@ -371,7 +399,9 @@ struct Requester {
 
 impl Requester {
     fn url(&self, path: &str) -> String {
-        self.target.join(path).map_or_else(|_| format!("{}{}", self.target, path), |u| u.to_string())
+        self.target
+            .join(path)
+            .map_or_else(|_| format!("{}{}", self.target, path), |u| u.to_string())
     }
 
     async fn send(&self, i: u64) -> Outcome {
@@ -413,16 +443,31 @@ pub enum LoadError {
 async fn put_faults(client: &reqwest::Client, target: &reqwest::Url, inject: &Inject) -> String {
     let secs = inject.len.as_secs().max(1);
     let body = match inject.kind {
-        InjectKind::ErrorSpike => serde_json::json!({"error_rate": inject.value, "duration_s": secs}),
+        InjectKind::ErrorSpike => {
+            serde_json::json!({"error_rate": inject.value, "duration_s": secs})
+        }
         InjectKind::LatencySpike => serde_json::json!({
             "latency_ms": inject.value as u64, "latency_jitter_ms": (inject.value / 2.0) as u64, "duration_s": secs
         }),
-        InjectKind::TrafficDrop => return format!("traffic-drop to {:.0}% for {:?}", inject.value * 100.0, inject.len),
+        InjectKind::TrafficDrop => {
+            return format!(
+                "traffic-drop to {:.0}% for {:?}",
+                inject.value * 100.0,
+                inject.len
+            )
+        }
     };
-    let url = target.join("/admin/faults").map(|u| u.to_string()).unwrap_or_default();
+    let url = target
+        .join("/admin/faults")
+        .map(|u| u.to_string())
+        .unwrap_or_default();
     match client.put(&url).json(&body).send().await {
         Ok(r) if r.status().is_success() => format!("PUT /admin/faults {body}"),
-        Ok(r) => format!("PUT /admin/faults {body} FAILED: HTTP {} {}", r.status(), r.text().await.unwrap_or_default()),
+        Ok(r) => format!(
+            "PUT /admin/faults {body} FAILED: HTTP {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        ),
         Err(e) => format!("PUT /admin/faults {body} FAILED: {e}"),
     }
 }
@@ -431,12 +476,18 @@ async fn put_faults(client: &reqwest::Client, target: &reqwest::Url, inject: &In
 ///
 /// # Errors
 /// [`LoadError`] when the client cannot be built; request failures are counted, not returned.
-pub async fn run(opts: LoadOptions, log: impl Fn(&str) + Send + Sync + 'static) -> Result<Summary, LoadError> {
+pub async fn run(
+    opts: LoadOptions,
+    log: impl Fn(&str) + Send + Sync + 'static,
+) -> Result<Summary, LoadError> {
     let client = reqwest::Client::builder()
         .timeout(opts.timeout)
         .pool_max_idle_per_host(opts.max_in_flight.min(1024))
         .build()?;
-    let requester = Arc::new(Requester { client: client.clone(), target: opts.target.clone() });
+    let requester = Arc::new(Requester {
+        client: client.clone(),
+        target: opts.target.clone(),
+    });
     let stats = Arc::new(Mutex::new(Stats::new()));
     let log = Arc::new(log);
     let start = Instant::now();
@@ -455,7 +506,11 @@ pub async fn run(opts: LoadOptions, log: impl Fn(&str) + Send + Sync + 'static) 
         tasks.spawn(async move {
             tokio::time::sleep_until(start + inj.start).await;
             let what = put_faults(&client, &target, &inj).await;
-            log(&format!("[{:>6.1}s] inject {:?}: {what}", inj.start.as_secs_f64(), inj.kind));
+            log(&format!(
+                "[{:>6.1}s] inject {:?}: {what}",
+                inj.start.as_secs_f64(),
+                inj.kind
+            ));
         });
     }
 
@@ -470,7 +525,8 @@ pub async fn run(opts: LoadOptions, log: impl Fn(&str) + Send + Sync + 'static) 
                     let mut s = lock(&stats);
                     let n = s.interval_ok + s.interval_errors;
                     let p = percentiles(&s.interval_hist);
-                    let line = format!(
+                    let line =
+                        format!(
                         "[{:>6.1}s] done={} rps={:.1} errors={} ({:.1}%) p50={:.1}ms p99={:.1}ms",
                         start.elapsed().as_secs_f64(),
                         s.ok + s.errors + s.client_errors,
@@ -495,7 +551,8 @@ pub async fn run(opts: LoadOptions, log: impl Fn(&str) + Send + Sync + 'static) 
             let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let mut workers_set = tokio::task::JoinSet::new();
             for _ in 0..workers.max(1) {
-                let (requester, stats, counter) = (requester.clone(), stats.clone(), counter.clone());
+                let (requester, stats, counter) =
+                    (requester.clone(), stats.clone(), counter.clone());
                 workers_set.spawn(async move {
                     while Instant::now() < end {
                         let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -562,8 +619,16 @@ pub async fn run(opts: LoadOptions, log: impl Fn(&str) + Send + Sync + 'static) 
         dropped,
         abandoned,
         elapsed_s: elapsed,
-        achieved_rps: if elapsed > 0.0 { completed as f64 / elapsed } else { 0.0 },
-        error_ratio: if completed > 0 { s.errors as f64 / completed as f64 } else { 0.0 },
+        achieved_rps: if elapsed > 0.0 {
+            completed as f64 / elapsed
+        } else {
+            0.0
+        },
+        error_ratio: if completed > 0 {
+            s.errors as f64 / completed as f64
+        } else {
+            0.0
+        },
         latency_ms: percentiles(&s.hist),
     })
 }
@@ -575,21 +640,52 @@ mod tests {
     #[test]
     fn parses_injections() {
         let i: Inject = "error-spike@30s+20s".parse().unwrap();
-        assert_eq!(i, Inject { kind: InjectKind::ErrorSpike, value: 0.5, start: Duration::from_secs(30), len: Duration::from_secs(20) });
+        assert_eq!(
+            i,
+            Inject {
+                kind: InjectKind::ErrorSpike,
+                value: 0.5,
+                start: Duration::from_secs(30),
+                len: Duration::from_secs(20)
+            }
+        );
         let i: Inject = "latency-spike=800@1m+30s".parse().unwrap();
-        assert_eq!((i.kind, i.value, i.start), (InjectKind::LatencySpike, 800.0, Duration::from_secs(60)));
+        assert_eq!(
+            (i.kind, i.value, i.start),
+            (InjectKind::LatencySpike, 800.0, Duration::from_secs(60))
+        );
         let i: Inject = "traffic-drop=0.2@10s+5s".parse().unwrap();
         assert_eq!((i.kind, i.value), (InjectKind::TrafficDrop, 0.2));
-        assert_eq!("boom@1s+1s".parse::<Inject>(), Err(InjectParseError::Kind("boom".into())));
-        assert!(matches!("error-spike@1s".parse::<Inject>(), Err(InjectParseError::Shape(_))));
-        assert!(matches!("error-spike=2@1s+1s".parse::<Inject>(), Err(InjectParseError::Value(_))));
-        assert!(matches!("error-spike@soon+1s".parse::<Inject>(), Err(InjectParseError::Duration(_))));
-        assert!(matches!("error-spike@1s+0s".parse::<Inject>(), Err(InjectParseError::Duration(_))));
+        assert_eq!(
+            "boom@1s+1s".parse::<Inject>(),
+            Err(InjectParseError::Kind("boom".into()))
+        );
+        assert!(matches!(
+            "error-spike@1s".parse::<Inject>(),
+            Err(InjectParseError::Shape(_))
+        ));
+        assert!(matches!(
+            "error-spike=2@1s+1s".parse::<Inject>(),
+            Err(InjectParseError::Value(_))
+        ));
+        assert!(matches!(
+            "error-spike@soon+1s".parse::<Inject>(),
+            Err(InjectParseError::Duration(_))
+        ));
+        assert!(matches!(
+            "error-spike@1s+0s".parse::<Inject>(),
+            Err(InjectParseError::Duration(_))
+        ));
     }
 
     #[test]
     fn flat_schedule_is_exact_and_traffic_drop_thins_it() {
-        let mut s = Schedule { rps: 100.0, pattern: Pattern::Flat, day: Duration::from_secs(600), injects: vec![] };
+        let mut s = Schedule {
+            rps: 100.0,
+            pattern: Pattern::Flat,
+            day: Duration::from_secs(600),
+            injects: vec![],
+        };
         let n = s.planned_starts(Duration::from_secs(10), usize::MAX).len();
         assert!((999..=1001).contains(&n), "{n}");
         s.injects.push("traffic-drop=0.1@5s+5s".parse().unwrap());
@@ -599,7 +695,12 @@ mod tests {
 
     #[test]
     fn diurnal_schedule_has_trough_and_peak_and_keeps_the_mean() {
-        let s = Schedule { rps: 100.0, pattern: Pattern::Diurnal, day: Duration::from_secs(100), injects: vec![] };
+        let s = Schedule {
+            rps: 100.0,
+            pattern: Pattern::Diurnal,
+            day: Duration::from_secs(100),
+            injects: vec![],
+        };
         assert!((s.rate_at(Duration::ZERO) - 40.0).abs() < 1e-9);
         assert!((s.rate_at(Duration::from_secs(50)) - 160.0).abs() < 1e-9);
         let n = s.planned_starts(Duration::from_secs(100), usize::MAX).len() as f64;
@@ -611,7 +712,12 @@ mod tests {
         let kinds: Vec<RequestKind> = (0..20).map(RequestKind::nth).collect();
         let count = |k| kinds.iter().filter(|x| **x == k).count();
         assert_eq!(
-            (count(RequestKind::Products), count(RequestKind::User), count(RequestKind::Users), count(RequestKind::Order)),
+            (
+                count(RequestKind::Products),
+                count(RequestKind::User),
+                count(RequestKind::Users),
+                count(RequestKind::Order)
+            ),
             (10, 5, 1, 4)
         );
     }

@@ -52,7 +52,9 @@ async fn shutdown_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the app");
@@ -91,15 +93,20 @@ async fn main() -> anyhow::Result<()> {
             },
         })
         .collect();
-    let telemetry = init(&TelemetryOptions::from_env(services.clone())).context("setting up telemetry")?;
+    let telemetry =
+        init(&TelemetryOptions::from_env(services.clone())).context("setting up telemetry")?;
     tracing::info!(
         services = ?services.iter().map(|s| s.service_name()).collect::<Vec<_>>(),
         exporting = telemetry.exporting(),
         "demo-app starting"
     );
 
-    let inventory_url = cli.inventory_url.or_else(|| (cli.service.is_some()).then(|| format!("http://{}", cli.inventory_addr)));
-    let payment_url = cli.payment_url.or_else(|| (cli.service.is_some()).then(|| format!("http://{}", cli.payment_addr)));
+    let inventory_url = cli
+        .inventory_url
+        .or_else(|| (cli.service.is_some()).then(|| format!("http://{}", cli.inventory_addr)));
+    let payment_url = cli
+        .payment_url
+        .or_else(|| (cli.service.is_some()).then(|| format!("http://{}", cli.payment_addr)));
     let opts = RunOptions {
         listen,
         inventory_url,

@@ -13,8 +13,9 @@ pub const HTTP_DURATION_BOUNDARIES: [f64; 14] = [
 ];
 
 /// Bucket boundaries for `demo.order.value` (US dollars).
-pub const ORDER_VALUE_BOUNDARIES: [f64; 10] =
-    [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+pub const ORDER_VALUE_BOUNDARIES: [f64; 10] = [
+    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+];
 
 /// HTTP server instruments (semantic conventions v1.26+ names).
 #[derive(Clone, Debug)]

@@ -58,10 +58,16 @@ struct PayState {
 pub fn routes(sim: SimLatency) -> Router {
     Router::new()
         .route("/payments/charge", post(charge))
-        .with_state(PayState { sim, next: Arc::new(AtomicU64::new(1)) })
+        .with_state(PayState {
+            sim,
+            next: Arc::new(AtomicU64::new(1)),
+        })
 }
 
-async fn charge(State(st): State<PayState>, body: Result<Json<ChargeRequest>, JsonRejection>) -> Response {
+async fn charge(
+    State(st): State<PayState>,
+    body: Result<Json<ChargeRequest>, JsonRejection>,
+) -> Response {
     let req = match body {
         Ok(Json(r)) => r,
         Err(e) => {
@@ -92,7 +98,10 @@ async fn charge(State(st): State<PayState>, body: Result<Json<ChargeRequest>, Js
     if !authorised {
         return error_response(
             StatusCode::PAYMENT_REQUIRED,
-            format!("payment declined: {} cents exceeds the limit of {LIMIT_CENTS} cents", req.amount_cents),
+            format!(
+                "payment declined: {} cents exceeds the limit of {LIMIT_CENTS} cents",
+                req.amount_cents
+            ),
         );
     }
     let payment_id = format!("pay-{:08}", st.next.fetch_add(1, Ordering::Relaxed));
@@ -103,5 +112,9 @@ async fn charge(State(st): State<PayState>, body: Result<Json<ChargeRequest>, Js
     }
     .instrument(capture)
     .await;
-    Json(ChargeResponse { payment_id, status: "captured".into() }).into_response()
+    Json(ChargeResponse {
+        payment_id,
+        status: "captured".into(),
+    })
+    .into_response()
 }

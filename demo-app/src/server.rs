@@ -86,7 +86,12 @@ pub struct AppOptions {
 }
 
 fn parse_url(what: &'static str, url: &str) -> Result<reqwest::Url, ServerError> {
-    url.parse::<reqwest::Url>().map_err(|source| ServerError::Url { what, url: url.to_string(), source })
+    url.parse::<reqwest::Url>()
+        .map_err(|source| ServerError::Url {
+            what,
+            url: url.to_string(),
+            source,
+        })
 }
 
 /// The complete router of `service`, with instruments from `meter`.
@@ -98,9 +103,21 @@ pub fn app(service: Service, meter: &Meter, opts: &AppOptions) -> Result<Router,
     let (routes, known) = match service {
         Service::Frontend => {
             let client = TracedClient::new(service, HttpClientMetrics::new(meter))?;
-            let inventory = Downstream { service: Service::Inventory, base: parse_url("inventory", &opts.inventory_url)? };
-            let payment = Downstream { service: Service::Payment, base: parse_url("payment", &opts.payment_url)? };
-            let state = FrontState::new(client, inventory, payment, ShopMetrics::new(meter), opts.sim);
+            let inventory = Downstream {
+                service: Service::Inventory,
+                base: parse_url("inventory", &opts.inventory_url)?,
+            };
+            let payment = Downstream {
+                service: Service::Payment,
+                base: parse_url("payment", &opts.payment_url)?,
+            };
+            let state = FrontState::new(
+                client,
+                inventory,
+                payment,
+                ShopMetrics::new(meter),
+                opts.sim,
+            );
             (front::routes(state), front::ROUTES)
         }
         Service::Inventory => (inventory::routes(meter, opts.sim), inventory::ROUTES),
@@ -156,11 +173,13 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let mut listeners = Vec::new();
     for l in &opts.listen {
-        let listener = TcpListener::bind(l.addr).await.map_err(|source| ServerError::Bind {
-            service: l.service.service_name(),
-            addr: l.addr,
-            source,
-        })?;
+        let listener = TcpListener::bind(l.addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                service: l.service.service_name(),
+                addr: l.addr,
+                source,
+            })?;
         let local = listener.local_addr().map_err(|source| ServerError::Bind {
             service: l.service.service_name(),
             addr: l.addr,
@@ -178,8 +197,14 @@ pub async fn run(
     };
     let app_opts = AppOptions {
         sim: opts.sim,
-        inventory_url: opts.inventory_url.clone().unwrap_or_else(|| local_url(Service::Inventory, "http://127.0.0.1:8081")),
-        payment_url: opts.payment_url.clone().unwrap_or_else(|| local_url(Service::Payment, "http://127.0.0.1:8082")),
+        inventory_url: opts
+            .inventory_url
+            .clone()
+            .unwrap_or_else(|| local_url(Service::Inventory, "http://127.0.0.1:8081")),
+        payment_url: opts
+            .payment_url
+            .clone()
+            .unwrap_or_else(|| local_url(Service::Payment, "http://127.0.0.1:8082")),
         ready: ready.clone(),
     };
 
@@ -193,7 +218,10 @@ pub async fn run(
             axum::serve(listener, router)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
-                .map_err(|source| ServerError::Serve { service: service.service_name(), source })
+                .map_err(|source| ServerError::Serve {
+                    service: service.service_name(),
+                    source,
+                })
         });
     }
     on_bound(&bound);

@@ -51,7 +51,9 @@ pub const DEFAULT_HTTP_ENDPOINT: &str = "http://127.0.0.1:4318";
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     /// `OTEL_EXPORTER_OTLP_PROTOCOL` has a value we do not support.
-    #[error("OTEL_EXPORTER_OTLP_PROTOCOL={0:?} is not supported: use grpc, http/protobuf or http/json")]
+    #[error(
+        "OTEL_EXPORTER_OTLP_PROTOCOL={0:?} is not supported: use grpc, http/protobuf or http/json"
+    )]
     Protocol(String),
     /// The OTLP exporter could not be built (bad endpoint, headers, ...).
     #[error("cannot build the OTLP exporter (check OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS): {0}")]
@@ -154,7 +156,10 @@ fn transport_from_env() -> Result<Transport, TelemetryError> {
 /// endpoint would override the environment).
 fn default_endpoint(transport: Transport, signal: &str) -> Option<String> {
     let env_set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
-    let signal_var = format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", signal.to_ascii_uppercase());
+    let signal_var = format!(
+        "OTEL_EXPORTER_OTLP_{}_ENDPOINT",
+        signal.to_ascii_uppercase()
+    );
     if env_set("OTEL_EXPORTER_OTLP_ENDPOINT") || env_set(&signal_var) {
         return None;
     }
@@ -175,7 +180,9 @@ fn span_exporter(transport: Transport) -> Result<opentelemetry_otlp::SpanExporte
             }
         }
         Transport::Http(p) => {
-            let b = opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(p);
+            let b = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(p);
             match endpoint {
                 Some(e) => b.with_endpoint(e).build()?,
                 None => b.build()?,
@@ -185,7 +192,9 @@ fn span_exporter(transport: Transport) -> Result<opentelemetry_otlp::SpanExporte
     Ok(exporter)
 }
 
-fn metric_exporter(transport: Transport) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+fn metric_exporter(
+    transport: Transport,
+) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
     let endpoint = default_endpoint(transport, "metrics");
     let exporter = match transport {
         Transport::Grpc => {
@@ -196,7 +205,9 @@ fn metric_exporter(transport: Transport) -> Result<opentelemetry_otlp::MetricExp
             }
         }
         Transport::Http(p) => {
-            let b = opentelemetry_otlp::MetricExporter::builder().with_http().with_protocol(p);
+            let b = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(p);
             match endpoint {
                 Some(e) => b.with_endpoint(e).build()?,
                 None => b.build()?,
@@ -220,7 +231,10 @@ pub fn resource_for(service: Service, single: bool) -> Resource {
         .with_attributes([
             KeyValue::new("service.namespace", "demo"),
             KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-            KeyValue::new("service.instance.id", format!("{host}-{}-{}", std::process::id(), service.service_name())),
+            KeyValue::new(
+                "service.instance.id",
+                format!("{host}-{}-{}", std::process::id(), service.service_name()),
+            ),
         ])
         .build()
 }
@@ -242,7 +256,11 @@ impl<E: SpanExporter> ServiceRouter<E> {
         let mut parts: Vec<Vec<SpanData>> = self.routes.iter().map(|_| Vec::new()).collect();
         for mut span in batch {
             let mut idx = 0;
-            if let Some(pos) = span.attributes.iter().position(|kv| kv.key.as_str() == SERVICE_FIELD) {
+            if let Some(pos) = span
+                .attributes
+                .iter()
+                .position(|kv| kv.key.as_str() == SERVICE_FIELD)
+            {
                 let kv = span.attributes.swap_remove(pos);
                 if let Value::String(name) = &kv.value {
                     if let Some(i) = Service::from_service_name(name.as_str())
@@ -303,7 +321,10 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let single = opts.services.len() == 1;
 
-    let mut telemetry = Telemetry { tracer_provider: None, meter_providers: Vec::new() };
+    let mut telemetry = Telemetry {
+        tracer_provider: None,
+        meter_providers: Vec::new(),
+    };
     let mut otel_layer = None;
     if opts.export {
         let transport = transport_from_env()?;
@@ -326,16 +347,21 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
         otel_layer = Some(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
                 .with_filter(EnvFilter::new(OTEL_FILTER)),
         );
         telemetry.tracer_provider = Some(tp);
     } else {
         for &s in &opts.services {
-            telemetry.meter_providers.push((s, SdkMeterProvider::builder().build()));
+            telemetry
+                .meter_providers
+                .push((s, SdkMeterProvider::builder().build()));
         }
     }
 
-    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let log_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let fmt_layer: Box<dyn Layer<Registry> + Send + Sync> = if opts.log_json {
         tracing_subscriber::fmt::layer()
             .json()
@@ -344,9 +370,14 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
             .with_filter(log_filter)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_filter(log_filter).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_filter(log_filter)
+            .boxed()
     };
-    tracing_subscriber::registry().with(fmt_layer).with(otel_layer).try_init()?;
+    tracing_subscriber::registry()
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init()?;
     Ok(telemetry)
 }
 
@@ -365,7 +396,10 @@ mod tests {
 
     impl SpanExporter for Capture {
         async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-            self.0.lock().map_err(|e| OTelSdkError::InternalFailure(e.to_string()))?.extend(batch);
+            self.0
+                .lock()
+                .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))?
+                .extend(batch);
             Ok(())
         }
     }
@@ -401,9 +435,17 @@ mod tests {
     #[tokio::test]
     async fn router_routes_by_service_and_strips_the_field() {
         let (front, inv) = (Capture::default(), Capture::default());
-        let router = ServiceRouter::new(vec![(Service::Frontend, front.clone()), (Service::Inventory, inv.clone())]);
+        let router = ServiceRouter::new(vec![
+            (Service::Frontend, front.clone()),
+            (Service::Inventory, inv.clone()),
+        ]);
         router
-            .export(vec![span(Some("demo-inventory")), span(None), span(Some("demo-frontend")), span(Some("demo-payment"))])
+            .export(vec![
+                span(Some("demo-inventory")),
+                span(None),
+                span(Some("demo-frontend")),
+                span(Some("demo-payment")),
+            ])
             .await
             .unwrap();
         let front = front.0.lock().unwrap();
@@ -412,7 +454,10 @@ mod tests {
         // Unmarked spans and spans of services without a route go to the first route.
         assert_eq!(front.len(), 3);
         for s in front.iter().chain(inv.iter()) {
-            assert!(s.attributes.iter().all(|kv| kv.key.as_str() != SERVICE_FIELD));
+            assert!(s
+                .attributes
+                .iter()
+                .all(|kv| kv.key.as_str() != SERVICE_FIELD));
             assert_eq!(s.attributes.len(), 1);
         }
     }

@@ -55,7 +55,10 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.duration.is_zero() || cli.duration > MAX_DURATION {
-        anyhow::bail!("--duration {:?} is out of range: use 1s..=24h", cli.duration);
+        anyhow::bail!(
+            "--duration {:?} is out of range: use 1s..=24h",
+            cli.duration
+        );
     }
     let rps = cli.rps.unwrap_or(0.0);
     if cli.concurrency.is_none() && !(rps > 0.0 && rps <= 100_000.0) {
@@ -63,7 +66,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let opts = LoadOptions {
         target: cli.target.clone(),
-        schedule: Schedule { rps, pattern: cli.pattern, day: cli.day, injects: cli.inject },
+        schedule: Schedule {
+            rps,
+            pattern: cli.pattern,
+            day: cli.day,
+            injects: cli.inject,
+        },
         duration: cli.duration,
         timeout: cli.timeout,
         max_in_flight: cli.max_in_flight,
@@ -74,8 +82,13 @@ async fn main() -> anyhow::Result<()> {
         Some(c) => format!("closed loop, {c} workers"),
         None => format!("open loop, {rps} rps {:?}", cli.pattern),
     };
-    println!("loadgen: target={} {mode} for {:?}", cli.target, cli.duration);
-    let summary = run(opts, |line| println!("{line}")).await.context("running load")?;
+    println!(
+        "loadgen: target={} {mode} for {:?}",
+        cli.target, cli.duration
+    );
+    let summary = run(opts, |line| println!("{line}"))
+        .await
+        .context("running load")?;
     println!("{}", summary.render());
     if cli.json {
         println!("{}", serde_json::to_string(&summary)?);
