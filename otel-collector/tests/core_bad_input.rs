@@ -1,0 +1,178 @@
+//! Bad input over the wire: truncated protobuf, wrong content type, gzip bomb, oversize body,
+//! invalid UTF-8 in JSON, empty request — each gets a clear 4xx (HTTP) or gRPC status, and the
+//! collector keeps serving (a good request succeeds after each). Also: memory_limiter refusals
+//! reach clients as HTTP 429 + Retry-After and gRPC RESOURCE_EXHAUSTED, and the receiver's
+//! self-metrics count accepted items.
+//!
+//! Needs `make deps` (Python grpcio for raw gRPC frames).
+//! Run: `cargo test -p otel-collector --test core_bad_input`.
+
+mod core_support;
+
+use core_support::{free_port, python, repo_root, scratch, Collector};
+use std::io::Write;
+use std::process::Command;
+
+const GOOD_JSON: &str = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"good","kind":1,"startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#;
+
+fn config(grpc: u16, http: u16, metrics: u16, processors: &str, extra: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+        max_recv_msg_size_mib: 1
+      http:
+        endpoint: 127.0.0.1:{http}
+        max_request_body_size: 1048576
+processors:
+  memory_limiter:
+    check_interval: 100ms
+    limit_mib: 2
+    spike_limit_mib: 1
+  batch:
+exporters:
+  debug:
+    verbosity: basic
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+  pipelines:
+    traces: {{receivers: [otlp], processors: [{processors}], exporters: [debug]}}
+{extra}"#
+    )
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+async fn post(
+    c: &reqwest::Client,
+    url: &str,
+    ct: &str,
+    enc: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, Option<String>) {
+    let mut r = c.post(url).header("content-type", ct);
+    if let Some(e) = enc {
+        r = r.header("content-encoding", e);
+    }
+    let resp = r.body(body).send().await.expect("collector answers");
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = String::from_utf8_lossy(&resp.bytes().await.unwrap_or_default()).to_string();
+    (status, text, retry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_http_and_grpc_input_gets_clear_errors_and_collector_keeps_serving() {
+    let py = python();
+    let dir = scratch("bad-input");
+    let (g, h, m) = (free_port(), free_port(), free_port());
+    let mut col = Collector::start(&dir, "bad", &config(g, h, m, "batch", ""), &[g, h, m]);
+    let c = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{h}/v1/traces");
+    let good = || post(&c, &url, "application/json", None, GOOD_JSON.into());
+
+    // A valid protobuf body to truncate: the JSON request re-encoded.
+    let req: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest =
+        serde_json::from_str(GOOD_JSON).unwrap();
+    let pb = prost::Message::encode_to_vec(&req);
+
+    let mut bad_utf8 = GOOD_JSON.as_bytes().to_vec();
+    let at = GOOD_JSON.find("good").unwrap();
+    bad_utf8[at] = 0xc3;
+    bad_utf8[at + 1] = 0x28;
+
+    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+        ("truncated protobuf", "application/x-protobuf", None, pb[..pb.len() - 3].to_vec(), 400, "invalid protobuf"),
+        ("wrong content type", "text/plain", None, GOOD_JSON.into(), 415, "unsupported content type"),
+        ("gzip bomb", "application/x-protobuf", Some("gzip"), gzip(&vec![0u8; 64 << 20]), 413, "decompressed request body"),
+        ("oversize body", "application/x-protobuf", None, vec![0x0a; 2 << 20], 413, "max_request_body_size"),
+        ("invalid UTF-8 in JSON", "application/json", None, bad_utf8, 400, "invalid OTLP JSON"),
+        ("empty request", "application/json", None, Vec::new(), 400, "empty request body"),
+        ("not gzip", "application/json", Some("gzip"), GOOD_JSON.into(), 400, "cannot decompress"),
+    ];
+    for (name, ct, enc, body, want, msg) in cases {
+        let (status, text, _) = post(&c, &url, ct, enc, body).await;
+        assert_eq!(status, want, "{name}: {text}");
+        assert!(text.contains(msg), "{name}: answer should say `{msg}`: {text}");
+        let (status, text, _) = good().await;
+        assert_eq!(status, 200, "good request after {name}: {text}");
+    }
+    assert!(col.running(), "collector died:\n{}", col.logs());
+
+    let out = Command::new(&py)
+        .arg(repo_root().join("otel-collector/tests/python/core_bad_grpc.py"))
+        .arg(format!("127.0.0.1:{g}"))
+        .output()
+        .expect("run the Python gRPC client");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let codes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for bad in ["truncated", "garbage"] {
+        let code = codes[bad].as_str().unwrap_or_default();
+        assert!(code == "INTERNAL" || code == "INVALID_ARGUMENT", "{bad}: {code}");
+    }
+    // tonic answers OUT_OF_RANGE for a message over max_decoding_message_size (Go gRPC says
+    // RESOURCE_EXHAUSTED); either way a clear status, and the server keeps serving.
+    assert_eq!(codes["oversize"], "OUT_OF_RANGE", "{codes}");
+    assert_eq!(codes["empty"], "OK", "an empty message is a valid empty export request: {codes}");
+    assert_eq!(codes["unknown_service"], "UNIMPLEMENTED", "{codes}");
+    for after in ["after_truncated", "after_garbage", "after_oversize", "after_all"] {
+        assert_eq!(codes[after], "OK", "{after}: {codes}");
+    }
+
+    // Self-metrics: every good span was counted as accepted, per transport.
+    let text = c
+        .get(format!("http://127.0.0.1:{m}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"otelcol_receiver_accepted_spans{receiver="otlp",transport="http"} 7"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"} 4"#),
+        "{text}"
+    );
+    let status = col.terminate();
+    assert!(status.success(), "exit {status}:\n{}", col.logs());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() {
+    let py = python();
+    let dir = scratch("memlimit");
+    let (g, h, m) = (free_port(), free_port(), free_port());
+    let mut col = Collector::start(&dir, "memlimit", &config(g, h, m, "memory_limiter, batch", ""), &[g, h]);
+    let c = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{h}/v1/traces");
+    let (status, text, retry) = post(&c, &url, "application/json", None, GOOD_JSON.into()).await;
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("soft limit"), "{text}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    let out = Command::new(&py)
+        .arg(repo_root().join("otel-collector/tests/python/core_bad_grpc.py"))
+        .arg(format!("127.0.0.1:{g}"))
+        .output()
+        .expect("run the Python gRPC client");
+    let codes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(codes["after_all"], "RESOURCE_EXHAUSTED", "{codes}");
+    assert!(col.terminate().success(), "{}", col.logs());
+    let _ = std::fs::remove_dir_all(&dir);
+}
