@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Data points/s OTLP (protobuf) in -> Prometheus translation -> remote write (protobuf+snappy)
+# out to a local HTTP sink, on one core (the process is pinned with taskset; one tokio thread).
+# Prints wall-clock and per-CPU-second rates. Usage: otel-collector/bench/prom_remote_write.sh
+# Env: PROM_BENCH_SECONDS (default 10), CARGO (default cargo).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CARGO=${CARGO:-cargo}
+command -v taskset >/dev/null || { echo "taskset missing (util-linux)"; exit 1; }
+"$CARGO" test --release -p otel-collector --test prom_bench --no-run
+taskset -c 0 "$CARGO" test --release -p otel-collector --test prom_bench -- \
+  --ignored --nocapture --exact --test-threads=1 bench_remote_write
