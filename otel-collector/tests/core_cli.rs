@@ -1,0 +1,116 @@
+//! The `otel-collector` command line: `validate` (exit codes and messages naming key paths),
+//! `print-config` (files merged in order, variables substituted), start-up errors, SIGINT.
+//!
+//! Run: `cargo test -p otel-collector --test core_cli`.
+
+mod core_support;
+
+use core_support::{free_port, scratch, Collector};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_otel-collector"))
+}
+
+fn sample() -> std::path::PathBuf {
+    core_support::repo_root().join("otel-collector/config/otel-collector.yaml")
+}
+
+#[test]
+fn validate_accepts_the_shipped_sample() {
+    let out = bin().arg("validate").arg("--config").arg(sample()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+}
+
+#[test]
+fn validate_reports_every_problem_with_key_paths() {
+    let dir = scratch("cli-validate");
+    let f = dir.join("bad.yaml");
+    std::fs::write(
+        &f,
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpointt: 127.0.0.1:4317\nexporters:\n  debug:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug, otlp/tempo]\n",
+    )
+    .unwrap();
+    let out = bin().arg("validate").arg("--config").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("receivers.otlp.protocols.grpc.endpointt: unknown key `endpointt`; did you mean `endpoint`?"), "{err}");
+    assert!(err.contains("service.pipelines.traces.exporters: `otlp/tempo` is not defined"), "{err}");
+    let out = bin().arg("validate").arg("--config").arg(dir.join("missing.yaml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+    let out = bin().arg("validate").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --config"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn print_config_merges_in_order_and_substitutes() {
+    let dir = scratch("cli-print");
+    let over = dir.join("over.yaml");
+    std::fs::write(&over, "exporters:\n  otlp/tempo:\n    endpoint: ${env:CLI_TEST_TEMPO}\n").unwrap();
+    let out = bin()
+        .arg("print-config")
+        .arg("--config")
+        .arg(sample())
+        .arg("--config")
+        .arg(&over)
+        .env("CLI_TEST_TEMPO", "tempo.example:4317")
+        .env_remove("OTELCOL_BIND")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let tempo = &doc["exporters"]["otlp/tempo"];
+    assert_eq!(tempo["endpoint"].as_str(), Some("tempo.example:4317"));
+    assert_eq!(tempo["compression"].as_str(), Some("gzip"), "keys of the first file kept");
+    assert_eq!(
+        doc["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].as_str(),
+        Some("127.0.0.1:4317")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn port_in_use_fails_start_with_the_endpoint_named() {
+    let dir = scratch("cli-port");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let f = dir.join("c.yaml");
+    std::fs::write(
+        &f,
+        format!("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{port}\nexporters:\n  debug:\nservice:\n  telemetry: {{metrics: {{level: none}}}}\n  pipelines:\n    traces: {{receivers: [otlp], exporters: [debug]}}\n"),
+    )
+    .unwrap();
+    let out = bin().arg("--config").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("receivers.otlp.protocols.grpc.endpoint"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigint_and_sigterm_exit_zero() {
+    let dir = scratch("cli-signal");
+    let port = free_port();
+    let cfg = format!("receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\nprocessors:\n  batch:\nexporters:\n  debug:\nservice:\n  telemetry: {{metrics: {{level: none}}}}\n  pipelines:\n    logs: {{receivers: [otlp], processors: [batch], exporters: [debug]}}\n");
+    let mut c = Collector::start(&dir, "sig", &cfg, &[port]);
+    let pid = c.child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = c.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < until, "no exit after SIGINT:\n{}", c.logs());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "SIGINT exit {status}:\n{}", c.logs());
+    assert!(c.logs().contains("collector stopped"), "{}", c.logs());
+    let mut c = Collector::start(&dir, "sig2", &cfg, &[port]);
+    assert!(c.terminate().success(), "{}", c.logs());
+    let _ = std::fs::remove_dir_all(&dir);
+}
