@@ -51,7 +51,10 @@ fn request(round: u64, series: usize, now_ns: u64) -> ExportMetricsServiceReques
     let attrs = |i: usize| {
         vec![
             kv("http.route", &format!("/api/r{}", i % 20)),
-            kv("http.request.method", if i % 2 == 0 { "GET" } else { "POST" }),
+            kv(
+                "http.request.method",
+                if i % 2 == 0 { "GET" } else { "POST" },
+            ),
             kv("series", &i.to_string()),
         ]
     };
@@ -68,7 +71,9 @@ fn request(round: u64, series: usize, now_ns: u64) -> ExportMetricsServiceReques
             name: format!("app.requests.{m}"),
             unit: "{request}".into(),
             data: Some(metric::Data::Sum(Sum {
-                data_points: (0..series).map(|i| number(i, (round * 10 + i as u64) as f64)).collect(),
+                data_points: (0..series)
+                    .map(|i| number(i, (round * 10 + i as u64) as f64))
+                    .collect(),
                 aggregation_temporality: 2,
                 is_monotonic: true,
             })),
@@ -143,14 +148,23 @@ fn cpu_seconds() -> f64 {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
 }
 
 #[test]
 #[ignore = "benchmark: make bench-prom-remote-write"]
 fn bench_remote_write() {
-    let secs: u64 = std::env::var("PROM_BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let secs: u64 = std::env::var("PROM_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let received = Arc::new(AtomicU64::new(0));
         let r2 = received.clone();
@@ -244,7 +258,10 @@ async fn scrape_stats(url: &str, n: usize) -> (Vec<f64>, usize, usize) {
             lat.push(ms);
         }
         bytes = body.len();
-        series = body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+        series = body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count();
     }
     lat.sort_by(f64::total_cmp);
     (lat, bytes, series)
