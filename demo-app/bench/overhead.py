@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Instrumentation overhead of demo-app (make bench-demo-app).
+
+Starts, in one run, a local OTLP gRPC sink (examples/otlp_sink), one demo-app with
+OTEL_SDK_DISABLED=true (baseline: no spans, no metrics export) and one demo-app exporting traces
+and metrics over OTLP gRPC to the sink. Drives each alternately with the same loadgen runs:
+  * closed loop (N workers back to back): maximum requests/s and its p99;
+  * open loop at a fixed rate: p99 at a normal load.
+Simulated work latency is off (DEMO_LATENCY_SCALE=0) so the CPU cost of instrumentation is
+what differs; logs are at WARN in both so stdout logging does not dilute the difference.
+Prints both columns side by side with the ratio. Everything listens on 127.0.0.1 port 0,
+every run is bounded by --duration, and all processes are stopped at the end.
+
+Usage: overhead.py BIN_DIR   (BIN_DIR holds demo-app, loadgen and examples/otlp_sink)
+Env: BENCH_DURATION (15s), BENCH_CONCURRENCY (32), BENCH_RPS (300), BENCH_ROUNDS (2).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release"
+DURATION = os.environ.get("BENCH_DURATION", "15s")
+CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "32")
+RPS = os.environ.get("BENCH_RPS", "300")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+TARGET_LOSS = 0.10
+
+procs = []
+
+
+def start(cmd, env, ready):
+    """Start cmd, return (proc, value parsed from the first stdout line ready() accepts)."""
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs.append(p)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            raise SystemExit(f"{cmd[0]} exited before it was ready")
+        v = ready(line)
+        if v:
+            return p, v
+    raise SystemExit(f"{cmd[0]} not ready within 60s")
+
+
+def drain(p):
+    # Keep reading stdout in the background so the child never blocks on a full pipe.
+    import threading
+
+    threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
+
+
+def demo_app(extra_env):
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DEMO_ADDR": "127.0.0.1:0",
+        "DEMO_INVENTORY_ADDR": "127.0.0.1:0",
+        "DEMO_PAYMENT_ADDR": "127.0.0.1:0",
+        "DEMO_LATENCY_SCALE": "0",
+        "LOG_FORMAT": "json",
+        "RUST_LOG": "warn,demo_app::server=info",
+        **extra_env,
+    }
+
+    def ready(line):
+        try:
+            v = json.loads(line)
+        except ValueError:
+            return None
+        f = v.get("fields", {})
+        if f.get("message") == "listening" and f.get("service") == "demo-frontend":
+            return "http://" + f["addr"]
+        return None
+
+    p, url = start([f"{BIN}/demo-app"], env, ready)
+    drain(p)
+    return p, url
+
+
+def loadgen(url, args):
+    out = subprocess.run(
+        [f"{BIN}/loadgen", "--target", url, "--duration", DURATION, "--progress", "60s", "--json", *args],
+        capture_output=True, text=True, timeout=600, check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def main():
+    sink, sink_addr = start(
+        [f"{BIN}/examples/otlp_sink", "127.0.0.1:0"], {"PATH": os.environ.get("PATH", "")},
+        lambda l: l.split()[1] if l.startswith("listening ") else None,
+    )
+    base, base_url = demo_app({"OTEL_SDK_DISABLED": "true"})
+    exp, exp_url = demo_app({
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{sink_addr}",
+        "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+    })
+    results = {"off": {"closed": [], "open": []}, "on": {"closed": [], "open": []}}
+    try:
+        # Warm-up (connections, allocator) not counted.
+        for url in (base_url, exp_url):
+            subprocess.run([f"{BIN}/loadgen", "--target", url, "--duration", "3s", "--concurrency", CONCURRENCY],
+                           capture_output=True, timeout=120, check=True)
+        for _ in range(ROUNDS):
+            for key, url in (("off", base_url), ("on", exp_url)):
+                results[key]["closed"].append(loadgen(url, ["--concurrency", CONCURRENCY]))
+            for key, url in (("off", base_url), ("on", exp_url)):
+                results[key]["open"].append(loadgen(url, ["--rps", RPS]))
+    finally:
+        for p in (base, exp):
+            stop(p)
+        stop(sink)
+    sink_out = sink.stdout.read()
+
+    def mean(xs):
+        return sum(xs) / len(xs)
+
+    def agg(key, mode, field):
+        runs = results[key][mode]
+        if field == "rps":
+            return mean([r["achieved_rps"] for r in runs])
+        if field == "err":
+            return sum(r["errors"] for r in runs)
+        return mean([r["latency_ms"][field] for r in runs])
+
+    rows = [
+        (f"closed loop ({CONCURRENCY} workers) requests/s", "closed", "rps"),
+        ("closed loop p50 ms", "closed", "p50"),
+        ("closed loop p99 ms", "closed", "p99"),
+        (f"open loop ({RPS} rps) p50 ms", "open", "p50"),
+        (f"open loop ({RPS} rps) p99 ms", "open", "p99"),
+        ("errors (all runs)", "closed", "err"),
+    ]
+    print()
+    print(f"bench-demo-app: instrumentation overhead, {ROUNDS} alternating rounds x {DURATION} per cell, same run")
+    print(f"{'metric':<38} {'no export':>14} {'OTLP export':>14} {'ratio':>8}")
+    print(f"{'':<38} {'(SDK disabled)':>14} {'(to sink)':>14} {'on/off':>8}")
+    for label, mode, field in rows:
+        off, on = agg("off", mode, field), agg("on", mode, field)
+        if field == "err":
+            off += agg("off", "open", "err")
+            on += agg("on", "open", "err")
+        ratio = f"{on / off:.3f}" if off else "-"
+        print(f"{label:<38} {off:>14.2f} {on:>14.2f} {ratio:>8}")
+    loss = 1 - agg("on", "closed", "rps") / agg("off", "closed", "rps")
+    verdict = "PASS" if loss < TARGET_LOSS else "FAIL"
+    print(f"throughput loss with export: {loss * 100:.1f}% (target < {TARGET_LOSS * 100:.0f}%): {verdict}")
+    print(sink_out.strip().splitlines()[-1] if sink_out.strip() else "otlp-sink: no summary")
+    print("per-run closed-loop rps: off=" + ", ".join(f"{r['achieved_rps']:.0f}" for r in results["off"]["closed"])
+          + " on=" + ", ".join(f"{r['achieved_rps']:.0f}" for r in results["on"]["closed"]))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
