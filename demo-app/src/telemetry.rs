@@ -241,6 +241,7 @@ pub fn resource_for(service: Service, single: bool) -> Resource {
 
 /// A span exporter that sends each span to the exporter of its service (by the
 /// [`SERVICE_FIELD`] attribute, removed on the way; spans without it go to the first route).
+/// The `trace_id` attribute (a copy of the trace id kept for log lines) is removed as well.
 #[derive(Debug)]
 pub struct ServiceRouter<E> {
     routes: Vec<(Service, E)>,
@@ -270,6 +271,8 @@ impl<E: SpanExporter> ServiceRouter<E> {
                     }
                 }
             }
+            // The log-correlation field duplicates the span's own trace id.
+            span.attributes.retain(|kv| kv.key.as_str() != "trace_id");
             if let Some(part) = parts.get_mut(idx) {
                 part.push(span);
             }

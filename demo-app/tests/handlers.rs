@@ -373,3 +373,29 @@ async fn internal_services_have_their_own_faults() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn cpu_burn_and_memory_leak_faults_act_and_clear() {
+    let a = front();
+    let (s, _) = call(
+        &a,
+        Method::PUT,
+        "/admin/faults",
+        Some(r#"{"cpu_burn_ms": 30, "memory_leak_kb": 64, "routes": ["/api/products"]}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let t = Instant::now();
+    for _ in 0..4 {
+        assert_eq!(
+            call(&a, Method::GET, "/api/products", None).await.0,
+            StatusCode::OK
+        );
+    }
+    // Lower bound only: each request burnt at least 30 ms of CPU before being handled.
+    assert!(t.elapsed() >= Duration::from_millis(120));
+    let (_, v) = call(&a, Method::GET, "/admin/faults", None).await;
+    assert_eq!(v["leaked_bytes"].as_u64(), Some(4 * 64 * 1024));
+    let (_, v) = call(&a, Method::DELETE, "/admin/faults", None).await;
+    assert_eq!(v["leaked_bytes"].as_u64(), Some(0));
+}

@@ -103,8 +103,10 @@ async fn one_order_is_one_trace_across_three_services() {
         root.attributes
     );
     assert!(
-        root.attributes.iter().all(|kv| kv.key != "demo.service"),
-        "routing field is stripped"
+        root.attributes
+            .iter()
+            .all(|kv| kv.key != "demo.service" && kv.key != "trace_id"),
+        "routing and log-correlation fields are stripped"
     );
 
     // Each downstream server span's parent is a frontend client span (traceparent propagated).
@@ -239,6 +241,36 @@ async fn duration_histogram_counts_every_request() {
         last[&("demo-frontend".into(), "/api/products".into(), 500)].0,
         3
     );
+
+    // The injected 500s are ERROR spans with error.type and a span event.
+    let failed: Vec<_> = sink
+        .traces
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.resource_spans.iter())
+        .flat_map(|r| r.scope_spans.iter())
+        .flat_map(|s| s.spans.iter())
+        .filter(|s| s.name == "GET /api/products")
+        .cloned()
+        .collect();
+    assert_eq!(failed.len(), 3);
+    for s in &failed {
+        let status = s.status.as_ref().expect("span status");
+        assert_eq!(
+            status.code,
+            opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32
+        );
+        assert_eq!(
+            attr_str(&s.attributes, "error.type").as_deref(),
+            Some("500")
+        );
+        assert!(
+            s.events.iter().any(|e| e.name == "fault injected: error"),
+            "{:?}",
+            s.events
+        );
+    }
 
     for (svc, name) in [
         ("demo-frontend", "http.server.active_requests"),
