@@ -189,33 +189,23 @@ pub fn metric_name(
     }
 }
 
-/// Builds a Prometheus label name from an attribute key: characters outside `[a-zA-Z0-9_]`
-/// become `_`, runs of `_` collapse to one (a leading `__` is kept), a leading digit gets a
-/// `key_` prefix and a leading single `_` a `key` prefix. Returns `None` for keys that end up
-/// empty or all underscores (the attribute is dropped).
+/// Builds a Prometheus label name from an attribute key the way the upstream collector does: a
+/// key starting with a digit gets a `key_` prefix, one starting with a single `_` a `key`
+/// prefix (`__` is kept), then every character outside `[a-zA-Z0-9_]` becomes `_` (runs are not
+/// collapsed, as upstream). Returns `None` for keys that end up empty or all underscores (the
+/// attribute is dropped: such a label name is invalid or reserved).
 pub fn label_name(key: &str) -> Option<String> {
-    if key.is_empty() {
-        return None;
-    }
     let mut out = String::with_capacity(key.len() + 4);
-    let reserved = key.starts_with("__");
-    if reserved {
-        out.push_str("__");
+    if key.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push_str("key_");
+    } else if key.starts_with('_') && !key.starts_with("__") {
+        out.push_str("key");
     }
-    for c in key.chars().skip(if reserved { 2 } else { 0 }) {
-        let c = if c.is_ascii_alphanumeric() { c } else { '_' };
-        if c == '_' && out.ends_with('_') && !(reserved && out.len() == 2) {
-            continue;
-        }
-        out.push(c);
+    for c in key.chars() {
+        out.push(if c.is_ascii_alphanumeric() { c } else { '_' });
     }
     if out.chars().all(|c| c == '_') {
         return None;
-    }
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert_str(0, "key_");
-    } else if out.starts_with('_') && !out.starts_with("__") {
-        out.insert_str(0, "key");
     }
     Some(out)
 }
@@ -338,7 +328,8 @@ mod tests {
         assert_eq!(label_name("123abc").as_deref(), Some("key_123abc"));
         assert_eq!(label_name("_private").as_deref(), Some("key_private"));
         assert_eq!(label_name("__reserved").as_deref(), Some("__reserved"));
-        assert_eq!(label_name("a..b").as_deref(), Some("a_b"));
+        assert_eq!(label_name("a..b").as_deref(), Some("a__b"));
+        assert_eq!(label_name(".x").as_deref(), Some("_x"));
         assert_eq!(label_name("δ").as_deref(), None);
         assert_eq!(label_name("").as_deref(), None);
     }
