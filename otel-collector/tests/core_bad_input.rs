@@ -46,6 +46,9 @@ service:
     )
 }
 
+/// (name, content type, content encoding, body, expected status, expected text in the answer).
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data).unwrap();
@@ -94,19 +97,71 @@ async fn bad_http_and_grpc_input_gets_clear_errors_and_collector_keeps_serving()
     bad_utf8[at] = 0xc3;
     bad_utf8[at + 1] = 0x28;
 
-    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, u16, &str)> = vec![
-        ("truncated protobuf", "application/x-protobuf", None, pb[..pb.len() - 3].to_vec(), 400, "invalid protobuf"),
-        ("wrong content type", "text/plain", None, GOOD_JSON.into(), 415, "unsupported content type"),
-        ("gzip bomb", "application/x-protobuf", Some("gzip"), gzip(&vec![0u8; 64 << 20]), 413, "decompressed request body"),
-        ("oversize body", "application/x-protobuf", None, vec![0x0a; 2 << 20], 413, "max_request_body_size"),
-        ("invalid UTF-8 in JSON", "application/json", None, bad_utf8, 400, "invalid OTLP JSON"),
-        ("empty request", "application/json", None, Vec::new(), 400, "empty request body"),
-        ("not gzip", "application/json", Some("gzip"), GOOD_JSON.into(), 400, "cannot decompress"),
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "truncated protobuf",
+            "application/x-protobuf",
+            None,
+            pb[..pb.len() - 3].to_vec(),
+            400,
+            "invalid protobuf",
+        ),
+        (
+            "wrong content type",
+            "text/plain",
+            None,
+            GOOD_JSON.into(),
+            415,
+            "unsupported content type",
+        ),
+        (
+            "gzip bomb",
+            "application/x-protobuf",
+            Some("gzip"),
+            gzip(&vec![0u8; 64 << 20]),
+            413,
+            "decompressed request body",
+        ),
+        (
+            "oversize body",
+            "application/x-protobuf",
+            None,
+            vec![0x0a; 2 << 20],
+            413,
+            "max_request_body_size",
+        ),
+        (
+            "invalid UTF-8 in JSON",
+            "application/json",
+            None,
+            bad_utf8,
+            400,
+            "invalid OTLP JSON",
+        ),
+        (
+            "empty request",
+            "application/json",
+            None,
+            Vec::new(),
+            400,
+            "empty request body",
+        ),
+        (
+            "not gzip",
+            "application/json",
+            Some("gzip"),
+            GOOD_JSON.into(),
+            400,
+            "cannot decompress",
+        ),
     ];
     for (name, ct, enc, body, want, msg) in cases {
         let (status, text, _) = post(&c, &url, ct, enc, body).await;
         assert_eq!(status, want, "{name}: {text}");
-        assert!(text.contains(msg), "{name}: answer should say `{msg}`: {text}");
+        assert!(
+            text.contains(msg),
+            "{name}: answer should say `{msg}`: {text}"
+        );
         let (status, text, _) = good().await;
         assert_eq!(status, 200, "good request after {name}: {text}");
     }
@@ -117,18 +172,33 @@ async fn bad_http_and_grpc_input_gets_clear_errors_and_collector_keeps_serving()
         .arg(format!("127.0.0.1:{g}"))
         .output()
         .expect("run the Python gRPC client");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let codes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for bad in ["truncated", "garbage"] {
         let code = codes[bad].as_str().unwrap_or_default();
-        assert!(code == "INTERNAL" || code == "INVALID_ARGUMENT", "{bad}: {code}");
+        assert!(
+            code == "INTERNAL" || code == "INVALID_ARGUMENT",
+            "{bad}: {code}"
+        );
     }
     // tonic answers OUT_OF_RANGE for a message over max_decoding_message_size (Go gRPC says
     // RESOURCE_EXHAUSTED); either way a clear status, and the server keeps serving.
     assert_eq!(codes["oversize"], "OUT_OF_RANGE", "{codes}");
-    assert_eq!(codes["empty"], "OK", "an empty message is a valid empty export request: {codes}");
+    assert_eq!(
+        codes["empty"], "OK",
+        "an empty message is a valid empty export request: {codes}"
+    );
     assert_eq!(codes["unknown_service"], "UNIMPLEMENTED", "{codes}");
-    for after in ["after_truncated", "after_garbage", "after_oversize", "after_all"] {
+    for after in [
+        "after_truncated",
+        "after_garbage",
+        "after_oversize",
+        "after_all",
+    ] {
         assert_eq!(codes[after], "OK", "{after}: {codes}");
     }
 
@@ -159,7 +229,12 @@ async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() 
     let py = python();
     let dir = scratch("memlimit");
     let (g, h, m) = (free_port(), free_port(), free_port());
-    let mut col = Collector::start(&dir, "memlimit", &config(g, h, m, "memory_limiter, batch", ""), &[g, h]);
+    let mut col = Collector::start(
+        &dir,
+        "memlimit",
+        &config(g, h, m, "memory_limiter, batch", ""),
+        &[g, h],
+    );
     let c = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{h}/v1/traces");
     let (status, text, retry) = post(&c, &url, "application/json", None, GOOD_JSON.into()).await;

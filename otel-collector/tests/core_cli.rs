@@ -18,8 +18,17 @@ fn sample() -> std::path::PathBuf {
 
 #[test]
 fn validate_accepts_the_shipped_sample() {
-    let out = bin().arg("validate").arg("--config").arg(sample()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("validate")
+        .arg("--config")
+        .arg(sample())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
 }
 
@@ -32,12 +41,25 @@ fn validate_reports_every_problem_with_key_paths() {
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpointt: 127.0.0.1:4317\nexporters:\n  debug:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug, otlp/tempo]\n",
     )
     .unwrap();
-    let out = bin().arg("validate").arg("--config").arg(&f).output().unwrap();
+    let out = bin()
+        .arg("validate")
+        .arg("--config")
+        .arg(&f)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("receivers.otlp.protocols.grpc.endpointt: unknown key `endpointt`; did you mean `endpoint`?"), "{err}");
-    assert!(err.contains("service.pipelines.traces.exporters: `otlp/tempo` is not defined"), "{err}");
-    let out = bin().arg("validate").arg("--config").arg(dir.join("missing.yaml")).output().unwrap();
+    assert!(
+        err.contains("service.pipelines.traces.exporters: `otlp/tempo` is not defined"),
+        "{err}"
+    );
+    let out = bin()
+        .arg("validate")
+        .arg("--config")
+        .arg(dir.join("missing.yaml"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
     let out = bin().arg("validate").output().unwrap();
@@ -50,7 +72,11 @@ fn validate_reports_every_problem_with_key_paths() {
 fn print_config_merges_in_order_and_substitutes() {
     let dir = scratch("cli-print");
     let over = dir.join("over.yaml");
-    std::fs::write(&over, "exporters:\n  otlp/tempo:\n    endpoint: ${env:CLI_TEST_TEMPO}\n").unwrap();
+    std::fs::write(
+        &over,
+        "exporters:\n  otlp/tempo:\n    endpoint: ${env:CLI_TEST_TEMPO}\n",
+    )
+    .unwrap();
     let out = bin()
         .arg("print-config")
         .arg("--config")
@@ -61,11 +87,19 @@ fn print_config_merges_in_order_and_substitutes() {
         .env_remove("OTELCOL_BIND")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
     let tempo = &doc["exporters"]["otlp/tempo"];
     assert_eq!(tempo["endpoint"].as_str(), Some("tempo.example:4317"));
-    assert_eq!(tempo["compression"].as_str(), Some("gzip"), "keys of the first file kept");
+    assert_eq!(
+        tempo["compression"].as_str(),
+        Some("gzip"),
+        "keys of the first file kept"
+    );
     assert_eq!(
         doc["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].as_str(),
         Some("127.0.0.1:4317")
@@ -87,8 +121,14 @@ fn port_in_use_fails_start_with_the_endpoint_named() {
     let out = bin().arg("--config").arg(&f).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
-    assert!(err.contains("receivers.otlp.protocols.grpc.endpoint"), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("receivers.otlp.protocols.grpc.endpoint"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -105,7 +145,11 @@ fn sigint_and_sigterm_exit_zero() {
         if let Some(s) = c.child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < until, "no exit after SIGINT:\n{}", c.logs());
+        assert!(
+            std::time::Instant::now() < until,
+            "no exit after SIGINT:\n{}",
+            c.logs()
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(status.success(), "SIGINT exit {status}:\n{}", c.logs());

@@ -28,7 +28,9 @@ fn spans_in(path: &std::path::Path) -> Vec<(String, String, String)> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut out = Vec::new();
     for line in text.lines() {
-        let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         for rs in doc["resourceSpans"].as_array().into_iter().flatten() {
             let find = |attrs: &serde_json::Value, k: &str| {
                 attrs
@@ -60,7 +62,11 @@ fn spans_in(path: &std::path::Path) -> Vec<(String, String, String)> {
 async fn receiver_connector_and_exporter_fan_out() {
     let dir = scratch("fanout");
     let port = free_port();
-    let (a, b, direct) = (dir.join("a.jsonl"), dir.join("b.jsonl"), dir.join("direct.jsonl"));
+    let (a, b, direct) = (
+        dir.join("a.jsonl"),
+        dir.join("b.jsonl"),
+        dir.join("direct.jsonl"),
+    );
     let cfg = format!(
         r#"
 receivers:
@@ -142,7 +148,11 @@ service:
     }
     assert_eq!(spans_in(&a), want_a, "{}", col.logs());
     assert_eq!(spans_in(&b), want_b);
-    assert_eq!(spans_in(&direct), want_direct, "the direct pipeline sees the data unmodified by the other pipelines");
+    assert_eq!(
+        spans_in(&direct),
+        want_direct,
+        "the direct pipeline sees the data unmodified by the other pipelines"
+    );
     assert!(col.terminate().success(), "{}", col.logs());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -53,8 +53,9 @@ fn has_attrs(item: &Value, want: &Value) -> bool {
     let got = attrs_of(item);
     want.as_object().is_some_and(|w| {
         w.iter().all(|(k, v)| {
-            got.iter()
-                .any(|(gk, gv)| gk == k && (gv == v || gv.as_f64().is_some() && gv.as_f64() == v.as_f64()))
+            got.iter().any(|(gk, gv)| {
+                gk == k && (gv == v || gv.as_f64().is_some() && gv.as_f64() == v.as_f64())
+            })
         })
     })
 }
@@ -95,7 +96,13 @@ fn read_file(path: &std::path::Path) -> Seen {
             for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
                 for m in sm["metrics"].as_array().into_iter().flatten() {
                     let name = m["name"].as_str().unwrap_or_default();
-                    for kind in ["sum", "gauge", "histogram", "exponentialHistogram", "summary"] {
+                    for kind in [
+                        "sum",
+                        "gauge",
+                        "histogram",
+                        "exponentialHistogram",
+                        "summary",
+                    ] {
                         for p in m[kind]["dataPoints"].as_array().into_iter().flatten() {
                             let mut p = p.clone();
                             p["__metric"] = Value::from(name);
@@ -118,7 +125,10 @@ fn read_file(path: &std::path::Path) -> Seen {
 }
 
 fn transport(want: &Value) -> String {
-    format!("core-test-{}", want["attrs"]["test.transport"].as_str().unwrap_or_default())
+    format!(
+        "core-test-{}",
+        want["attrs"]["test.transport"].as_str().unwrap_or_default()
+    )
 }
 
 /// What of `expected` is not (yet) in `seen`, as readable lines.
@@ -134,7 +144,9 @@ fn missing(expected: &Value, seen: &Seen) -> Vec<String> {
     }
     for want in expected["points"].as_array().into_iter().flatten() {
         let ok = seen.points.iter().any(|(svc, p)| {
-            *svc == transport(want) && p["__metric"] == want["metric"] && has_attrs(p, &want["attrs"])
+            *svc == transport(want)
+                && p["__metric"] == want["metric"]
+                && has_attrs(p, &want["attrs"])
         });
         if !ok {
             out.push(format!("data point {want}"));

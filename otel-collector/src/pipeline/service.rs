@@ -56,8 +56,9 @@ impl Service {
                 extensions.push(("service.telemetry.metrics".into(), m.lifecycle));
             }
             for id in &config.service.extensions {
-                let e = extension::start(id, &config.extensions[id], &ctx.for_component(id.clone()))
-                    .await?;
+                let e =
+                    extension::start(id, &config.extensions[id], &ctx.for_component(id.clone()))
+                        .await?;
                 tracing::info!(extension = %id, address = %e.local_addr, "extension started");
                 extensions.push((id.clone(), e.lifecycle));
             }

@@ -29,7 +29,7 @@ pub enum ProcessorConfig {
     /// `attributes`: actions on span, log record and data point attributes.
     Attributes(attributes::AttributesConfig),
     /// `filter`: drop spans, metrics, log records by name or attribute.
-    Filter(filter::FilterConfig),
+    Filter(Box<filter::FilterConfig>),
 }
 
 impl ProcessorConfig {
@@ -54,7 +54,7 @@ impl ComponentKind for ProcessorConfig {
             "memory_limiter" => ProcessorConfig::MemoryLimiter(parse_component(value)?),
             "resource" => ProcessorConfig::Resource(parse_component(value)?),
             "attributes" => ProcessorConfig::Attributes(parse_component(value)?),
-            "filter" => ProcessorConfig::Filter(filter::FilterConfig::parse(value)?),
+            "filter" => ProcessorConfig::Filter(Box::new(filter::FilterConfig::parse(value)?)),
             other => {
                 return Err(ComponentConfigError::new(
                     "",

@@ -83,7 +83,10 @@ impl Collector {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("collector did not listen on {port} in time:\n{}", self.logs());
+        panic!(
+            "collector did not listen on {port} in time:\n{}",
+            self.logs()
+        );
     }
 
     /// The collector's log so far.
@@ -108,7 +111,10 @@ impl Collector {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
-        panic!("collector did not stop within 30s of SIGTERM:\n{}", self.logs());
+        panic!(
+            "collector did not stop within 30s of SIGTERM:\n{}",
+            self.logs()
+        );
     }
 }
 

@@ -170,15 +170,17 @@ async fn metrics_by_name_and_logs_by_severity() {
         }],
     });
     p.consume(data).await.unwrap();
-    let Telemetry::Metrics(got) = &sink.0.lock().unwrap()[0] else {
-        unreachable!()
-    };
-    let names: Vec<&str> = got.resource_metrics[0].scope_metrics[0]
-        .metrics
-        .iter()
-        .map(|m| m.name.as_str())
-        .collect();
-    assert_eq!(names, ["http.server.duration"]);
+    {
+        let Telemetry::Metrics(got) = &sink.0.lock().unwrap()[0] else {
+            unreachable!()
+        };
+        let names: Vec<&str> = got.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, ["http.server.duration"]);
+    }
 
     let (p, sink) = processor(
         "logs:\n  exclude:\n    severity_texts: [DEBUG]\n",
