@@ -32,3 +32,12 @@ collector-down:
 	  kill -TERM $$(cat $(COLLECTOR_RUN)/otel-collector.pid) 2>/dev/null || true; rm -f $(COLLECTOR_RUN)/otel-collector.pid; \
 	  echo "otel-collector stopped"; \
 	fi
+
+# Prometheus exporters' benchmarks (docs/prometheus-translation.md): remote-write throughput on
+# one core, and a 100k-series scrape next to a node_exporter scrape.
+BENCH_TARGETS += bench-prom-remote-write bench-prom-scrape
+.PHONY: bench-prom-remote-write bench-prom-scrape
+bench-prom-remote-write: deps
+	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/prom_remote_write.sh
+bench-prom-scrape: deps
+	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/prom_scrape.sh

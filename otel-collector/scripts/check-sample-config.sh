@@ -11,7 +11,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 health=$(free_port)
-OTLP_GRPC_PORT=$(free_port) OTLP_HTTP_PORT=$(free_port) COLLECTOR_METRICS_PORT=$(free_port) \
+OTLP_GRPC_PORT=$(free_port) OTLP_HTTP_PORT=$(free_port) COLLECTOR_METRICS_PORT=$(free_port) PROM_EXPORTER_PORT=$(free_port) \
 HEALTH_PORT=$health TRACES_FILE="$work/traces.jsonl" OTELCOL_BIND=127.0.0.1 \
     "$bin" --config "$config" >"$work/log" 2>&1 &
 pid=$!
