@@ -136,8 +136,8 @@ pub fn fingerprint(labels: &Labels) -> String {
 
 /// `sha256=<hex>` HMAC-SHA256 of `body` with `secret`: the `X-Signature-256` header value.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
     let mut out = String::with_capacity(7 + 64);
@@ -163,8 +163,8 @@ pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
             Err(_) => return false,
         }
     }
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(body);
     mac.verify_slice(&expected).is_ok()
 }
@@ -331,7 +331,12 @@ impl AlertDispatcher {
                 None,
             )?;
             let (tx, rx) = mpsc::channel(SINK_QUEUE);
-            tasks.spawn(run_alertmanager(target, rx, metrics.clone(), cancel.clone()));
+            tasks.spawn(run_alertmanager(
+                target,
+                rx,
+                metrics.clone(),
+                cancel.clone(),
+            ));
             d.alertmanager = Some(tx);
         }
         for w in webhooks {
@@ -386,7 +391,11 @@ impl AlertDispatcher {
         }
         let n = batch.len() as u64;
         if tx.try_send(batch).is_err() {
-            tracing::warn!(sink, alerts = n, "alert queue full or closed, batch dropped");
+            tracing::warn!(
+                sink,
+                alerts = n,
+                "alert queue full or closed, batch dropped"
+            );
             if let Some(m) = &self.metrics {
                 m.alert_failed(sink, "queue_full", n);
             }

@@ -142,7 +142,8 @@ struct Anomalies {
 }
 
 fn matches(r: &AnomalyRecord, detection: Option<&str>, service: Option<&str>) -> bool {
-    detection.is_none_or(|d| r.detection == d) && service.is_none_or(|s| service_of(&r.labels) == Some(s))
+    detection.is_none_or(|d| r.detection == d)
+        && service.is_none_or(|s| service_of(&r.labels) == Some(s))
 }
 
 fn collect(
@@ -174,7 +175,12 @@ async fn anomalies(
 ) -> Response {
     let Query(q) = match query {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("{e}; allowed parameters: detection, service, limit")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("{e}; allowed parameters: detection, service, limit"),
+            )
+        }
     };
     Json(collect(
         &s.store,
@@ -353,7 +359,10 @@ mod tests {
         assert_eq!(v["recent"][0]["status"], "resolved");
         let (_, body) = get(app(state()), "/api/v1/anomalies?detection=errors").await;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert!(v["firing"].as_array().unwrap().is_empty() && v["recent"].as_array().unwrap().is_empty());
+        assert!(
+            v["firing"].as_array().unwrap().is_empty()
+                && v["recent"].as_array().unwrap().is_empty()
+        );
         let (st, body) = get(app(state()), "/api/v1/anomalies?bogus=1").await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
     }
@@ -376,7 +385,10 @@ mod tests {
     async fn metrics_endpoint_serves_text_format() {
         let (st, body) = get(app(state()), ROUTE_METRICS).await;
         assert_eq!(st, StatusCode::OK);
-        assert!(body.contains("anomaly_score{detection=\"rate\",job=\"checkout\"} 0.9"), "{body}");
+        assert!(
+            body.contains("anomaly_score{detection=\"rate\",job=\"checkout\"} 0.9"),
+            "{body}"
+        );
         assert!(body.contains("# TYPE anomaly_detector_cycle_duration_seconds histogram"));
     }
 
@@ -388,11 +400,15 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(&body).expect("openapi.json is JSON");
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         let paths = doc["paths"].as_object().unwrap();
-        let documented: std::collections::BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+        let documented: std::collections::BTreeSet<&str> =
+            paths.keys().map(String::as_str).collect();
         let routed: std::collections::BTreeSet<&str> = ROUTES.into_iter().collect();
         assert_eq!(documented, routed);
         for (path, item) in paths {
-            assert!(item["get"]["responses"]["200"].is_object(), "{path} documents its 200");
+            assert!(
+                item["get"]["responses"]["200"].is_object(),
+                "{path} documents its 200"
+            );
             let uri = path.replace("{service}", "checkout");
             let (st, _) = get(app(state()), &uri).await;
             assert_eq!(st, StatusCode::OK, "{uri}");
@@ -401,7 +417,10 @@ mod tests {
         for r in body.match_indices("#/components/schemas/") {
             let rest = &body[r.0 + r.1.len()..];
             let name: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
-            assert!(doc["components"]["schemas"][&name].is_object(), "schema {name} missing");
+            assert!(
+                doc["components"]["schemas"][&name].is_object(),
+                "schema {name} missing"
+            );
         }
     }
 

@@ -375,7 +375,10 @@ impl Config {
             if w.name.is_empty() || !hook_names.insert(w.name.as_str()) {
                 return Err(invalid(
                     format!("{key}.name"),
-                    format!("{:?} is empty or used twice; give every webhook a unique name", w.name),
+                    format!(
+                        "{:?} is empty or used twice; give every webhook a unique name",
+                        w.name
+                    ),
                 ));
             }
             check_url(&format!("{key}.url"), &w.url)?;
@@ -391,11 +394,17 @@ impl Config {
             if d.name.is_empty() || !names.insert(d.name.as_str()) {
                 return Err(invalid(
                     format!("{key}.name"),
-                    format!("{:?} is empty or used twice; give every detection a unique name", d.name),
+                    format!(
+                        "{:?} is empty or used twice; give every detection a unique name",
+                        d.name
+                    ),
                 ));
             }
             if d.query.trim().is_empty() {
-                return Err(invalid(format!("{key}.query"), "must be a PromQL expression"));
+                return Err(invalid(
+                    format!("{key}.query"),
+                    "must be a PromQL expression",
+                ));
             }
             if d.step < Duration::from_secs(1) {
                 return Err(invalid(format!("{key}.step"), "must be at least 1s"));
@@ -423,7 +432,10 @@ impl Config {
                 }
             }
             if d.max_series == 0 {
-                return Err(invalid(format!("{key}.max_series"), "must be greater than 0"));
+                return Err(invalid(
+                    format!("{key}.max_series"),
+                    "must be greater than 0",
+                ));
             }
             if d.series_expiry < d.interval(self.evaluation_interval) {
                 return Err(invalid(
@@ -600,7 +612,8 @@ fn default_true() -> bool {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "prometheus: {url: 'http://127.0.0.1:9090'}\ndetections:\n  - name: rate\n    query: up\n";
+    const MINIMAL: &str =
+        "prometheus: {url: 'http://127.0.0.1:9090'}\ndetections:\n  - name: rate\n    query: up\n";
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         let c = Config::from_yaml(text, Path::new("t.yaml"), |_| None)?;
@@ -621,7 +634,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = parse(&format!("{MINIMAL}    stepp: 1m\n")).unwrap_err().to_string();
+        let err = parse(&format!("{MINIMAL}    stepp: 1m\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("stepp"), "{err}");
     }
 
@@ -630,7 +645,10 @@ mod tests {
         let err = parse(&format!("{MINIMAL}    webhooks: [ops]\n"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("detections[0].webhooks") && err.contains("ops"), "{err}");
+        assert!(
+            err.contains("detections[0].webhooks") && err.contains("ops"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -642,9 +660,10 @@ mod tests {
 
     #[test]
     fn bad_url_is_rejected() {
-        let err = parse("prometheus: {url: 'localhost:9090'}\ndetections: [{name: a, query: up}]\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            parse("prometheus: {url: 'localhost:9090'}\ndetections: [{name: a, query: up}]\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("prometheus.url"), "{err}");
     }
 

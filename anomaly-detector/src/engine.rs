@@ -260,7 +260,8 @@ impl Tracker {
                             now,
                             self.interval,
                         ));
-                        out.resolved.push(record(&self.cfg.name, &rs.labels, &f, Some(now)));
+                        out.resolved
+                            .push(record(&self.cfg.name, &rs.labels, &f, Some(now)));
                     }
                 }
             }
@@ -288,7 +289,8 @@ impl Tracker {
                         now,
                         self.interval,
                     ));
-                    out.resolved.push(record(&self.cfg.name, &labels, &f, Some(now)));
+                    out.resolved
+                        .push(record(&self.cfg.name, &labels, &f, Some(now)));
                 }
             }
         }
@@ -341,14 +343,21 @@ impl Tracker {
     pub fn firing(&self) -> Vec<AnomalyRecord> {
         self.series
             .iter()
-            .filter_map(|(l, s)| s.firing.as_ref().map(|f| record(&self.cfg.name, l, f, None)))
+            .filter_map(|(l, s)| {
+                s.firing
+                    .as_ref()
+                    .map(|f| record(&self.cfg.name, l, f, None))
+            })
             .collect()
     }
 }
 
 /// Whether `kind` is a fallback used for lack of history.
 pub fn is_degraded(kind: ModelKind) -> bool {
-    !matches!(kind, ModelKind::SeasonalHoltWinters | ModelKind::NonSeasonal)
+    !matches!(
+        kind,
+        ModelKind::SeasonalHoltWinters | ModelKind::NonSeasonal
+    )
 }
 
 fn record(detection: &str, labels: &Labels, f: &Firing, ends_at: Option<i64>) -> AnomalyRecord {
@@ -622,12 +631,20 @@ impl DetectionRunner {
             .query_range(&self.cfg.query, start, end, self.cfg.step, cancel)
             .instrument(tracing::debug_span!("prometheus.query_range", start, end))
             .await?;
-        let tracker = self.tracker.take().expect("tracker is returned every cycle");
+        let tracker = self
+            .tracker
+            .take()
+            .expect("tracker is returned every cycle");
         if start > history_start && !tracker.knows_all(&results) {
             // New series appeared: fetch the full history so their models start informed.
             let full = client
                 .query_range(&self.cfg.query, history_start, end, self.cfg.step, cancel)
-                .instrument(tracing::debug_span!("prometheus.query_range", start = history_start, end, reason = "new_series"))
+                .instrument(tracing::debug_span!(
+                    "prometheus.query_range",
+                    start = history_start,
+                    end,
+                    reason = "new_series"
+                ))
                 .await;
             match full {
                 Ok(r) => results = r,
@@ -660,7 +677,10 @@ impl DetectionRunner {
     }
 
     fn publish(&self) {
-        let tracker = self.tracker.as_ref().expect("tracker present between cycles");
+        let tracker = self
+            .tracker
+            .as_ref()
+            .expect("tracker present between cycles");
         self.ctx.store.publish(DetectionSnapshot {
             name: self.cfg.name.clone(),
             series: tracker.snapshot(),
@@ -717,7 +737,12 @@ mod tests {
         let mut t = tracker("");
         // 300 points of history with an old spike: replayed, never alerted.
         let out = t.process(
-            vec![series("a", 0, 2990, |x| if x == 1500 { 1e6 } else { wave(x) })],
+            vec![series(
+                "a",
+                0,
+                2990,
+                |x| if x == 1500 { 1e6 } else { wave(x) },
+            )],
             2990,
         );
         assert_eq!(out.points, 300);
@@ -737,7 +762,10 @@ mod tests {
         assert!(!l.contains_key("__name__"));
         assert!(matches!(l["severity"].as_str(), "warning" | "critical"));
         let a = &ev.alert.annotations;
-        assert!(a["description"].contains("Observed 1.0000e6 vs expected"), "{a:?}");
+        assert!(
+            a["description"].contains("Observed 1.0000e6 vs expected"),
+            "{a:?}"
+        );
         assert_eq!(a["dashboard"], "http://grafana/d?x=lat&s=a");
         assert!(a.contains_key("model") && a.contains_key("score"));
         assert_eq!(t.firing().len(), 1);
@@ -748,7 +776,11 @@ mod tests {
         let mut resolved = None;
         for now in (3020..3400).step_by(10) {
             let out = t.process(vec![series("a", now - 10, now, wave)], now);
-            if let Some(e) = out.events.iter().find(|e| e.status == AlertStatus::Resolved) {
+            if let Some(e) = out
+                .events
+                .iter()
+                .find(|e| e.status == AlertStatus::Resolved)
+            {
                 resolved = Some((now, e.clone(), out.resolved.len()));
                 break;
             }

@@ -54,7 +54,9 @@ impl Metrics {
         let secs = duration.as_secs_f64();
         self.with(|m| {
             let outcome = if success { "success" } else { "failure" };
-            *m.cycles.entry((detection.to_string(), outcome)).or_default() += 1;
+            *m.cycles
+                .entry((detection.to_string(), outcome))
+                .or_default() += 1;
             let h = m.cycle_duration.entry(detection.to_string()).or_default();
             for (i, b) in CYCLE_BUCKETS.iter().enumerate() {
                 if secs <= *b {
@@ -114,12 +116,36 @@ impl Metrics {
 
         type Pick = fn(&crate::state::SeriesSnapshot) -> f64;
         let gauges: [(&str, &str, Pick); 6] = [
-            ("anomaly_score", "Anomaly score in [0,1] of the latest point of the series.", |s| s.score),
-            ("anomaly_expected_value", "Value the model expected for the latest point.", |s| s.expected),
-            ("anomaly_lower_bound", "Lower edge of the prediction interval for the latest point.", |s| s.lower),
-            ("anomaly_upper_bound", "Upper edge of the prediction interval for the latest point.", |s| s.upper),
-            ("anomaly_observed_value", "Observed value of the latest point.", |s| s.value),
-            ("anomaly_firing", "1 while an anomaly alert fires for the series.", |s| f64::from(u8::from(s.firing))),
+            (
+                "anomaly_score",
+                "Anomaly score in [0,1] of the latest point of the series.",
+                |s| s.score,
+            ),
+            (
+                "anomaly_expected_value",
+                "Value the model expected for the latest point.",
+                |s| s.expected,
+            ),
+            (
+                "anomaly_lower_bound",
+                "Lower edge of the prediction interval for the latest point.",
+                |s| s.lower,
+            ),
+            (
+                "anomaly_upper_bound",
+                "Upper edge of the prediction interval for the latest point.",
+                |s| s.upper,
+            ),
+            (
+                "anomaly_observed_value",
+                "Observed value of the latest point.",
+                |s| s.value,
+            ),
+            (
+                "anomaly_firing",
+                "1 while an anomaly alert fires for the series.",
+                |s| f64::from(u8::from(s.firing)),
+            ),
         ];
         for (name, help, pick) in gauges {
             header(&mut out, name, help, "gauge");
@@ -203,7 +229,12 @@ impl Metrics {
                 &format!("{base},le=\"+Inf\""),
                 h.count as f64,
             );
-            sample(&mut out, "anomaly_detector_cycle_duration_seconds_sum", &base, h.sum);
+            sample(
+                &mut out,
+                "anomaly_detector_cycle_duration_seconds_sum",
+                &base,
+                h.sum,
+            );
             sample(
                 &mut out,
                 "anomaly_detector_cycle_duration_seconds_count",
@@ -211,18 +242,48 @@ impl Metrics {
                 h.count as f64,
             );
         }
-        counter(&mut out, "anomaly_detector_cycles_total", "Evaluation cycles by outcome.",
-            m.cycles.iter().map(|((d, o), v)| (format!("detection=\"{}\",outcome=\"{o}\"", escape(d)), *v)));
-        counter(&mut out, "anomaly_detector_series_evaluated_total", "Series evaluated (one per series per cycle with new points).",
-            m.series_evaluated.iter().map(|(d, v)| (format!("detection=\"{}\"", escape(d)), *v)));
-        counter(&mut out, "anomaly_detector_points_evaluated_total", "Points fed to the models, history replays included.",
-            m.points_evaluated.iter().map(|(d, v)| (format!("detection=\"{}\"", escape(d)), *v)));
+        counter(
+            &mut out,
+            "anomaly_detector_cycles_total",
+            "Evaluation cycles by outcome.",
+            m.cycles
+                .iter()
+                .map(|((d, o), v)| (format!("detection=\"{}\",outcome=\"{o}\"", escape(d)), *v)),
+        );
+        counter(
+            &mut out,
+            "anomaly_detector_series_evaluated_total",
+            "Series evaluated (one per series per cycle with new points).",
+            m.series_evaluated
+                .iter()
+                .map(|(d, v)| (format!("detection=\"{}\"", escape(d)), *v)),
+        );
+        counter(
+            &mut out,
+            "anomaly_detector_points_evaluated_total",
+            "Points fed to the models, history replays included.",
+            m.points_evaluated
+                .iter()
+                .map(|(d, v)| (format!("detection=\"{}\"", escape(d)), *v)),
+        );
         counter(&mut out, "anomaly_detector_failures_total", "Failures by detection and reason (connect, timeout, http_5xx, http_4xx, decode, series_limit, ...).",
             m.failures.iter().map(|((d, r), v)| (format!("detection=\"{}\",reason=\"{}\"", escape(d), escape(r)), *v)));
-        counter(&mut out, "anomaly_detector_alerts_sent_total", "Alerts delivered by sink and status.",
-            m.alerts_sent.iter().map(|((s, st), v)| (format!("sink=\"{}\",status=\"{st}\"", escape(s)), *v)));
-        counter(&mut out, "anomaly_detector_alert_failures_total", "Alerts that could not be delivered, by sink and reason.",
-            m.alert_failures.iter().map(|((s, r), v)| (format!("sink=\"{}\",reason=\"{r}\"", escape(s)), *v)));
+        counter(
+            &mut out,
+            "anomaly_detector_alerts_sent_total",
+            "Alerts delivered by sink and status.",
+            m.alerts_sent
+                .iter()
+                .map(|((s, st), v)| (format!("sink=\"{}\",status=\"{st}\"", escape(s)), *v)),
+        );
+        counter(
+            &mut out,
+            "anomaly_detector_alert_failures_total",
+            "Alerts that could not be delivered, by sink and reason.",
+            m.alert_failures
+                .iter()
+                .map(|((s, r), v)| (format!("sink=\"{}\",reason=\"{r}\"", escape(s)), *v)),
+        );
         out
     }
 }
@@ -261,7 +322,11 @@ fn series_labels(detection: &str, labels: &Labels) -> String {
         if k == "__name__" {
             continue;
         }
-        let key = if k == "detection" { "exported_detection" } else { k };
+        let key = if k == "detection" {
+            "exported_detection"
+        } else {
+            k
+        };
         let _ = write!(s, ",{key}=\"{}\"", escape(v));
     }
     s
@@ -314,13 +379,25 @@ mod tests {
         m.failure("lat", "connect", 2);
         m.alert_sent("alertmanager", "firing", 1);
         let text = m.render(&store);
-        assert!(text.contains("anomaly_score{detection=\"lat\",job=\"shop\\\"x\"} 0.9"), "{text}");
+        assert!(
+            text.contains("anomaly_score{detection=\"lat\",job=\"shop\\\"x\"} 0.9"),
+            "{text}"
+        );
         assert!(text.contains("anomaly_lower_bound{detection=\"lat\",job=\"shop\\\"x\"} 0.5"));
-        assert!(text.contains("anomaly_detector_series{detection=\"lat\",model=\"holt_winters\"} 1"));
-        assert!(text.contains("anomaly_detector_cycle_duration_seconds_bucket{detection=\"lat\",le=\"0.05\"} 1"));
-        assert!(text.contains("anomaly_detector_cycle_duration_seconds_bucket{detection=\"lat\",le=\"0.025\"} 0"));
-        assert!(text.contains("anomaly_detector_failures_total{detection=\"lat\",reason=\"connect\"} 2"));
-        assert!(text.contains("anomaly_detector_alerts_sent_total{sink=\"alertmanager\",status=\"firing\"} 1"));
+        assert!(
+            text.contains("anomaly_detector_series{detection=\"lat\",model=\"holt_winters\"} 1")
+        );
+        assert!(text.contains(
+            "anomaly_detector_cycle_duration_seconds_bucket{detection=\"lat\",le=\"0.05\"} 1"
+        ));
+        assert!(text.contains(
+            "anomaly_detector_cycle_duration_seconds_bucket{detection=\"lat\",le=\"0.025\"} 0"
+        ));
+        assert!(text
+            .contains("anomaly_detector_failures_total{detection=\"lat\",reason=\"connect\"} 2"));
+        assert!(text.contains(
+            "anomaly_detector_alerts_sent_total{sink=\"alertmanager\",status=\"firing\"} 1"
+        ));
         assert!(!text.contains("__name__"));
         assert_eq!(m.failures("lat", "connect"), 2);
     }

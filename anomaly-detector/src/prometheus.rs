@@ -312,7 +312,8 @@ struct MatrixEntry {
 /// # Errors
 /// [`QueryError::Decode`] when the body is not a successful matrix response.
 pub fn parse_matrix(body: &[u8]) -> Result<Vec<RangeSeries>, QueryError> {
-    let r: Response = serde_json::from_slice(body).map_err(|e| QueryError::Decode(e.to_string()))?;
+    let r: Response =
+        serde_json::from_slice(body).map_err(|e| QueryError::Decode(e.to_string()))?;
     if r.status != "success" {
         return Err(QueryError::Decode(format!(
             "status {}: {}",
@@ -374,11 +375,13 @@ mod tests {
 
     #[test]
     fn rejects_error_and_vector() {
-        let err = parse_matrix(br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#)
-            .unwrap_err();
+        let err =
+            parse_matrix(br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#)
+                .unwrap_err();
         assert!(err.to_string().contains("parse error"));
-        let err = parse_matrix(br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#)
-            .unwrap_err();
+        let err =
+            parse_matrix(br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#)
+                .unwrap_err();
         assert!(err.to_string().contains("matrix"));
     }
 
@@ -433,7 +436,13 @@ mod tests {
         drop(listener);
         let client = PrometheusClient::new(&config(format!("http://{addr}"))).unwrap();
         let err = client
-            .query_range("up", 0, 60, Duration::from_secs(60), &CancellationToken::new())
+            .query_range(
+                "up",
+                0,
+                60,
+                Duration::from_secs(60),
+                &CancellationToken::new(),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "connect", "{err}");
@@ -443,6 +452,9 @@ mod tests {
     fn graph_url_encodes_query() {
         let c = PrometheusClient::new(&config("http://127.0.0.1:9090/prom".into())).unwrap();
         let u = c.graph_url("rate(x[5m])");
-        assert!(u.starts_with("http://127.0.0.1:9090/prom/graph?g0.expr=rate%28x%5B5m%5D%29"), "{u}");
+        assert!(
+            u.starts_with("http://127.0.0.1:9090/prom/graph?g0.expr=rate%28x%5B5m%5D%29"),
+            "{u}"
+        );
     }
 }

@@ -27,7 +27,9 @@ pub const ALERT_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The API address is taken or not local.
-    #[error("cannot listen on {addr}: {source} (set DETECTOR_ADDR or server.addr to a free address)")]
+    #[error(
+        "cannot listen on {addr}: {source} (set DETECTOR_ADDR or server.addr to a free address)"
+    )]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
@@ -109,8 +111,8 @@ pub async fn run_with_listener(
         metrics,
         started: Instant::now(),
     };
-    let server = axum::serve(listener, app(state))
-        .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let server =
+        axum::serve(listener, app(state)).with_graceful_shutdown(cancel.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
 
     cancel.cancelled().await;

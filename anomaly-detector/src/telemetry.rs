@@ -27,7 +27,9 @@ const OTEL_FILTER: &str = "info,anomaly_detector=debug,opentelemetry=off,opentel
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     /// Unsupported `OTEL_EXPORTER_OTLP_PROTOCOL`.
-    #[error("OTEL_EXPORTER_OTLP_PROTOCOL={0:?} is not supported: use grpc, http/protobuf or http/json")]
+    #[error(
+        "OTEL_EXPORTER_OTLP_PROTOCOL={0:?} is not supported: use grpc, http/protobuf or http/json"
+    )]
     Protocol(String),
     /// The exporter could not be built.
     #[error("cannot build the OTLP exporter (check OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS): {0}")]
@@ -62,7 +64,8 @@ impl Telemetry {
 /// Whether OTLP export is configured by the environment (`lookup` reads a variable).
 pub fn export_enabled(lookup: impl Fn(&str) -> Option<String>) -> bool {
     let set = |k: &str| lookup(k).is_some_and(|v| !v.trim().is_empty());
-    let disabled = lookup("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let disabled =
+        lookup("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
@@ -84,23 +87,31 @@ fn protocol(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Protocol>,
 /// [`TelemetryError`] for a bad protocol or endpoint or a second installation.
 pub fn init() -> Result<Telemetry, TelemetryError> {
     let env = |k: &str| std::env::var(k).ok();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let json = env("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json"));
     let fmt_layer = if json {
-        tracing_subscriber::fmt::layer().json().with_filter(filter).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_filter(filter)
+            .boxed()
     } else {
         tracing_subscriber::fmt::layer().with_filter(filter).boxed()
     };
     let provider = if export_enabled(env) {
         let exporter = match protocol(env)? {
-            None => opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?,
+            None => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()?,
             Some(p) => opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(p)
                 .build()?,
         };
         let resource = Resource::builder()
-            .with_service_name(env("OTEL_SERVICE_NAME").unwrap_or_else(|| "anomaly-detector".into()))
+            .with_service_name(
+                env("OTEL_SERVICE_NAME").unwrap_or_else(|| "anomaly-detector".into()),
+            )
             .with_attributes([KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))])
             .build();
         Some(
@@ -131,13 +142,21 @@ mod tests {
     #[test]
     fn export_only_with_endpoint() {
         assert!(!export_enabled(|_| None));
-        assert!(export_enabled(|k| (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://127.0.0.1:4317".into())));
+        assert!(export_enabled(
+            |k| (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://127.0.0.1:4317".into())
+        ));
         assert!(!export_enabled(|k| match k {
             "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:4317".into()),
             "OTEL_SDK_DISABLED" => Some("true".into()),
             _ => None,
         }));
-        assert!(matches!(protocol(|_| Some("xml".into())), Err(TelemetryError::Protocol(_))));
-        assert!(matches!(protocol(|_| Some("http/protobuf".into())), Ok(Some(Protocol::HttpBinary))));
+        assert!(matches!(
+            protocol(|_| Some("xml".into())),
+            Err(TelemetryError::Protocol(_))
+        ));
+        assert!(matches!(
+            protocol(|_| Some("http/protobuf".into())),
+            Ok(Some(Protocol::HttpBinary))
+        ));
     }
 }

@@ -62,7 +62,11 @@ struct TestServer {
 }
 
 fn binary(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/bin", "/usr/local/bin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/bin", "/usr/local/bin"])
+    {
         let p = Path::new(dir).join(name);
         if p.is_file() {
             return p;
@@ -72,11 +76,18 @@ fn binary(name: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// Deterministic "normal" signal: a 10-minute wave plus pseudo-random noise.
@@ -142,7 +153,10 @@ async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> 
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -177,7 +191,10 @@ async fn detects_and_resolves_through_real_prometheus_and_alertmanager() {
     let dir = std::env::temp_dir().join(format!(
         "anomaly-detector-live-{}-{}",
         std::process::id(),
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
     ));
     std::fs::create_dir_all(dir.join("prom-data")).unwrap();
     std::fs::create_dir_all(dir.join("am-data")).unwrap();
@@ -203,7 +220,11 @@ async fn detects_and_resolves_through_real_prometheus_and_alertmanager() {
         .arg(dir.join("prom-data"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "promtool backfill failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool backfill failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     std::fs::write(
         dir.join("prometheus.yml"),
@@ -251,15 +272,24 @@ detections:
     procs.0.push(spawn(
         "alertmanager",
         Command::new(&alertmanager)
-            .arg(format!("--config.file={}", dir.join("alertmanager.yml").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
             .arg(format!("--storage.path={}", dir.join("am-data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
             .arg("--cluster.listen-address="),
         &dir.join("alertmanager.log"),
     ));
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let am_ready = format!("http://127.0.0.1:{am_port}/-/ready");
-    wait_for("Alertmanager ready", Duration::from_secs(20), async || get_text(&http, &am_ready).await).await;
+    wait_for("Alertmanager ready", Duration::from_secs(20), async || {
+        get_text(&http, &am_ready).await
+    })
+    .await;
 
     // The detector starts while Prometheus is down.
     procs.0.push(spawn(
@@ -279,11 +309,17 @@ detections:
     let metrics_url = format!("{det}/metrics");
     let health_url = format!("{det}/health");
     {
-        wait_for("a failed cycle with reason connect", Duration::from_secs(20), async || {
-            get_text(&http, &metrics_url)
-                .await
-                .filter(|m| m.contains("anomaly_detector_failures_total{detection=\"latency\",reason=\"connect\"}"))
-        })
+        wait_for(
+            "a failed cycle with reason connect",
+            Duration::from_secs(20),
+            async || {
+                get_text(&http, &metrics_url).await.filter(|m| {
+                    m.contains(
+                        "anomaly_detector_failures_total{detection=\"latency\",reason=\"connect\"}",
+                    )
+                })
+            },
+        )
         .await;
         let health: serde_json::Value =
             serde_json::from_str(&get_text(&http, &health_url).await.unwrap()).unwrap();
@@ -294,54 +330,103 @@ detections:
         procs.0.push(spawn(
             "prometheus",
             Command::new(&prometheus)
-                .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-                .arg(format!("--storage.tsdb.path={}", dir.join("prom-data").display()))
+                .arg(format!(
+                    "--config.file={}",
+                    dir.join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("prom-data").display()
+                ))
                 .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
                 .arg("--storage.tsdb.retention.time=1d"),
             &dir.join("prometheus.log"),
         ));
         let prom_ready = format!("http://127.0.0.1:{prom_port}/-/ready");
-        wait_for("Prometheus ready", Duration::from_secs(30), async || get_text(&http, &prom_ready).await).await;
-        let health = wait_for("the detector to recover", Duration::from_secs(30), async || {
-            let h: serde_json::Value = serde_json::from_str(&get_text(&http, &health_url).await?).ok()?;
-            (h["status"] == "ok" && h["detections"][0]["series"] == 1).then_some(h)
+        wait_for("Prometheus ready", Duration::from_secs(30), async || {
+            get_text(&http, &prom_ready).await
         })
+        .await;
+        let health = wait_for(
+            "the detector to recover",
+            Duration::from_secs(30),
+            async || {
+                let h: serde_json::Value =
+                    serde_json::from_str(&get_text(&http, &health_url).await?).ok()?;
+                (h["status"] == "ok" && h["detections"][0]["series"] == 1).then_some(h)
+            },
+        )
         .await;
         eprintln!("recovered: {health}");
         let metrics = get_text(&http, &metrics_url).await.unwrap();
         let series = format!("detection=\"latency\",instance=\"127.0.0.1:{tport}\",job=\"app\",route=\"/api/orders\"");
-        for g in ["anomaly_score", "anomaly_expected_value", "anomaly_lower_bound", "anomaly_upper_bound"] {
-            assert!(metrics.contains(&format!("{g}{{{series}}}")), "{g} missing:\n{metrics}");
+        for g in [
+            "anomaly_score",
+            "anomaly_expected_value",
+            "anomaly_lower_bound",
+            "anomaly_upper_bound",
+        ] {
+            assert!(
+                metrics.contains(&format!("{g}{{{series}}}")),
+                "{g} missing:\n{metrics}"
+            );
         }
         // The history was replayed: far more points than cycles.
         let points: f64 = metrics
             .lines()
-            .find_map(|l| l.strip_prefix("anomaly_detector_points_evaluated_total{detection=\"latency\"} "))
+            .find_map(|l| {
+                l.strip_prefix("anomaly_detector_points_evaluated_total{detection=\"latency\"} ")
+            })
             .expect("points counter")
             .parse()
             .unwrap();
         assert!(points > 1000.0, "history replayed, got {points} points");
-        assert!(!metrics.contains("model=\"warming_up\""), "history must end warm-up:\n{metrics}");
+        assert!(
+            !metrics.contains("model=\"warming_up\""),
+            "history must end warm-up:\n{metrics}"
+        );
 
         // Let a few live points through, then spike.
         tokio::time::sleep(Duration::from_secs(4)).await;
-        assert!(server.received.am.lock().unwrap().is_empty(), "no alert before the spike");
+        assert!(
+            server.received.am.lock().unwrap().is_empty(),
+            "no alert before the spike"
+        );
         let spike_at = Instant::now();
         server.value.store(SPIKE.to_bits(), Ordering::SeqCst);
-        let firing = wait_for("Alertmanager to deliver the firing alert", Duration::from_secs(60), async || {
-            server.received.am.lock().unwrap().iter().find(|p| p["status"] == "firing").cloned()
-        })
+        let firing = wait_for(
+            "Alertmanager to deliver the firing alert",
+            Duration::from_secs(60),
+            async || {
+                server
+                    .received
+                    .am
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["status"] == "firing")
+                    .cloned()
+            },
+        )
         .await;
-        eprintln!("firing delivered by Alertmanager {:.1}s after the spike", spike_at.elapsed().as_secs_f64());
+        eprintln!(
+            "firing delivered by Alertmanager {:.1}s after the spike",
+            spike_at.elapsed().as_secs_f64()
+        );
         let alert = &firing["alerts"][0];
         assert_eq!(alert["labels"]["alertname"], "AnomalyDetected");
         assert_eq!(alert["labels"]["detection"], "latency");
         assert_eq!(alert["labels"]["route"], "/api/orders");
         assert_eq!(alert["labels"]["team"], "test");
-        assert!(matches!(alert["labels"]["severity"].as_str(), Some("warning" | "critical")));
+        assert!(matches!(
+            alert["labels"]["severity"].as_str(),
+            Some("warning" | "critical")
+        ));
         let desc = alert["annotations"]["description"].as_str().unwrap();
         assert!(desc.starts_with("Observed 0.3 vs expected"), "{desc}");
-        assert!(alert["annotations"]["model"].is_string() && alert["annotations"]["score"].is_string());
+        assert!(
+            alert["annotations"]["model"].is_string() && alert["annotations"]["score"].is_string()
+        );
 
         // The signed webhook got the same anomaly, with a valid signature.
         let (sig, body) = wait_for("the signed webhook", Duration::from_secs(20), async || {
@@ -349,47 +434,95 @@ detections:
         })
         .await;
         let sig = sig.expect("X-Signature-256 header");
-        assert!(anomaly_detector::alert::verify(SECRET.as_bytes(), &body, &sig), "signature {sig} does not verify");
+        assert!(
+            anomaly_detector::alert::verify(SECRET.as_bytes(), &body, &sig),
+            "signature {sig} does not verify"
+        );
         let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(payload["status"], "firing");
-        assert_eq!(payload["alerts"][0]["labels"]["alertname"], "AnomalyDetected");
+        assert_eq!(
+            payload["alerts"][0]["labels"]["alertname"],
+            "AnomalyDetected"
+        );
 
-        let anomalies: serde_json::Value =
-            serde_json::from_str(&get_text(&http, &format!("{det}/api/v1/anomalies")).await.unwrap()).unwrap();
-        assert_eq!(anomalies["firing"].as_array().unwrap().len(), 1, "{anomalies}");
-        let summary: serde_json::Value =
-            serde_json::from_str(&get_text(&http, &format!("{det}/api/v1/services/app/summary")).await.unwrap()).unwrap();
+        let anomalies: serde_json::Value = serde_json::from_str(
+            &get_text(&http, &format!("{det}/api/v1/anomalies"))
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            anomalies["firing"].as_array().unwrap().len(),
+            1,
+            "{anomalies}"
+        );
+        let summary: serde_json::Value = serde_json::from_str(
+            &get_text(&http, &format!("{det}/api/v1/services/app/summary"))
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(summary["firing_count"], 1, "{summary}");
 
         // Back to normal: the resolution reaches Alertmanager's receiver.
         let normal_at = Instant::now();
         server.value.store(0f64.to_bits(), Ordering::SeqCst);
-        wait_for("Alertmanager to deliver the resolution", Duration::from_secs(90), async || {
-            server.received.am.lock().unwrap().iter().find(|p| p["status"] == "resolved").cloned()
-        })
+        wait_for(
+            "Alertmanager to deliver the resolution",
+            Duration::from_secs(90),
+            async || {
+                server
+                    .received
+                    .am
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["status"] == "resolved")
+                    .cloned()
+            },
+        )
         .await;
-        eprintln!("resolution delivered by Alertmanager {:.1}s after the return to normal", normal_at.elapsed().as_secs_f64());
+        eprintln!(
+            "resolution delivered by Alertmanager {:.1}s after the return to normal",
+            normal_at.elapsed().as_secs_f64()
+        );
         let signed = server.received.signed.lock().unwrap().clone();
         let sent_firing = signed
             .iter()
-            .filter(|(_, b)| serde_json::from_slice::<serde_json::Value>(b).unwrap()["status"] == "firing")
+            .filter(|(_, b)| {
+                serde_json::from_slice::<serde_json::Value>(b).unwrap()["status"] == "firing"
+            })
             .count();
-        assert_eq!(sent_firing, 1, "webhook deduplicates the re-sent firing alert");
+        assert_eq!(
+            sent_firing, 1,
+            "webhook deduplicates the re-sent firing alert"
+        );
         let metrics = get_text(&http, &metrics_url).await.unwrap();
-        assert!(metrics.contains("anomaly_detector_alerts_sent_total{sink=\"alertmanager\",status=\"resolved\"}"), "{metrics}");
+        assert!(
+            metrics.contains(
+                "anomaly_detector_alerts_sent_total{sink=\"alertmanager\",status=\"resolved\"}"
+            ),
+            "{metrics}"
+        );
     }
 
     // Graceful shutdown on SIGTERM.
     let pos = procs.0.iter().position(|(n, _)| *n == "detector").unwrap();
     let (_, mut det_child) = procs.0.remove(pos);
-    let status = Command::new("kill").args(["-TERM", &det_child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &det_child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     let exit = loop {
         if let Some(s) = det_child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "detector did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "detector did not exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(exit.success(), "detector exit status {exit}");
