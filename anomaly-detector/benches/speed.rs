@@ -33,7 +33,10 @@ fn series(id: u64, n: usize) -> Vec<f64> {
         .map(|i| {
             let phase = (i % PERIOD) as f64 / PERIOD as f64 * std::f64::consts::TAU;
             let spike = if i % 1_777 == 1_000 { 40.0 } else { 0.0 };
-            base + 0.002 * i as f64 + amp * phase.sin() + 2.0 * noise(id * 1_000_003 + i as u64) + spike
+            base + 0.002 * i as f64
+                + amp * phase.sin()
+                + 2.0 * noise(id * 1_000_003 + i as u64)
+                + spike
         })
         .collect()
 }
@@ -66,7 +69,12 @@ fn main() -> std::io::Result<()> {
             "--dump" => dump_dir = args.next().map(PathBuf::from),
             "--series" => n_series = args.next().and_then(|v| v.parse().ok()).unwrap_or(n_series),
             "--points" => n_points = args.next().and_then(|v| v.parse().ok()).unwrap_or(n_points),
-            "--dump-series" => dump_series = args.next().and_then(|v| v.parse().ok()).unwrap_or(dump_series),
+            "--dump-series" => {
+                dump_series = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(dump_series)
+            }
             _ => {} // cargo bench passes --bench
         }
     }
@@ -77,7 +85,9 @@ fn main() -> std::io::Result<()> {
     black_box(run(&long, &config));
     let one = t0.elapsed().as_secs_f64();
 
-    let cycle: Vec<Vec<f64>> = (1..=n_series as u64).map(|id| series(id, n_points)).collect();
+    let cycle: Vec<Vec<f64>> = (1..=n_series as u64)
+        .map(|id| series(id, n_points))
+        .collect();
     let t0 = Instant::now();
     for y in &cycle {
         black_box(run(y, &config));

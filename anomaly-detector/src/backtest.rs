@@ -107,7 +107,11 @@ pub struct FileSummary {
 ///
 /// # Errors
 /// I/O and CSV errors name the file; see [`BacktestError`].
-pub fn run_backtest(input: &Path, output: &Path, config: &ModelConfig) -> Result<BacktestSummary, BacktestError> {
+pub fn run_backtest(
+    input: &Path,
+    output: &Path,
+    config: &ModelConfig,
+) -> Result<BacktestSummary, BacktestError> {
     run_backtest_with(
         input,
         output,
@@ -142,7 +146,9 @@ pub fn run_backtest_with(
     }
     let bar = if opts.progress {
         let b = ProgressBar::new(files.len() as u64);
-        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed} {wide_msg}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed} {wide_msg}")
+        {
             b.set_style(style);
         }
         b
@@ -152,7 +158,10 @@ pub fn run_backtest_with(
     let mut summary = BacktestSummary::default();
     for rel in &files {
         let (src, dst) = if rel.as_os_str().is_empty() {
-            let name = input.file_name().map(PathBuf::from).unwrap_or_else(|| "series.csv".into());
+            let name = input
+                .file_name()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "series.csv".into());
             (input.to_path_buf(), output.join(name))
         } else {
             (input.join(rel), output.join(rel))
@@ -218,7 +227,11 @@ pub fn score_series(rows: &[Row], config: &ModelConfig, column: ScoreColumn) -> 
             ScoreColumn::Onset => e.onset_score,
             ScoreColumn::Raw => e.score,
         };
-        scores.push(if s.is_finite() { s.clamp(0.0, 1.0) } else { 0.0 });
+        scores.push(if s.is_finite() {
+            s.clamp(0.0, 1.0)
+        } else {
+            0.0
+        });
     }
     Scored {
         scores,
@@ -229,7 +242,11 @@ pub fn score_series(rows: &[Row], config: &ModelConfig, column: ScoreColumn) -> 
 }
 
 fn median_step(rows: &[Row]) -> f64 {
-    let mut d: Vec<i64> = rows.windows(2).map(|w| w[1].ts - w[0].ts).filter(|d| *d > 0).collect();
+    let mut d: Vec<i64> = rows
+        .windows(2)
+        .map(|w| w[1].ts - w[0].ts)
+        .filter(|d| *d > 0)
+        .collect();
     if d.is_empty() {
         return f64::NAN;
     }
@@ -239,12 +256,21 @@ fn median_step(rows: &[Row]) -> f64 {
 
 fn collect_csv(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), BacktestError> {
     let dir = root.join(rel);
-    let entries = fs::read_dir(&dir).map_err(|source| BacktestError::Io { path: dir.clone(), source })?;
+    let entries = fs::read_dir(&dir).map_err(|source| BacktestError::Io {
+        path: dir.clone(),
+        source,
+    })?;
     for entry in entries {
-        let entry = entry.map_err(|source| BacktestError::Io { path: dir.clone(), source })?;
+        let entry = entry.map_err(|source| BacktestError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let name = entry.file_name();
         let path = rel.join(&name);
-        let ft = entry.file_type().map_err(|source| BacktestError::Io { path: dir.join(&name), source })?;
+        let ft = entry.file_type().map_err(|source| BacktestError::Io {
+            path: dir.join(&name),
+            source,
+        })?;
         if ft.is_dir() {
             collect_csv(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e == "csv") {
@@ -259,13 +285,21 @@ fn collect_csv(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), Ba
 /// # Errors
 /// Unreadable files, malformed CSV and unparsable timestamps.
 pub fn read_series(path: &Path) -> Result<Vec<Row>, BacktestError> {
-    let csv_err = |source| BacktestError::Csv { path: path.to_path_buf(), source };
+    let csv_err = |source| BacktestError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(path)
         .map_err(csv_err)?;
     let headers = rdr.headers().map_err(csv_err)?.clone();
-    let col = |name: &str, dflt: usize| headers.iter().position(|h| h.trim() == name).unwrap_or(dflt);
+    let col = |name: &str, dflt: usize| {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .unwrap_or(dflt)
+    };
     let (ti, vi) = (col("timestamp", 0), col("value", 1));
     let mut rows = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
@@ -286,14 +320,21 @@ pub fn read_series(path: &Path) -> Result<Vec<Row>, BacktestError> {
 }
 
 fn write_scores(path: &Path, rows: &[Row], scores: &[f64]) -> Result<(), BacktestError> {
-    let io_err = |source| BacktestError::Io { path: path.to_path_buf(), source };
+    let io_err = |source| BacktestError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(io_err)?;
     }
     let mut out = String::with_capacity(rows.len() * 40);
     out.push_str("timestamp,value,anomaly_score\n");
     for (r, s) in rows.iter().zip(scores) {
-        let v = if r.value.is_finite() { r.value.to_string() } else { String::new() };
+        let v = if r.value.is_finite() {
+            r.value.to_string()
+        } else {
+            String::new()
+        };
         out.push_str(&format!("{},{},{:.9}\n", r.raw_ts, v, s));
     }
     let mut f = fs::File::create(path).map_err(io_err)?;
@@ -308,11 +349,22 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         return (v.is_finite() && v.abs() < 1e15).then_some(v.floor() as i64);
     }
     let b = s.as_bytes();
-    if b.len() < 16 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' {
+    if b.len() < 16
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b' ' || b[10] == b'T')
+        || b[13] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?);
+    let (y, mo, d, h, mi) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+    );
     let mut rest = &s[16..];
     let mut sec = 0;
     if let Some(r) = rest.strip_prefix(':') {
@@ -327,7 +379,8 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         "" | "Z" | "z" => 0,
         tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
             let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (tz.get(1..3)?.parse::<i64>().ok()? * 3600 + tz.get(4..6)?.parse::<i64>().ok()? * 60)
+            sign * (tz.get(1..3)?.parse::<i64>().ok()? * 3600
+                + tz.get(4..6)?.parse::<i64>().ok()? * 60)
         }
         _ => return None,
     };
@@ -357,8 +410,14 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01 00:00:00"), Some(0));
         assert_eq!(parse_timestamp("2014-04-01 00:05:00"), Some(1_396_310_700));
         assert_eq!(parse_timestamp("2014-04-01T00:05:00Z"), Some(1_396_310_700));
-        assert_eq!(parse_timestamp("2014-04-01T02:05:00+02:00"), Some(1_396_310_700));
-        assert_eq!(parse_timestamp("2014-04-01 00:05:00.250"), Some(1_396_310_700));
+        assert_eq!(
+            parse_timestamp("2014-04-01T02:05:00+02:00"),
+            Some(1_396_310_700)
+        );
+        assert_eq!(
+            parse_timestamp("2014-04-01 00:05:00.250"),
+            Some(1_396_310_700)
+        );
         assert_eq!(parse_timestamp("1396310700"), Some(1_396_310_700));
         assert_eq!(parse_timestamp("yesterday"), None);
         assert_eq!(parse_timestamp("2014-13-01 00:00:00"), None);

@@ -31,7 +31,10 @@ struct Case {
 
 #[test]
 fn fitted_values_match_statsmodels_within_1e6() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/statsmodels_parity.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/statsmodels_parity.json"
+    );
     let text = std::fs::read_to_string(path).expect("fixture testdata/statsmodels_parity.json");
     let fixture: Fixture = serde_json::from_str(&text).expect("valid fixture");
     assert_eq!(fixture.cases.len(), 5, "fixture has all cases");
@@ -43,7 +46,11 @@ fn fitted_values_match_statsmodels_within_1e6() {
             gamma: case.gamma,
             phi: case.phi,
         };
-        let mut state = HwState::new(case.initial_level, case.initial_trend, case.initial_seasons.clone());
+        let mut state = HwState::new(
+            case.initial_level,
+            case.initial_trend,
+            case.initial_seasons.clone(),
+        );
         let ours = filter(&case.y, &params, &mut state);
         assert_eq!(ours.len(), case.fitted.len(), "{}", case.name);
         let worst = ours
@@ -51,15 +58,22 @@ fn fitted_values_match_statsmodels_within_1e6() {
             .zip(&case.fitted)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
-        assert!(worst <= 1e-6, "{}: max |ours - statsmodels| = {worst:e}", case.name);
+        assert!(
+            worst <= 1e-6,
+            "{}: max |ours - statsmodels| = {worst:e}",
+            case.name
+        );
     }
 }
 
 #[test]
 fn a_changed_parameter_breaks_parity() {
     // guards the test above against passing vacuously
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/statsmodels_parity.json"))
-        .expect("fixture");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/statsmodels_parity.json"
+    ))
+    .expect("fixture");
     let fixture: Fixture = serde_json::from_str(&text).expect("valid fixture");
     let case = &fixture.cases[0];
     let params = HwParams {
@@ -68,8 +82,16 @@ fn a_changed_parameter_breaks_parity() {
         gamma: case.gamma,
         phi: case.phi,
     };
-    let mut state = HwState::new(case.initial_level, case.initial_trend, case.initial_seasons.clone());
+    let mut state = HwState::new(
+        case.initial_level,
+        case.initial_trend,
+        case.initial_seasons.clone(),
+    );
     let ours = filter(&case.y, &params, &mut state);
-    let worst = ours.iter().zip(&case.fitted).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let worst = ours
+        .iter()
+        .zip(&case.fitted)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     assert!(worst > 1e-6);
 }

@@ -31,19 +31,31 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config: ModelConfig = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_yaml::from_str(&text).with_context(|| format!("{}: invalid model settings", p.display()))?
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_yaml::from_str(&text)
+                .with_context(|| format!("{}: invalid model settings", p.display()))?
         }
         None => ModelConfig::default(),
     };
     let opts = BacktestOptions {
-        score: if args.raw_score { ScoreColumn::Raw } else { ScoreColumn::Onset },
+        score: if args.raw_score {
+            ScoreColumn::Raw
+        } else {
+            ScoreColumn::Onset
+        },
         progress: true,
     };
     let s = run_backtest_with(&args.input, &args.output, &config, &opts)?;
     if std::env::var_os("BACKTEST_VERBOSE").is_some() {
         for f in &s.per_file {
-            eprintln!("{:60} rows={:6} model={:13} period={}", f.path.display(), f.rows, f.model, f.period);
+            eprintln!(
+                "{:60} rows={:6} model={:13} period={}",
+                f.path.display(),
+                f.rows,
+                f.model,
+                f.period
+            );
         }
     }
     eprintln!(

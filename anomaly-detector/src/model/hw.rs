@@ -251,7 +251,10 @@ mod tests {
     #[test]
     fn fits_a_clean_seasonal_series_closely() {
         let y: Vec<f64> = (0..400)
-            .map(|i| 10.0 + 0.01 * i as f64 + 3.0 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin())
+            .map(|i| {
+                10.0 + 0.01 * i as f64
+                    + 3.0 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin()
+            })
             .collect();
         let fitted = fit(&y, 24, true, None).expect("long enough");
         assert!(fitted.mae < 0.05, "mae {}", fitted.mae);

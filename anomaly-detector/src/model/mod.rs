@@ -70,7 +70,7 @@ pub struct ModelConfig {
     pub long_window: usize,
     /// Points after a high score in which lower scores are not new onsets (`onset_score`).
     pub suppress_points: usize,
-    /// Points after a significant onset (score at or above `score_threshold`) in which no new
+    /// Points after a significant onset (score at or above 0.5, the band edge) in which no new
     /// onset is given however large.
     pub refractory_points: usize,
     /// A score is a new onset only if it exceeds this factor times the highest score of the
@@ -89,7 +89,7 @@ impl Default for ModelConfig {
         Self {
             sensitivity: 3.0,
             critical_sensitivity: 6.0,
-            score_threshold: 0.5,
+            score_threshold: 0.6,
             consecutive: 2,
             warmup_points: 10,
             min_history: 60,
@@ -234,6 +234,8 @@ pub struct SeriesDetector {
 
 /// Converts mean absolute deviation to a standard deviation under normality.
 const MAD_TO_SD: f64 = 1.253_314_137_315_500_3;
+/// Onsets at or above this score (the band edge) start the refractory and ratio rules.
+const SIGNIFICANT_SCORE: f64 = 0.5;
 /// |z| is capped here so scores and deviations stay finite.
 const Z_CAP: f64 = 1e6;
 
@@ -251,7 +253,7 @@ impl SeriesDetector {
             onset_ratio: cfg.onset_ratio,
             calib_halflife: cfg.calib_halflife,
             calib_clip: cfg.calib_clip,
-            sig_level: cfg.score_threshold,
+            sig_level: SIGNIFICANT_SCORE,
             refractory_points: cfg.refractory_points,
         });
         Self {
@@ -499,7 +501,8 @@ impl SeriesDetector {
         };
         // season detection is the costly part: redo it while the history grows by a quarter or
         // more, else every fourth refit; a full parameter search goes with it
-        let full = self.model.is_none() || self.refits % 4 == 0 || y.len() * 4 >= self.detected_len * 5;
+        let full =
+            self.model.is_none() || self.refits.is_multiple_of(4) || y.len() * 4 >= self.detected_len * 5;
         self.refits = self.refits.wrapping_add(1);
         let period = if full {
             self.detected_len = y.len();
@@ -507,7 +510,11 @@ impl SeriesDetector {
         } else {
             self.period()
         };
-        let near = if full { None } else { self.model.as_ref().map(|a| a.params) };
+        let near = if full {
+            None
+        } else {
+            self.model.as_ref().map(|a| a.params)
+        };
         let fitted = if period >= 2 {
             hw::fit(&y, period, true, near.as_ref()).map(|f| (f, ModelKind::SeasonalHoltWinters))
         } else {
@@ -597,7 +604,9 @@ fn sanitize(mut c: ModelConfig) -> ModelConfig {
     c.consecutive = c.consecutive.max(1);
     c.warmup_points = c.warmup_points.max(1);
     c.history_points = c.history_points.clamp(16, 1 << 20);
-    c.min_history = c.min_history.clamp(c.warmup_points.max(8), c.history_points);
+    c.min_history = c
+        .min_history
+        .clamp(c.warmup_points.max(8), c.history_points);
     c.refit_every = c.refit_every.max(1);
     c.min_period = c.min_period.max(2);
     c.min_cycles = c.min_cycles.max(2);

@@ -58,7 +58,7 @@ impl WindowSum {
         }
         self.pushes += 1;
         // recompute now and then so float drift stays out of the running sum
-        if self.pushes % 1024 == 0 {
+        if self.pushes.is_multiple_of(1024) {
             self.sum = self.values.iter().sum();
         }
         if self.values.len() >= 2 {
@@ -143,12 +143,15 @@ impl Scorer {
     /// Scores one normalised residual (finite; callers clamp).
     pub(crate) fn push(&mut self, z: f64) -> PointScore {
         let zs = self.short.push(z);
-        let mut zc = self
-            .cal_short
-            .apply(z.abs().max(zs), self.s.calib_halflife, self.s.calib_clip);
+        let mut zc =
+            self.cal_short
+                .apply(z.abs().max(zs), self.s.calib_halflife, self.s.calib_clip);
         if self.s.long_window >= 2 {
             let zl = self.long.push(z);
-            zc = zc.max(self.cal_long.apply(zl, self.s.calib_halflife, self.s.calib_clip));
+            zc = zc.max(
+                self.cal_long
+                    .apply(zl, self.s.calib_halflife, self.s.calib_clip),
+            );
         }
         let score = to_score(zc, self.s.z_crit);
         let mut onset = self.onset(score);
@@ -158,14 +161,19 @@ impl Scorer {
             match self.last_sig {
                 Some((t0, z0))
                     if t0 + self.s.refractory_points as u64 >= t
-                        || (t0 + self.s.suppress_points as u64 >= t && zc <= z0 * self.s.onset_ratio) =>
+                        || (t0 + self.s.suppress_points as u64 >= t
+                            && zc <= z0 * self.s.onset_ratio) =>
                 {
                     onset = 0.0;
                 }
                 _ => self.last_sig = Some((t, zc)),
             }
         }
-        PointScore { z: zc, score, onset }
+        PointScore {
+            z: zc,
+            score,
+            onset,
+        }
     }
 
     /// A point that was not scored (gap): keeps the time base of the suppression window.

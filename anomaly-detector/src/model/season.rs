@@ -17,7 +17,11 @@ pub(crate) struct SeasonBounds {
 
 /// The detected period (in points) and its autocorrelation, or `None` when no period passes.
 /// `y` must be finite (gaps filled).
-pub(crate) fn detect_period(y: &[f64], step_seconds: f64, b: &SeasonBounds) -> Option<(usize, f64)> {
+pub(crate) fn detect_period(
+    y: &[f64],
+    step_seconds: f64,
+    b: &SeasonBounds,
+) -> Option<(usize, f64)> {
     let n = y.len();
     let min_cycles = b.min_cycles.max(2);
     let max_p = b.max_period.min(n.saturating_sub(10) / min_cycles);
@@ -30,13 +34,15 @@ pub(crate) fn detect_period(y: &[f64], step_seconds: f64, b: &SeasonBounds) -> O
     if !(var.is_finite() && var > 0.0) {
         return None;
     }
-    let mut candidates: Vec<(usize, usize)> = Vec::new(); // (lo, hi) lag ranges
+    // (lo, hi) lag ranges with a preference bonus: calendar periods win near-ties with the
+    // neighbouring lags a periodogram peak's range also holds
+    let mut candidates: Vec<(usize, usize, f64)> = Vec::new();
     if step_seconds.is_finite() && step_seconds > 0.0 {
         for span in [3600.0, 86_400.0, 604_800.0] {
             let p = span / step_seconds;
             let r = p.round();
             if (p - r).abs() < 0.01 * p && r >= min_p as f64 && r <= max_p as f64 {
-                candidates.push((r as usize, r as usize));
+                candidates.push((r as usize, r as usize, CALENDAR_BONUS));
             }
         }
     }
@@ -44,11 +50,11 @@ pub(crate) fn detect_period(y: &[f64], step_seconds: f64, b: &SeasonBounds) -> O
         let lo = ((p as f64 * 0.85).floor() as usize).max(min_p);
         let hi = ((p as f64 * 1.15).ceil() as usize).min(max_p);
         if lo <= hi {
-            candidates.push((lo, hi));
+            candidates.push((lo, hi, 0.0));
         }
     }
     let mut best: Option<(usize, f64)> = None;
-    for (lo, hi) in candidates {
+    for (lo, hi, bonus) in candidates {
         let Some((lag, a)) = (lo..=hi)
             .map(|lag| (lag, acf(&x, var, lag)))
             // the shorter lag wins near-ties (a multiple of the true period scores as well)
@@ -69,12 +75,16 @@ pub(crate) fn detect_period(y: &[f64], step_seconds: f64, b: &SeasonBounds) -> O
         if a < b.min_acf || !trough.is_finite() || a - trough < b.min_acf {
             continue;
         }
-        if best.is_none_or(|(_, ba)| a > ba + 1e-9) {
-            best = Some((lag, a));
+        if best.is_none_or(|(_, ba)| a + bonus > ba + 1e-9) {
+            best = Some((lag, a + bonus));
         }
     }
-    best
+    best.map(|(lag, a)| (lag, acf(&x, var, lag).min(a)))
 }
+
+/// Autocorrelation a calendar period (hour, day, week) may lose to a neighbouring lag and still
+/// be chosen.
+const CALENDAR_BONUS: f64 = 0.05;
 
 fn periodogram_peaks(x: &[f64], min_p: usize, max_p: usize) -> Vec<usize> {
     // the periodogram needs a few cycles of the longest period and bounded sizes
@@ -115,7 +125,11 @@ fn acf(x: &[f64], var: f64, lag: usize) -> f64 {
     if lag >= x.len() {
         return 0.0;
     }
-    let s: f64 = x[..x.len() - lag].iter().zip(&x[lag..]).map(|(a, b)| a * b).sum();
+    let s: f64 = x[..x.len() - lag]
+        .iter()
+        .zip(&x[lag..])
+        .map(|(a, b)| a * b)
+        .sum();
     s / var
 }
 
@@ -132,7 +146,9 @@ mod tests {
 
     fn noise(i: usize) -> f64 {
         // deterministic pseudo-noise in [-0.5, 0.5) (splitmix64)
-        let mut z = (i as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut z = (i as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
@@ -142,7 +158,9 @@ mod tests {
     #[test]
     fn finds_a_non_calendar_period() {
         let y: Vec<f64> = (0..600)
-            .map(|i| (i as f64 / 37.0 * std::f64::consts::TAU).sin() * 5.0 + noise(i) + 0.01 * i as f64)
+            .map(|i| {
+                (i as f64 / 37.0 * std::f64::consts::TAU).sin() * 5.0 + noise(i) + 0.01 * i as f64
+            })
             .collect();
         let (p, a) = detect_period(&y, 60.0, &B).expect("period");
         assert!((36..=38).contains(&p), "period {p} acf {a}");

@@ -1,0 +1,279 @@
+//! The detector on synthetic series with known structure: seasonality, trend, spikes, level
+//! shifts, gaps and counters are detected where they are and not elsewhere; degradation paths;
+//! no panics on edge inputs. Run: `cargo test -p anomaly-detector --test model_synthetic`.
+
+use anomaly_detector::model::{Evaluation, ModelConfig, ModelKind, SeriesDetector, Severity};
+
+const STEP: i64 = 300;
+const T0: i64 = 1_700_000_000;
+
+/// Deterministic noise in [-0.5, 0.5) (splitmix64).
+fn noise(i: u64) -> f64 {
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+}
+
+fn daily(i: usize) -> f64 {
+    100.0 + 20.0 * (i as f64 / 288.0 * std::f64::consts::TAU).sin() + 2.0 * noise(i as u64)
+}
+
+fn run(values: &[f64], cfg: &ModelConfig) -> (SeriesDetector, Vec<Evaluation>) {
+    let mut det = SeriesDetector::new(cfg, STEP as f64);
+    let evals = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| det.observe(T0 + i as i64 * STEP, v))
+        .collect();
+    (det, evals)
+}
+
+fn anomalous_at(evals: &[Evaluation], from: usize) -> Vec<usize> {
+    (from..evals.len())
+        .filter(|&i| evals[i].anomalous)
+        .collect()
+}
+
+#[test]
+fn daily_season_is_detected_and_a_spike_is_found_where_it_is() {
+    let mut y: Vec<f64> = (0..288 * 5).map(daily).collect();
+    let spike = 288 * 4 + 100;
+    y[spike] += 60.0;
+    let (det, evals) = run(&y, &ModelConfig::default());
+    assert_eq!(det.model_kind(), ModelKind::SeasonalHoltWinters);
+    assert_eq!(det.period(), 288);
+    // the spike: scored highest, flagged within the `consecutive` points after it
+    let after_fit = 288 * 2 + 20;
+    let best = (after_fit..y.len()).max_by(|&a, &b| evals[a].score.total_cmp(&evals[b].score));
+    assert_eq!(best, Some(spike));
+    assert!(
+        evals[spike].score > 0.8,
+        "spike score {}",
+        evals[spike].score
+    );
+    assert!(evals[spike].value > evals[spike].upper, "outside the band");
+    // flagged at the spike (after `consecutive` points) and while the model recovers from it
+    let flagged = anomalous_at(&evals, after_fit);
+    assert!(
+        !flagged.is_empty() && flagged.iter().all(|&i| (spike..spike + 15).contains(&i)),
+        "flagged {flagged:?}"
+    );
+    assert_eq!(evals[flagged[0]].severity, Some(Severity::Critical));
+    // one onset for the event
+    let onsets: Vec<usize> = (after_fit..y.len())
+        .filter(|&i| evals[i].onset_score > 0.6)
+        .collect();
+    assert_eq!(onsets, vec![spike]);
+}
+
+#[test]
+fn trend_with_a_level_shift_is_flagged_at_the_shift_only() {
+    let shift = 1500;
+    let y: Vec<f64> = (0..2000)
+        .map(|i| 10.0 + 0.01 * i as f64 + noise(i as u64) + if i >= shift { 8.0 } else { 0.0 })
+        .collect();
+    let (det, evals) = run(&y, &ModelConfig::default());
+    assert_eq!(det.model_kind(), ModelKind::NonSeasonal);
+    let flagged = anomalous_at(&evals, 300);
+    assert!(!flagged.is_empty(), "shift not flagged");
+    assert!(
+        flagged.iter().all(|&i| (shift..shift + 30).contains(&i)),
+        "flagged {flagged:?}"
+    );
+    // the trend is followed: no drift in the forecast error before the shift
+    let before = &evals[1000..shift];
+    let mean_err = before.iter().map(|e| e.value - e.expected).sum::<f64>() / before.len() as f64;
+    assert!(mean_err.abs() < 0.3, "mean error {mean_err}");
+}
+
+#[test]
+fn gaps_and_nans_are_skipped_and_a_later_spike_is_still_found() {
+    let mut det = SeriesDetector::new(&ModelConfig::default(), STEP as f64);
+    let mut flagged = Vec::new();
+    let mut i = 0usize;
+    while i < 288 * 4 {
+        // a four-hour hole in the timestamps on day 3, NaN values now and then
+        if (288 * 2 + 150..288 * 2 + 198).contains(&i) {
+            i += 1;
+            continue;
+        }
+        let mut v = if i.is_multiple_of(97) { f64::NAN } else { daily(i) };
+        if i == 288 * 3 + 200 {
+            v += 80.0;
+        }
+        let e = det.observe(T0 + i as i64 * STEP, v);
+        if v.is_nan() {
+            assert_eq!(e.score, 0.0);
+            assert!(!e.anomalous);
+        }
+        assert!((0.0..=1.0).contains(&e.score), "score {} at {i}", e.score);
+        if e.anomalous && i > 288 * 2 {
+            flagged.push(i);
+        }
+        i += 1;
+    }
+    assert_eq!(det.period(), 288, "the hole keeps the phase");
+    let spike = 288 * 3 + 200;
+    assert!(
+        !flagged.is_empty() && flagged.iter().all(|&i| (spike..spike + 15).contains(&i)),
+        "flagged {flagged:?}"
+    );
+}
+
+#[test]
+fn degrades_to_robust_median_mad_then_holt_with_little_history() {
+    let cfg = ModelConfig::default();
+    let mut det = SeriesDetector::new(&cfg, 60.0);
+    let first = det.observe(T0, 5.0);
+    assert_eq!(first.model, ModelKind::WarmingUp);
+    assert_eq!(first.score, 0.0);
+    assert!(!first.anomalous && first.expected.is_nan());
+    for i in 1..30 {
+        det.observe(T0 + i * 60, 5.0 + noise(i as u64));
+    }
+    let e = det.observe(T0 + 30 * 60, 5.0 + noise(30));
+    assert_eq!(e.model, ModelKind::RobustMad);
+    assert!((e.expected - 5.0).abs() < 0.3 && e.lower < e.expected && e.upper > e.expected);
+    let spike = det.observe(T0 + 31 * 60, 50.0);
+    assert!(
+        spike.score > 0.8,
+        "robust model scores the spike: {}",
+        spike.score
+    );
+    for i in 32..200 {
+        det.observe(T0 + i * 60, 5.0 + noise(i as u64));
+    }
+    assert_eq!(
+        det.model_kind(),
+        ModelKind::NonSeasonal,
+        "no season in noise"
+    );
+    assert_eq!(ModelKind::NonSeasonal.to_string(), "holt");
+    assert_eq!(ModelKind::RobustMad.as_str(), "robust_mad");
+}
+
+#[test]
+fn constant_and_empty_series_never_alert() {
+    let (_, evals) = run(&vec![42.0; 2000], &ModelConfig::default());
+    assert!(evals.iter().all(|e| !e.anomalous && e.score.is_finite()));
+    assert!(
+        evals.iter().all(|e| e.score < 0.5),
+        "constant series scores low"
+    );
+    let (det, evals) = run(&[], &ModelConfig::default());
+    assert!(evals.is_empty());
+    assert_eq!(det.model_kind(), ModelKind::WarmingUp);
+    let (_, evals) = run(&vec![f64::NAN; 500], &ModelConfig::default());
+    assert!(evals.iter().all(|e| e.score == 0.0 && !e.anomalous));
+}
+
+#[test]
+fn edge_inputs_do_not_panic_and_scores_stay_in_range() {
+    let mut y = Vec::new();
+    for i in 0..3000u64 {
+        y.push(match i % 11 {
+            0 => f64::MAX,
+            1 => -f64::MAX,
+            2 => f64::INFINITY,
+            3 => f64::NEG_INFINITY,
+            4 => 1e300 * noise(i),
+            5 => f64::MIN_POSITIVE,
+            6 => 0.0,
+            _ => noise(i),
+        });
+    }
+    let weird = ModelConfig {
+        sensitivity: 0.0,
+        consecutive: 0,
+        warmup_points: 0,
+        min_history: 0,
+        history_points: 0,
+        refit_every: 0,
+        min_period: 0,
+        max_period: 0,
+        scale_halflife: f64::NAN,
+        short_window: 0,
+        suppress_points: 0,
+        calib_halflife: -1.0,
+        ..ModelConfig::default()
+    };
+    for cfg in [ModelConfig::default(), weird] {
+        for step in [300.0, 0.0, f64::NAN, -5.0] {
+            let mut det = SeriesDetector::new(&cfg, step);
+            for (i, &v) in y.iter().enumerate() {
+                // timestamps jump back and repeat now and then
+                let ts = T0 + (i as i64 % 1000) * 60;
+                let e = det.observe(ts, v);
+                assert!(
+                    e.score.is_finite() && (0.0..=1.0).contains(&e.score),
+                    "score {} at {i}",
+                    e.score
+                );
+                assert!((0.0..=1.0).contains(&e.onset_score));
+                assert!(e.deviation.is_finite());
+            }
+        }
+    }
+}
+
+#[test]
+fn evaluations_use_only_earlier_points() {
+    let a: Vec<f64> = (0..1500).map(daily).collect();
+    let mut b = a.clone();
+    for v in &mut b[1000..] {
+        *v = -*v * 3.0;
+    }
+    let (_, ea) = run(&a, &ModelConfig::default());
+    let (_, eb) = run(&b, &ModelConfig::default());
+    // compare through Debug: NaN fields (warm-up) are not equal to themselves
+    for i in 0..1000 {
+        assert_eq!(
+            format!("{:?}", ea[i]),
+            format!("{:?}", eb[i]),
+            "the future changed point {i}"
+        );
+    }
+    assert_ne!(ea[1000].score, eb[1000].score);
+}
+
+#[test]
+fn counters_are_differenced_and_resets_are_not_anomalies() {
+    let cfg = ModelConfig {
+        counter: true,
+        ..ModelConfig::default()
+    };
+    let mut total = 0.0;
+    let mut y = Vec::new();
+    for i in 0..1500u64 {
+        if i == 1000 {
+            total = 0.0; // process restart
+        }
+        total += 10.0 + noise(i);
+        y.push(total);
+    }
+    let (_, evals) = run(&y, &cfg);
+    assert!(
+        anomalous_at(&evals, 200).is_empty(),
+        "{:?}",
+        anomalous_at(&evals, 200)
+    );
+    // a burst in the rate is found
+    let mut y2 = y.clone();
+    for v in &mut y2[1200..] {
+        *v += 200.0;
+    }
+    let (_, evals) = run(&y2, &cfg);
+    assert!(evals[1200].anomalous || evals[1201].anomalous);
+}
+
+#[test]
+fn config_rejects_unknown_keys_and_fills_defaults() {
+    let cfg: ModelConfig = serde_yaml::from_str("sensitivity: 4\nconsecutive: 3\n").expect("valid");
+    assert_eq!(cfg.sensitivity, 4.0);
+    assert_eq!(cfg.consecutive, 3);
+    assert_eq!(cfg.min_history, ModelConfig::default().min_history);
+    let err = serde_yaml::from_str::<ModelConfig>("sensitivty: 4\n").expect_err("typo");
+    assert!(err.to_string().contains("sensitivty"), "{err}");
+}
