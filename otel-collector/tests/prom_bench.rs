@@ -53,7 +53,7 @@ fn request(round: u64, series: usize, now_ns: u64) -> ExportMetricsServiceReques
             kv("http.route", &format!("/api/r{}", i % 20)),
             kv(
                 "http.request.method",
-                if i % 2 == 0 { "GET" } else { "POST" },
+                if i.is_multiple_of(2) { "GET" } else { "POST" },
             ),
             kv("series", &i.to_string()),
         ]
@@ -293,7 +293,7 @@ fn bench_scrape() {
         .expect("exporter");
         // 100k series: 100 gauge/counter metrics x 1000 label sets.
         let t = now_ns();
-        for m in 0..100 {
+        for m in 0..100u32 {
             let points: Vec<NumberDataPoint> = (0..1000)
                 .map(|i| NumberDataPoint {
                     attributes: vec![kv("series", &i.to_string()), kv("pod", &format!("pod-{}", i % 37))],
@@ -302,7 +302,7 @@ fn bench_scrape() {
                     ..Default::default()
                 })
                 .collect();
-            let data = if m % 2 == 0 {
+            let data = if m.is_multiple_of(2) {
                 metric::Data::Gauge(Gauge { data_points: points })
             } else {
                 metric::Data::Sum(Sum { data_points: points, aggregation_temporality: 2, is_monotonic: true })
