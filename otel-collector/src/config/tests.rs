@@ -303,3 +303,30 @@ fn shipped_sample_config_is_valid() {
     let c = Config::from_docs(&[("sample".into(), text.into())], &|_| None).unwrap();
     assert_eq!(c.service.pipelines.len(), 3);
 }
+
+#[test]
+fn exporter_not_supporting_the_signal() {
+    let yaml = GOOD
+        .replace(
+            "  debug:\n",
+            "  debug:\n  prometheus:\n    endpoint: 127.0.0.1:8889\n",
+        )
+        .replace("exporters: [debug]", "exporters: [debug, prometheus]");
+    let p = one(&yaml);
+    assert_eq!(p.path, "service.pipelines.traces.exporters");
+    assert!(
+        p.message
+            .contains("exporter `prometheus` does not support traces (it takes metrics)"),
+        "{}",
+        p.message
+    );
+}
+
+#[test]
+fn duplicate_and_invalid_ids() {
+    let p = one(&GOOD.replace("receivers: [otlp]", "receivers: [otlp, otlp]"));
+    assert!(p.message.contains("listed twice"), "{p}");
+    let p = one(&GOOD.replace("  debug:\n", "  debug:\n  debug/:\n"));
+    assert_eq!(p.path, "exporters.debug/");
+    assert!(p.message.contains("invalid component id"), "{p}");
+}
