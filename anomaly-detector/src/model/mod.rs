@@ -9,9 +9,11 @@
 //! * Refit: smoothing parameters and season are re-estimated every `refit_every` points on the
 //!   bounded history (`history_points`); in between the state is updated incrementally.
 //! * Score: residual / robust running scale (EWMA of winsorised absolute residuals) = z; the
-//!   point's |z| and the mean of the last `short_window` z's are combined ([`score`]), mapped to
-//!   [0, 1] with 0.5 on the band edge (`expected ± sensitivity·σ`); anomalous after `consecutive`
-//!   points at or above `score_threshold`; critical when |z| ≥ `critical_sensitivity`.
+//!   point's |z| and the mean of the last `short_window` z's are combined, calibrated against
+//!   this series' usual surprise, and mapped to [0, 1] with 0.5 at `sensitivity` (for Gaussian
+//!   residuals: the band edge, `expected ± sensitivity·σ`); anomalous after `consecutive` points
+//!   at or above `score_threshold`; critical when the surprise is ≥ `critical_sensitivity`.
+//!   `onset_score` keeps only the first score of an event (what the backtest writes).
 //! * Gaps (NaN or missing timestamps) advance the model without learning; counters (`counter:
 //!   true`) are differenced with resets treated as restarts from zero.
 //!
@@ -36,7 +38,8 @@ use self::season::SeasonBounds;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Half-width of the band in robust standard deviations; score 0.5 on the band edge.
+    /// Half-width of the band in robust standard deviations; the score is 0.5 at this (calibrated)
+    /// surprise.
     pub sensitivity: f64,
     /// Deviation (robust standard deviations) at or above which an anomaly is critical.
     pub critical_sensitivity: f64,
@@ -73,13 +76,15 @@ pub struct ModelConfig {
     /// Points after a significant onset (score at or above 0.5, the band edge) in which no new
     /// onset is given however large.
     pub refractory_points: usize,
-    /// A score is a new onset only if it exceeds this factor times the highest score of the
-    /// last `suppress_points` points.
+    /// Within `suppress_points` after a significant onset, a new onset needs a surprise this many
+    /// times larger than that onset's.
     pub onset_ratio: f64,
     /// Half-life, in points, of this series' usual surprise (0 = scores are not calibrated).
     pub calib_halflife: f64,
     /// Surprises above this many standard deviations count as this large in the calibration.
     pub calib_clip: f64,
+    /// Fit a (damped) trend component; the fit may still choose none.
+    pub trend: bool,
     /// The series is a monotonic counter: score its increments; a decrease is a reset.
     pub counter: bool,
 }
@@ -108,6 +113,7 @@ impl Default for ModelConfig {
             onset_ratio: 2.0,
             calib_halflife: 3000.0,
             calib_clip: 2.5,
+            trend: true,
             counter: false,
         }
     }
@@ -501,8 +507,9 @@ impl SeriesDetector {
         };
         // season detection is the costly part: redo it while the history grows by a quarter or
         // more, else every fourth refit; a full parameter search goes with it
-        let full =
-            self.model.is_none() || self.refits.is_multiple_of(4) || y.len() * 4 >= self.detected_len * 5;
+        let full = self.model.is_none()
+            || self.refits.is_multiple_of(4)
+            || y.len() * 4 >= self.detected_len * 5;
         self.refits = self.refits.wrapping_add(1);
         let period = if full {
             self.detected_len = y.len();
@@ -516,11 +523,14 @@ impl SeriesDetector {
             self.model.as_ref().map(|a| a.params)
         };
         let fitted = if period >= 2 {
-            hw::fit(&y, period, true, near.as_ref()).map(|f| (f, ModelKind::SeasonalHoltWinters))
+            hw::fit(&y, period, self.cfg.trend, near.as_ref())
+                .map(|f| (f, ModelKind::SeasonalHoltWinters))
         } else {
             None
         }
-        .or_else(|| hw::fit(&y, 0, true, near.as_ref()).map(|f| (f, ModelKind::NonSeasonal)));
+        .or_else(|| {
+            hw::fit(&y, 0, self.cfg.trend, near.as_ref()).map(|f| (f, ModelKind::NonSeasonal))
+        });
         let Some((mut f, kind)) = fitted else {
             return;
         };
