@@ -158,3 +158,47 @@ fn sigint_and_sigterm_exit_zero() {
     assert!(c.terminate().success(), "{}", c.logs());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
+    let dir = scratch("cli-hup");
+    let (p1, p2) = (free_port(), free_port());
+    let cfg = |port: u16| {
+        format!("receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\nexporters:\n  debug:\nservice:\n  telemetry: {{metrics: {{level: none}}}}\n  pipelines:\n    traces: {{receivers: [otlp], exporters: [debug]}}\n")
+    };
+    let mut c = Collector::start(&dir, "hup", &cfg(p1), &[p1]);
+    let pid = c.child.id().to_string();
+    let file = dir.join("hup.yaml");
+    let listening = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let wait = |what: &dyn Fn() -> bool| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < until && !what() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        what()
+    };
+    // An invalid config is rejected; the running one keeps serving.
+    std::fs::write(
+        &file,
+        "receivers: {otlp: {protocols: {http: {endpointt: x}}}}\n",
+    )
+    .unwrap();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(
+        wait(&|| c.logs().contains("new configuration rejected")),
+        "{}",
+        c.logs()
+    );
+    assert!(c.running() && listening(p1));
+    // A valid one replaces it.
+    std::fs::write(&file, cfg(p2)).unwrap();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(wait(&|| listening(p2)), "{}", c.logs());
+    assert!(
+        wait(&|| !listening(p1)),
+        "old receiver still listening:\n{}",
+        c.logs()
+    );
+    assert!(c.terminate().success(), "{}", c.logs());
+    let _ = std::fs::remove_dir_all(&dir);
+}
