@@ -87,6 +87,8 @@ pub struct Tracker {
     webhooks: Arc<[String]>,
     series: HashMap<Labels, SeriesState>,
     limit_warned: bool,
+    /// Series on a fallback model at the end of the previous cycle (logged when it changes).
+    degraded: usize,
 }
 
 /// Result of feeding one query result to a [`Tracker`].
@@ -123,6 +125,7 @@ impl Tracker {
             webhooks,
             series: HashMap::new(),
             limit_warned: false,
+            degraded: 0,
         }
     }
 
@@ -309,6 +312,19 @@ impl Tracker {
                     self.interval,
                 ));
             }
+        }
+        let degraded = self
+            .series
+            .values()
+            .filter(|s| s.last_eval.as_ref().is_some_and(|e| is_degraded(e.model)))
+            .count();
+        if degraded != self.degraded {
+            if degraded > 0 {
+                tracing::info!(detection = %self.cfg.name, degraded, series = self.series.len(), "series on a fallback model (warming_up or robust_mad: not enough history for Holt-Winters yet)");
+            } else {
+                tracing::info!(detection = %self.cfg.name, series = self.series.len(), "every series has enough history for Holt(-Winters)");
+            }
+            self.degraded = degraded;
         }
         if out.dropped > 0 && !self.limit_warned {
             tracing::warn!(detection = %self.cfg.name, max_series = self.cfg.max_series, dropped = out.dropped, "series limit reached; further series are ignored (raise max_series or narrow the query)");

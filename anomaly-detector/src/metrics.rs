@@ -159,7 +159,7 @@ impl Metrics {
         header(
             &mut out,
             "anomaly_detector_series",
-            "Series tracked per detection and model kind (degraded kinds: warming_up, robust_mad, holt).",
+            "Series tracked per detection and model kind (warming_up, robust_mad: too little history; holt: no season detected yet; holt_winters).",
             "gauge",
         );
         for d in &detections {

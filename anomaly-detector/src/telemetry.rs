@@ -11,6 +11,8 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_sdk::runtime::Tokio;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt;
@@ -114,9 +116,12 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
             )
             .with_attributes([KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))])
             .build();
+        // The batch processor runs on the Tokio runtime: the OTLP HTTP (async reqwest) and gRPC
+        // (tonic) clients need a reactor, which the SDK's default processor thread lacks.
+        let processor = BatchSpanProcessor::builder(exporter, Tokio).build();
         Some(
             SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
+                .with_span_processor(processor)
                 .with_resource(resource)
                 .build(),
         )
