@@ -358,3 +358,115 @@ fn bench_scrape() {
         assert_eq!(ours_series, 100_000);
     });
 }
+
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// The whole binary: `telemetrygen` (core 1) → OTLP/gRPC → `otel-collector` pinned to core 0
+/// (otlp receiver → batch → prometheusremotewrite) → a local remote-write sink (in this process)
+/// that decodes and counts samples.
+#[test]
+#[ignore = "benchmark: make bench-prom-remote-write"]
+fn bench_collector_remote_write() {
+    let secs: u64 = std::env::var("PROM_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let samples = Arc::new(AtomicU64::new(0));
+        let s2 = samples.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let sink = listener.local_addr().expect("addr");
+        let app = Router::new().route(
+            "/api/v1/write",
+            post(move |body: Bytes| {
+                let s = s2.clone();
+                async move {
+                    match otel_collector::exporter::prometheusremotewrite::proto::decode_request(&body) {
+                        Ok(req) => {
+                            let n: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
+                            s.fetch_add(n as u64, Ordering::Relaxed);
+                            StatusCode::NO_CONTENT
+                        }
+                        Err(_) => StatusCode::BAD_REQUEST,
+                    }
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let otlp = free_port();
+        let dir = TempDir::new("bench-rw");
+        let config = dir.0.join("collector.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{otlp}\nprocessors:\n  batch:\n    timeout: 200ms\n    send_batch_size: 8192\nexporters:\n  prometheusremotewrite:\n    endpoint: http://{sink}/api/v1/write\n    remote_write_queue:\n      queue_size: 10000\nservice:\n  telemetry:\n    metrics:\n      level: none\n  pipelines:\n    metrics:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [prometheusremotewrite]\n"
+            ),
+        )
+        .expect("config");
+        let mut collector = std::process::Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(env!("CARGO_BIN_EXE_otel-collector"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start collector (needs taskset)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", otlp)).is_err() {
+            assert!(Instant::now() < deadline, "collector not listening");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // taskset runs the collector via exec, so the child's pid is the collector's.
+        let pid = collector.id();
+        let cpu0 = proc_cpu_seconds(pid);
+        let t0 = Instant::now();
+        let out = tokio::process::Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(env!("CARGO_BIN_EXE_telemetrygen"))
+            .args(["metrics", "--otlp-endpoint"])
+            .arg(format!("127.0.0.1:{otlp}"))
+            .args(["--rate", "0", "--workers", "4", "--batch", "1000", "--attributes", "4"])
+            .arg("--duration")
+            .arg(format!("{secs}s"))
+            .output()
+            .await
+            .expect("run telemetrygen");
+        let gen = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        // Wait until the sink stops growing (queue drained).
+        let mut last = u64::MAX;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = samples.load(Ordering::Relaxed);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        let wall = t0.elapsed().as_secs_f64() - 0.5;
+        let cpu = proc_cpu_seconds(pid) - cpu0;
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let _ = collector.wait();
+        let n = samples.load(Ordering::Relaxed);
+        println!("== bench-prom-remote-write (binary): telemetrygen (core 1, OTLP/gRPC, 4 workers, 1000 points/request) -> otel-collector pinned to core 0 (otlp -> batch -> prometheusremotewrite) -> local sink ==");
+        println!("telemetrygen: {gen}");
+        println!("samples received by the sink {n} (1 sample per gauge data point), wall {wall:.2}s, collector CPU {cpu:.2}s");
+        println!("data points/s through the collector (wall):    {:>12.0}", n as f64 / wall);
+        println!("data points/s per collector CPU-second:        {:>12.0}", n as f64 / cpu.max(1e-9));
+        assert!(n > 0, "nothing arrived: {gen} {}", String::from_utf8_lossy(&out.stderr));
+    });
+}
