@@ -519,6 +519,17 @@ impl Translator {
     }
 }
 
+/// Number of data points in an OTLP metrics request.
+pub fn data_point_count(req: &ExportMetricsServiceRequest) -> usize {
+    req.resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .filter_map(|m| m.data.as_ref())
+        .map(point_count)
+        .sum()
+}
+
 fn point_count(data: &Data) -> usize {
     match data {
         Data::Gauge(g) => g.data_points.len(),

@@ -621,7 +621,7 @@ impl RemoteWriteExporter {
                 retry_after: Duration::from_secs(1),
             });
         }
-        let points = crate::pipeline::Telemetry::Metrics(req.clone()).item_count() as u64;
+        let points = crate::translate::data_point_count(&req) as u64;
         let requests = self.encode(&req);
         if requests.is_empty() {
             return Ok(());
