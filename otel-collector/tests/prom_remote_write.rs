@@ -69,6 +69,7 @@ async fn remote_write_into_prometheus_matches_otel_names_and_values() {
     run_sdk_app(&format!("http://{intake}"), &[("PROM_APP_ROUNDS", "2")]).await;
     drain(&e).await;
     assert_sdk_series(&prom.url(), 2.0).await;
+    assert_trace_exemplars(&prom.url(), "http_server_request_duration_seconds_bucket").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,34 +125,5 @@ async fn openmetrics_scrape_carries_exemplars_and_namespace() {
     let cpu = query(&base, "otel_system_cpu_utilization_ratio").await;
     assert_eq!(cpu.len(), 1, "{cpu:?}");
     // Exemplars of the histogram buckets, parsed by Prometheus from the OpenMetrics scrape.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let url = reqwest::Url::parse_with_params(
-        &format!("{base}/api/v1/query_exemplars"),
-        &[
-            ("query", "otel_http_server_request_duration_seconds_bucket"),
-            ("start", &(now - 600).to_string()),
-            ("end", &(now + 60).to_string()),
-        ],
-    )
-    .expect("url");
-    let body: serde_json::Value = reqwest::get(url)
-        .await
-        .expect("exemplars")
-        .json()
-        .await
-        .expect("json");
-    let data = body["data"].as_array().cloned().unwrap_or_default();
-    assert!(!data.is_empty(), "no exemplars: {body}");
-    let ex = &data[0]["exemplars"][0];
-    let trace_id = ex["labels"]["trace_id"].as_str().unwrap_or_default();
-    assert_eq!(trace_id.len(), 32, "{body}");
-    assert!(trace_id.chars().all(|c| c.is_ascii_hexdigit()), "{body}");
-    assert_eq!(
-        ex["labels"]["span_id"].as_str().unwrap_or_default().len(),
-        16,
-        "{body}"
-    );
+    assert_trace_exemplars(&base, "otel_http_server_request_duration_seconds_bucket").await;
 }

@@ -361,3 +361,49 @@ pub async fn assert_sdk_series(base: &str, rounds: f64) {
     assert_eq!(info[0].label("instance"), "checkout-1");
     assert!(info[0].labels.get("service_name").is_none(), "{info:?}");
 }
+
+/// Asserts Prometheus holds at least one exemplar for `selector` whose `trace_id` / `span_id`
+/// labels are 32 / 16 hex digits (polls until it appears).
+pub async fn assert_trace_exemplars(base: &str, selector: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let url = reqwest::Url::parse_with_params(
+        &format!("{base}/api/v1/query_exemplars"),
+        &[
+            ("query", selector),
+            ("start", &(now - 600).to_string()),
+            ("end", &(now + 60).to_string()),
+        ],
+    )
+    .expect("url");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body: Value = reqwest::get(url.clone())
+            .await
+            .expect("exemplars")
+            .json()
+            .await
+            .expect("json");
+        if let Some(ex) = body["data"][0]["exemplars"].get(0) {
+            let trace_id = ex["labels"]["trace_id"].as_str().unwrap_or_default();
+            let span_id = ex["labels"]["span_id"].as_str().unwrap_or_default();
+            assert_eq!(trace_id.len(), 32, "{body}");
+            assert_eq!(span_id.len(), 16, "{body}");
+            assert!(
+                trace_id
+                    .chars()
+                    .chain(span_id.chars())
+                    .all(|c| c.is_ascii_hexdigit()),
+                "{body}"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exemplars for {selector}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
