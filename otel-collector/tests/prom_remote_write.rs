@@ -1,7 +1,7 @@
 //! The `prometheusremotewrite` exporter writes into a real Prometheus (remote-write receiver on)
 //! and a real VictoriaMetrics, fed by the Python OpenTelemetry SDK (OTLP/HTTP → test intake →
-//! exporter); and a fault test: the endpoint is down, then answers 500, then recovers — every
-//! accepted sample arrives exactly once.
+//! exporter); and a fault test: the endpoint is down, then answers 500, then answers too slowly,
+//! then recovers — every accepted sample is in Prometheus exactly once.
 //!
 //! Needs `prometheus`, `victoria-metrics` and the `.venv` from `make deps`. Run:
 //! `cargo test -p otel-collector --test prom_remote_write`.
@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 fn exporter(endpoint: String) -> Arc<RemoteWriteExporter> {
     let config = RemoteWriteConfig {
         endpoint,
+        timeout: Duration::from_secs(1),
         retry_on_failure: RetrySettings {
             initial_interval: Duration::from_millis(50),
             max_interval: Duration::from_millis(500),
@@ -83,12 +84,15 @@ async fn remote_write_into_victoria_metrics() {
     assert_sdk_series(&vm.url(), 2.0).await;
 }
 
-/// A proxy in front of the real receiver: 0 = answer 500, 1 = forward.
+/// A proxy in front of the real receiver: 0 = answer 500, 1 = forward, 2 = forward after 1.5 s
+/// (longer than the exporter's 1 s timeout: Prometheus stores the data, the exporter times out
+/// and sends it again).
 struct Proxy {
     mode: AtomicU8,
     upstream: String,
     client: reqwest::Client,
     failed: AtomicUsize,
+    slow: AtomicUsize,
     forwarded: AtomicUsize,
 }
 
@@ -100,6 +104,10 @@ async fn proxy(
     if p.mode.load(Ordering::SeqCst) == 0 {
         p.failed.fetch_add(1, Ordering::SeqCst);
         return (StatusCode::INTERNAL_SERVER_ERROR, "induced failure".into());
+    }
+    if p.mode.load(Ordering::SeqCst) == 2 {
+        p.slow.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     let mut req = p.client.post(&p.upstream).body(body);
     for (k, v) in &headers {
@@ -172,6 +180,7 @@ async fn endpoint_down_then_500_then_recovering_loses_nothing() {
         upstream: format!("{}/api/v1/write", prom.url()),
         client: reqwest::Client::new(),
         failed: AtomicUsize::new(0),
+        slow: AtomicUsize::new(0),
         forwarded: AtomicUsize::new(0),
     });
     // Phase 1: nothing listens on the endpoint (connection refused).
@@ -210,7 +219,13 @@ async fn endpoint_down_then_500_then_recovering_loses_nothing() {
         "the 500s were seen and retried"
     );
     assert_eq!(p.forwarded.load(Ordering::SeqCst), 0);
-    // Phase 3: recovery.
+    // Phase 3: slow (answers after the exporter's timeout; the data does reach Prometheus, so
+    // the resends are duplicates Prometheus must take as the same samples).
+    p.mode.store(2, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(p.slow.load(Ordering::SeqCst) > 0, "slow answers were seen");
+    assert!(e.in_flight() > 0, "timed-out requests are still retried");
+    // Phase 4: recovery.
     p.mode.store(1, Ordering::SeqCst);
     drain(&e).await;
     let total = query_until(
