@@ -2,7 +2,7 @@
 //! `ExportMetricsServiceRequest` per tick.
 //!
 //! The base tick is the top-level `interval`; a scraper with its own interval runs every
-//! `interval_k / interval` ticks. Tests: `cargo test -p node-agent agent::`.
+//! `ceil(interval_k / interval)` ticks. Tests: `cargo test -p node-agent agent::`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,7 +29,7 @@ pub struct Agent {
     procs: Processes,
     cfg: Config,
     resource: Resource,
-    every: [u64; 10],
+    every: [u64; 11],
     tick: u64,
 }
 
@@ -43,7 +43,7 @@ impl Agent {
         let base = cfg.interval.as_millis().max(1) as u64;
         let every = cfg
             .scraper_intervals()
-            .map(|(_, iv)| iv.map_or(1, |d| (d.as_millis() as u64 / base).max(1)));
+            .map(|(_, iv)| iv.map_or(1, |d| (d.as_millis() as u64).div_ceil(base).max(1)));
         Self {
             procs: Processes::new(&cfg.scrapers.process, page, ncpu),
             host,
@@ -84,6 +84,9 @@ impl Agent {
         }
         if s.network.enabled && due(6) {
             h.network(&mut out);
+        }
+        if s.connections.enabled && due(10) {
+            h.connections(&mut out);
         }
         let counts = s.processes.enabled && due(7);
         let top = s.process.enabled && s.process.top_n > 0 && due(9);

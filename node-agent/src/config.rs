@@ -97,7 +97,7 @@ impl Default for RootConfig {
 pub struct Toggle {
     /// Whether the scraper runs.
     pub enabled: bool,
-    /// Own interval; must be a multiple of the top-level `interval`. Unset = `interval`.
+    /// Own interval, rounded up to a whole number of top-level `interval`s. Unset = `interval`.
     #[serde(with = "humantime_serde")]
     pub interval: Option<Duration>,
 }
@@ -231,8 +231,6 @@ pub struct NetworkConfig {
     pub interval: Option<Duration>,
     /// Interfaces whose name matches are skipped (empty = keep all).
     pub exclude_interfaces: String,
-    /// Also count TCP connections by state (reads /proc/net/tcp and tcp6).
-    pub connections: bool,
 }
 
 impl Default for NetworkConfig {
@@ -241,7 +239,6 @@ impl Default for NetworkConfig {
             enabled: true,
             interval: None,
             exclude_interfaces: String::new(),
-            connections: true,
         }
     }
 }
@@ -276,7 +273,7 @@ impl Default for ProcessConfig {
 }
 
 /// All scrapers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScrapersConfig {
     /// `system.cpu.time`, `system.cpu.utilization`.
@@ -293,12 +290,37 @@ pub struct ScrapersConfig {
     pub filesystem: FilesystemConfig,
     /// `system.network.*`.
     pub network: NetworkConfig,
+    /// `system.network.connections` (TCP by state).
+    pub connections: Toggle,
     /// `system.processes.count`.
     pub processes: Toggle,
     /// `system.uptime`.
     pub uptime: Toggle,
     /// Top-N `process.*`.
     pub process: ProcessConfig,
+}
+
+impl Default for ScrapersConfig {
+    fn default() -> Self {
+        Self {
+            cpu: CpuConfig::default(),
+            load: Toggle::default(),
+            memory: Toggle::default(),
+            paging: Toggle::default(),
+            disk: DiskConfig::default(),
+            filesystem: FilesystemConfig::default(),
+            network: NetworkConfig::default(),
+            // Reading /proc/net/tcp{,6} makes the kernel walk the whole TCP hash table
+            // (milliseconds on large machines), so connections are counted less often.
+            connections: Toggle {
+                enabled: true,
+                interval: Some(Duration::from_secs(60)),
+            },
+            processes: Toggle::default(),
+            uptime: Toggle::default(),
+            process: ProcessConfig::default(),
+        }
+    }
 }
 
 /// Resource settings.
@@ -617,11 +639,11 @@ impl Config {
         }
         for (name, iv) in self.scraper_intervals() {
             if let Some(iv) = iv {
-                if iv.as_millis() % self.interval.as_millis() != 0 || iv.is_zero() {
+                if iv.is_zero() {
                     return Err(invalid(
                         &format!("scrapers.{name}.interval"),
                         &format!("{iv:?}"),
-                        "must be a non-zero multiple of the top-level interval",
+                        "must be positive (it is rounded up to a multiple of the top-level interval)",
                     ));
                 }
             }
@@ -678,7 +700,7 @@ impl Config {
     }
 
     /// Name and own interval of every scraper.
-    pub fn scraper_intervals(&self) -> [(&'static str, Option<Duration>); 10] {
+    pub fn scraper_intervals(&self) -> [(&'static str, Option<Duration>); 11] {
         let s = &self.scrapers;
         [
             ("cpu", s.cpu.interval),
@@ -691,6 +713,7 @@ impl Config {
             ("processes", s.processes.interval),
             ("uptime", s.uptime.interval),
             ("process", s.process.interval),
+            ("connections", s.connections.interval),
         ]
     }
 }
@@ -751,7 +774,7 @@ mod tests {
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("scrapers.process.include"), "{err}");
         let cfg =
-            Config::from_yaml("interval: 10s\nscrapers:\n  disk:\n    interval: 15s\n").unwrap();
+            Config::from_yaml("interval: 10s\nscrapers:\n  disk:\n    interval: 0s\n").unwrap();
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("scrapers.disk.interval"), "{err}");
     }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use prost::bytes::Bytes;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
@@ -81,7 +82,7 @@ pub struct Exporter {
     protocol: Protocol,
     compression: Compression,
     timeout: Duration,
-    queue: VecDeque<Vec<u8>>,
+    queue: VecDeque<Bytes>,
     queued_bytes: usize,
     max_bytes: usize,
     initial_backoff: Duration,
@@ -216,10 +217,10 @@ impl Exporter {
             Protocol::HttpJson => serde_json::to_vec(req).unwrap_or_default(),
             Protocol::Grpc | Protocol::HttpProtobuf => req.encode_to_vec(),
         };
-        self.enqueue_body(body);
+        self.enqueue_body(Bytes::from(body));
     }
 
-    fn enqueue_body(&mut self, body: Vec<u8>) {
+    fn enqueue_body(&mut self, body: Bytes) {
         while !self.queue.is_empty() && self.queued_bytes + body.len() > self.max_bytes {
             if let Some(old) = self.queue.pop_front() {
                 self.queued_bytes -= old.len();
@@ -293,7 +294,7 @@ impl Exporter {
         }
     }
 
-    async fn send(&mut self, body: Vec<u8>) -> Result<(), ExportError> {
+    async fn send(&mut self, body: Bytes) -> Result<(), ExportError> {
         let timeout = self.timeout;
         let compression = self.compression;
         match &mut self.transport {
@@ -340,7 +341,7 @@ impl Exporter {
                             flate2::Compression::fast(),
                         );
                         let _ = enc.write_all(&body);
-                        enc.finish().unwrap_or_default()
+                        Bytes::from(enc.finish().unwrap_or_default())
                     }
                     Compression::None => body,
                 };
@@ -418,7 +419,7 @@ struct RawEncoder;
 struct ResponseDecoder;
 
 impl Codec for RawCodec {
-    type Encode = Vec<u8>;
+    type Encode = Bytes;
     type Decode = ExportMetricsServiceResponse;
     type Encoder = RawEncoder;
     type Decoder = ResponseDecoder;
@@ -431,9 +432,9 @@ impl Codec for RawCodec {
 }
 
 impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
+    type Item = Bytes;
     type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         use prost::bytes::BufMut;
         dst.put_slice(&item);
         Ok(())
@@ -467,7 +468,7 @@ mod tests {
     async fn buffer_is_bounded_and_drops_oldest() {
         let mut e = exporter(100);
         for i in 0..10u8 {
-            e.enqueue_body(vec![i; 30]);
+            e.enqueue_body(Bytes::from(vec![i; 30]));
         }
         assert_eq!(e.queued(), 3);
         assert!(e.queued_bytes <= 100);

@@ -227,7 +227,7 @@ impl Reader {
         Self {
             proc: proc.to_path_buf(),
             sys: sys.to_path_buf(),
-            buf: Vec::with_capacity(64 << 10),
+            buf: vec![0; 16 << 10],
             path: PathBuf::new(),
         }
     }
@@ -240,9 +240,8 @@ impl Reader {
         self.path.clear();
         self.path.push(&self.proc);
         self.path.push(rel);
-        self.buf.clear();
-        File::open(&self.path)?.read_to_end(&mut self.buf)?;
-        Ok(&self.buf)
+        let n = read_into(&self.path, &mut self.buf)?;
+        Ok(&self.buf[..n])
     }
 
     /// Like [`Reader::proc_bytes`], as text (invalid UTF-8 replaced by nothing: parsing stops there).
@@ -255,6 +254,26 @@ impl Reader {
             Ok(s) => s,
             Err(e) => std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or(""),
         })
+    }
+}
+
+/// Reads a whole file into `buf` (kept initialized at its full length, so nothing is
+/// zeroed per read) with plain `read` calls: no `statx`/`lseek` size probing, which procfs
+/// files cannot answer anyway. Returns the number of bytes read.
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut f = File::open(path)?;
+    let mut filled = 0;
+    loop {
+        if buf.len() - filled < 4096 {
+            let n = (buf.len() * 2).max(16 << 10);
+            buf.resize(n, 0);
+        }
+        match f.read(&mut buf[filled..]) {
+            Ok(0) => return Ok(filled),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -628,7 +647,7 @@ impl Host {
         }
     }
 
-    /// `system.network.*` from /proc/net/dev, and TCP connections by state.
+    /// `system.network.*` from /proc/net/dev.
     pub fn network(&mut self, out: &mut MetricSet) {
         let start = self.boot_ns;
         match self.reader.proc_bytes("net/dev").map(parse::parse_net_dev) {
@@ -673,27 +692,30 @@ impl Host {
             Ok(Err(e)) => self.unreadable.hit("network", &e),
             Err(e) => self.unreadable.hit("network", &e),
         }
-        if self.cfg.scrapers.network.connections {
-            let mut counts = [0u64; 11];
-            for f in ["net/tcp", "net/tcp6"] {
-                match self.reader.proc_text(f) {
-                    Ok(t) => parse::count_tcp_states(t, &mut counts),
-                    // tcp6 is absent when IPv6 is disabled: not an error worth counting.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => self.unreadable.hit("network", &e),
-                }
+    }
+
+    /// `system.network.connections`: TCP connections by state from /proc/net/tcp{,6}.
+    pub fn connections(&mut self, out: &mut MetricSet) {
+        let start = self.boot_ns;
+        let mut counts = [0u64; 11];
+        for f in ["net/tcp", "net/tcp6"] {
+            match self.reader.proc_text(f) {
+                Ok(t) => parse::count_tcp_states(t, &mut counts),
+                // tcp6 is absent when IPv6 is disabled: not an error worth counting.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => self.unreadable.hit("connections", &e),
             }
-            for (state, n) in parse::TCP_STATES.iter().zip(counts) {
-                out.add(
-                    &NET_CONNS,
-                    start,
-                    vec![
-                        kv("network.transport", "tcp"),
-                        kv("network.connection.state", *state),
-                    ],
-                    Val::I(n as i64),
-                );
-            }
+        }
+        for (state, n) in parse::TCP_STATES.iter().zip(counts) {
+            out.add(
+                &NET_CONNS,
+                start,
+                vec![
+                    kv("network.transport", "tcp"),
+                    kv("network.connection.state", *state),
+                ],
+                Val::I(n as i64),
+            );
         }
     }
 
@@ -806,6 +828,7 @@ pub(crate) mod tests {
         h.paging_activity(&mut set);
         h.disk(&mut set);
         h.network(&mut set);
+        h.connections(&mut set);
         h.load(&mut set);
         h.uptime(&mut set);
         let kb = 1024.0;

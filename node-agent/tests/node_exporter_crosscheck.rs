@@ -86,7 +86,10 @@ fn start_node_exporter() -> (Kill, u16) {
     let guard = Kill(child);
     let deadline = Instant::now() + Duration::from_secs(15);
     while http_get(port, "/metrics").is_err() {
-        assert!(Instant::now() < deadline, "node_exporter did not answer on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "node_exporter did not answer on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (guard, port)
@@ -98,8 +101,13 @@ fn agent_once() -> ExportMetricsServiceRequest {
         .env_remove("NODE_AGENT_CONFIG")
         .output()
         .expect("run node-agent --once");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("--once prints an ExportMetricsServiceRequest as OTLP JSON")
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .expect("--once prints an ExportMetricsServiceRequest as OTLP JSON")
 }
 
 struct Pt {
@@ -141,7 +149,8 @@ fn agent_points(req: &ExportMetricsServiceRequest, name: &str) -> Vec<Pt> {
 
 fn find<'a>(pts: &'a [Pt], want: &[(&str, &str)]) -> Option<&'a Pt> {
     pts.iter().find(|p| {
-        want.iter().all(|(k, v)| p.attrs.get(*k).map(String::as_str) == Some(*v))
+        want.iter()
+            .all(|(k, v)| p.attrs.get(*k).map(String::as_str) == Some(*v))
             && p.attrs.len() >= want.len()
     })
 }
@@ -161,7 +170,8 @@ fn totals_agree_with_node_exporter() {
     let req = agent_once();
     let b = scrape(port);
     let g = |s: &Samples, k: &str| -> f64 {
-        *s.get(k).unwrap_or_else(|| panic!("node_exporter lacks {k}"))
+        *s.get(k)
+            .unwrap_or_else(|| panic!("node_exporter lacks {k}"))
     };
 
     // CPU seconds: every CPU and mode, and the machine total.
@@ -187,7 +197,12 @@ fn totals_agree_with_node_exporter() {
             let ne = |s: &Samples| -> f64 {
                 ne_modes
                     .iter()
-                    .map(|m| g(s, &format!("node_cpu_seconds_total{{cpu=\"{n}\",mode=\"{m}\"}}")))
+                    .map(|m| {
+                        g(
+                            s,
+                            &format!("node_cpu_seconds_total{{cpu=\"{n}\",mode=\"{m}\"}}"),
+                        )
+                    })
                     .sum()
             };
             let p = find(&cpu, &[("cpu.logical_number", &cpu_s), ("cpu.mode", mode)])
@@ -208,7 +223,13 @@ fn totals_agree_with_node_exporter() {
         .filter(|p| !p.attrs.contains_key("cpu.logical_number"))
         .map(|p| p.v)
         .sum();
-    bracket("cpu total", ne_total(&a), agent_total, ne_total(&b), 0.02 * 7.0 * ncpu as f64);
+    bracket(
+        "cpu total",
+        ne_total(&a),
+        agent_total,
+        ne_total(&b),
+        0.02 * 7.0 * ncpu as f64,
+    );
 
     // Memory.
     let total = g(&a, "node_memory_MemTotal_bytes");
@@ -221,13 +242,22 @@ fn totals_agree_with_node_exporter() {
         ("buffers", "node_memory_Buffers_bytes"),
     ] {
         let p = find(&mem, &[("system.memory.state", state)]).unwrap();
-        bracket(&format!("memory {state}"), g(&a, ne_name), p.v, g(&b, ne_name), 0.02 * total);
+        bracket(
+            &format!("memory {state}"),
+            g(&a, ne_name),
+            p.v,
+            g(&b, ne_name),
+            0.02 * total,
+        );
     }
 
     // Filesystem bytes per mount point seen by both.
     let fs = agent_points(&req, "system.filesystem.usage");
     let mut mounts = 0;
-    for (k, size) in a.iter().filter(|(k, _)| k.starts_with("node_filesystem_size_bytes{")) {
+    for (k, size) in a
+        .iter()
+        .filter(|(k, _)| k.starts_with("node_filesystem_size_bytes{"))
+    {
         let labels = &k["node_filesystem_size_bytes".len()..];
         let Some(mp) = labels
             .split("mountpoint=\"")
@@ -236,14 +266,34 @@ fn totals_agree_with_node_exporter() {
         else {
             continue;
         };
-        let state = |s: &str| find(&fs, &[("system.filesystem.mountpoint", mp), ("system.filesystem.state", s)]).map(|p| p.v);
-        let (Some(used), Some(free), Some(reserved)) = (state("used"), state("free"), state("reserved")) else {
+        let state = |s: &str| {
+            find(
+                &fs,
+                &[
+                    ("system.filesystem.mountpoint", mp),
+                    ("system.filesystem.state", s),
+                ],
+            )
+            .map(|p| p.v)
+        };
+        let (Some(used), Some(free), Some(reserved)) =
+            (state("used"), state("free"), state("reserved"))
+        else {
             continue;
         };
         let sum = used + free + reserved;
-        assert!((sum - size).abs() <= size * 0.001, "{mp}: size {size} vs used+free+reserved {sum}");
+        assert!(
+            (sum - size).abs() <= size * 0.001,
+            "{mp}: size {size} vs used+free+reserved {sum}"
+        );
         let avail = |s: &Samples| g(s, &format!("node_filesystem_avail_bytes{labels}"));
-        bracket(&format!("{mp} available"), avail(&a), free, avail(&b), size * 0.005);
+        bracket(
+            &format!("{mp} available"),
+            avail(&a),
+            free,
+            avail(&b),
+            size * 0.005,
+        );
         mounts += 1;
     }
     assert!(mounts >= 1, "no mount point in common with node_exporter");
@@ -254,12 +304,19 @@ fn totals_agree_with_node_exporter() {
     for p in &net {
         let dev = &p.attrs["network.interface.name"];
         let dir = &p.attrs["network.io.direction"];
-        let ne_dir = if dir == "receive" { "receive" } else { "transmit" };
+        let ne_dir = if dir == "receive" {
+            "receive"
+        } else {
+            "transmit"
+        };
         let key = format!("node_network_{ne_dir}_bytes_total{{device=\"{dev}\"}}");
         if let (Some(x), Some(y)) = (a.get(&key), b.get(&key)) {
             bracket(&format!("{dev} {dir} bytes"), *x, p.v, *y, 0.0);
             devices += 1;
         }
     }
-    assert!(devices >= 2, "no network device in common with node_exporter");
+    assert!(
+        devices >= 2,
+        "no network device in common with node_exporter"
+    );
 }

@@ -27,6 +27,7 @@ use opentelemetry_proto::tonic::metrics::v1::{metric, NumberDataPoint};
 use prost::Message;
 
 type Received = Arc<Mutex<Vec<(Instant, ExportMetricsServiceRequest)>>>;
+type HttpReceived = Arc<Mutex<Vec<(String, ExportMetricsServiceRequest)>>>;
 
 #[derive(Clone, Default)]
 struct Sink {
@@ -86,7 +87,10 @@ fn sigterm(child: &mut Child) -> std::process::ExitStatus {
         if let Some(st) = child.try_wait().unwrap() {
             return st;
         }
-        assert!(Instant::now() < deadline, "agent did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "agent did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -138,8 +142,17 @@ fn check_content(req: &ExportMetricsServiceRequest) {
         Some("test-node")
     );
     assert_eq!(str_attr(&res.attributes, "team").as_deref(), Some("obs"));
-    for key in ["host.name", "host.arch", "os.type", "os.description", "service.instance.id"] {
-        assert!(str_attr(&res.attributes, key).is_some(), "resource lacks {key}");
+    for key in [
+        "host.name",
+        "host.arch",
+        "os.type",
+        "os.description",
+        "service.instance.id",
+    ] {
+        assert!(
+            str_attr(&res.attributes, key).is_some(),
+            "resource lacks {key}"
+        );
     }
     let names: BTreeSet<&str> = req.resource_metrics[0].scope_metrics[0]
         .metrics
@@ -169,13 +182,19 @@ fn check_content(req: &ExportMetricsServiceRequest) {
         .iter()
         .filter_map(|p| str_attr(&p.attributes, "cpu.mode"))
         .collect();
-    assert!(modes.contains("user") && modes.contains("idle"), "{modes:?}");
+    assert!(
+        modes.contains("user") && modes.contains("idle"),
+        "{modes:?}"
+    );
     assert!(cpu
         .iter()
         .any(|p| str_attr(&p.attributes, "cpu.logical_number").as_deref() == Some("0")));
-    assert!(points(req, "system.memory.usage")
-        .iter()
-        .any(|p| str_attr(&p.attributes, "system.memory.state").as_deref() == Some("used")));
+    assert!(points(req, "system.memory.usage").iter().any(|p| str_attr(
+        &p.attributes,
+        "system.memory.state"
+    )
+    .as_deref()
+        == Some("used")));
     let procs: BTreeSet<_> = points(req, "process.memory.usage")
         .iter()
         .map(|p| {
@@ -274,7 +293,7 @@ async fn collector_down_then_up_gets_the_buffered_collections() {
 }
 
 /// A minimal OTLP/HTTP receiver: reads requests with Content-Length, answers 200.
-fn start_http() -> (u16, Arc<Mutex<Vec<(String, ExportMetricsServiceRequest)>>>) {
+fn start_http() -> (u16, HttpReceived) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
