@@ -139,12 +139,7 @@ fn request(round: u64, series: usize, now_ns: u64) -> ExportMetricsServiceReques
 
 /// User + system CPU seconds of this process.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    proc_cpu_seconds(std::process::id())
 }
 
 fn now_ns() -> u64 {
@@ -359,6 +354,7 @@ fn bench_scrape() {
     });
 }
 
+/// User + system CPU seconds of process `pid` (from /proc; clock ticks of 10 ms).
 fn proc_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");

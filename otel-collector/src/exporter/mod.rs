@@ -81,7 +81,8 @@ impl std::fmt::Debug for RunningExporter {
     }
 }
 
-fn parse_as<T: serde::de::DeserializeOwned>(
+/// Parses a component's YAML value into its config type (null = defaults), naming the failing key.
+pub(crate) fn parse_as<T: serde::de::DeserializeOwned>(
     value: serde_yaml::Value,
 ) -> Result<T, ComponentConfigError> {
     // An exporter written as `debug:` with no body is YAML null: use the defaults.

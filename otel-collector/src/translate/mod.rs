@@ -781,4 +781,4 @@ fn downscale(offset: i32, counts: &[u64]) -> (i32, Vec<u64>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

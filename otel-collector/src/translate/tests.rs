@@ -8,6 +8,14 @@ fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/prom")
 }
 
+/// The first request of fixture `name` (for the exporters' tests).
+pub(crate) fn fixture(name: &str) -> ExportMetricsServiceRequest {
+    let path = fixture_dir().join(name);
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
+    serde_json::from_value(v["requests"][0].clone()).expect("OTLP JSON")
+}
+
 /// Renders labels as `{a="1",b="2"}` (sorted, `extra` merged in sorted position).
 fn render_labels(labels: &Labels, extra: Option<(&str, String)>) -> String {
     let mut all = labels.clone();

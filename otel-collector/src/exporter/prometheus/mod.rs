@@ -98,12 +98,7 @@ impl PrometheusExporterConfig {
     /// # Errors
     /// The failing key and what to write instead.
     pub fn parse(value: serde_yaml::Value) -> Result<Self, ComponentConfigError> {
-        let value = if value.is_null() {
-            serde_yaml::Value::Mapping(Default::default())
-        } else {
-            value
-        };
-        serde_path_to_error::deserialize(value).map_err(ComponentConfigError::from_serde)
+        super::parse_as(value)
     }
 
     /// Checks what serde cannot: endpoint syntax, a positive expiration, label names.

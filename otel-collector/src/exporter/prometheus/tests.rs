@@ -2,17 +2,9 @@ use super::*;
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use tower::ServiceExt;
 
-fn fixture(name: &str) -> ExportMetricsServiceRequest {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/prom")
-        .join(name);
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
-    serde_json::from_value(v["requests"][0].clone()).expect("OTLP JSON")
-}
+use crate::translate::tests::fixture;
 
 fn exporter(config: PrometheusExporterConfig) -> PrometheusExporter {
     PrometheusExporter::new("prometheus/test", config)

@@ -46,14 +46,7 @@ async fn start_sink(sink: Arc<Sink>) -> String {
     format!("http://{addr}/api/v1/write")
 }
 
-fn fixture(name: &str) -> ExportMetricsServiceRequest {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/prom")
-        .join(name);
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
-    serde_json::from_value(v["requests"][0].clone()).expect("OTLP JSON")
-}
+use crate::translate::tests::fixture;
 
 fn config(endpoint: String) -> RemoteWriteConfig {
     RemoteWriteConfig {
