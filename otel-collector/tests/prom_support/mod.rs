@@ -112,7 +112,8 @@ impl Drop for Server {
 
 async fn wait_ready(url: &str, what: &str, server: &mut Server) {
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: the machine may be busy compiling.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(r) = client.get(url).send().await {
             if r.status().is_success() {
