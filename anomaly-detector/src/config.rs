@@ -668,6 +668,21 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_are_checked() {
+        let err = parse("prometheus: {url: 'https://p:9090', tls: {ca_file: /nonexistent/ca.pem}}\ndetections: [{name: a, query: up}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("prometheus.tls.ca_file") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
+        let err = parse("prometheus: {url: 'https://p:9090', tls: {cert_file: /nonexistent/c.pem}}\ndetections: [{name: a, query: up}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cert_file and key_file"), "{err}");
+    }
+
+    #[test]
     fn too_many_points_is_rejected() {
         let err = parse(&format!("{MINIMAL}    step: 1s\n    history: 1d\n"))
             .unwrap_err()

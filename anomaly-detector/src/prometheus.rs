@@ -147,9 +147,14 @@ impl PrometheusClient {
         let tls = &config.tls;
         if let Some(ca) = &tls.ca_file {
             let pem = std::fs::read(ca).map_err(|e| tls_err("ca_file", ca, e))?;
-            let cert =
-                reqwest::Certificate::from_pem(&pem).map_err(|e| tls_err("ca_file", ca, e))?;
-            builder = builder.add_root_certificate(cert);
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| tls_err("ca_file", ca, e))?;
+            if certs.is_empty() {
+                return Err(tls_err("ca_file", ca, "no PEM certificate in the file"));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
             let mut pem = std::fs::read(cert).map_err(|e| tls_err("cert_file", cert, e))?;
@@ -446,6 +451,30 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "connect", "{err}");
+    }
+
+    #[test]
+    fn unusable_tls_files_name_the_key() {
+        let dir = std::env::temp_dir().join(format!("ad-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("ca.pem");
+        std::fs::write(&bad, "not a certificate").unwrap();
+        let mut c = config("https://127.0.0.1:9090".into());
+        c.tls.ca_file = Some(bad.clone());
+        let err = PrometheusClient::new(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("prometheus.tls.ca_file") && err.contains("ca.pem"),
+            "{err}"
+        );
+        let mut c = config("https://127.0.0.1:9090".into());
+        c.tls.cert_file = Some(bad.clone());
+        c.tls.key_file = Some(bad);
+        let err = PrometheusClient::new(&c).unwrap_err().to_string();
+        assert!(err.contains("prometheus.tls.cert_file"), "{err}");
+        let mut c = config("https://127.0.0.1:9090".into());
+        c.tls.insecure_skip_verify = true;
+        assert!(PrometheusClient::new(&c).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
