@@ -426,37 +426,6 @@ pub fn parse_cgroup_container_id(text: &str) -> Option<String> {
     })
 }
 
-/// Memory limit in bytes from a cgroup v2 `memory.max` (`None` for `max`).
-pub fn parse_cgroup_memory_max(text: &str) -> Option<u64> {
-    text.trim().parse().ok()
-}
-
-/// CPU limit in cores from a cgroup v2 `cpu.max` (`quota period`; `None` for `max`).
-pub fn parse_cgroup_cpu_max(text: &str) -> Option<f64> {
-    let mut it = text.split_ascii_whitespace();
-    let quota: f64 = it.next()?.parse().ok()?;
-    let period: f64 = it.next().unwrap_or("100000").parse().ok()?;
-    (period > 0.0).then_some(quota / period)
-}
-
-/// `usage_usec`, `user_usec`, `system_usec` from a cgroup v2 `cpu.stat`.
-pub fn parse_cgroup_cpu_stat(text: &str) -> Option<(u64, u64, u64)> {
-    let (mut u, mut us, mut sy) = (None, None, None);
-    for line in text.lines() {
-        let Some((k, v)) = line.split_once(' ') else {
-            continue;
-        };
-        let v = v.trim().parse().ok();
-        match k {
-            "usage_usec" => u = v,
-            "user_usec" => us = v,
-            "system_usec" => sy = v,
-            _ => {}
-        }
-    }
-    Some((u?, us?, sy?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,28 +545,23 @@ mod tests {
             "3f1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
         );
         assert_eq!(parse_cgroup_container_id(&fixture("proc/2/cgroup")), None);
+        assert_eq!(parse_cgroup_container_id(&fixture("proc/1/cgroup")), None);
+        // cgroup v1/v2 hybrid (Docker on an older host) and CRI-O.
+        let id64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let hybrid =
+            format!("12:memory:/docker/{id64}\n1:name=systemd:/docker/{id64}\n0::/docker/{id64}\n");
+        assert_eq!(parse_cgroup_container_id(&hybrid).as_deref(), Some(id64));
+        let crio = format!("0::/kubepods.slice/kubepods-pod1.slice/crio-{id64}.scope\n");
+        assert_eq!(parse_cgroup_container_id(&crio).as_deref(), Some(id64));
+        // A v1-only file has no `0::` line.
+        assert_eq!(
+            parse_cgroup_container_id(&format!("4:cpu:/docker/{id64}\n")),
+            None
+        );
         assert_eq!(
             parse_cgroup_container_id("0::/system.slice/docker-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.scope\n")
                 .as_deref(),
             Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
-        );
-    }
-
-    #[test]
-    fn cgroup_v2_limits_and_cpu_stat() {
-        assert_eq!(
-            parse_cgroup_memory_max(&fixture("sys/fs/cgroup/memory.max")),
-            Some(536_870_912)
-        );
-        assert_eq!(parse_cgroup_memory_max("max\n"), None);
-        assert_eq!(
-            parse_cgroup_cpu_max(&fixture("sys/fs/cgroup/cpu.max")),
-            Some(1.5)
-        );
-        assert_eq!(parse_cgroup_cpu_max("max 100000\n"), None);
-        assert_eq!(
-            parse_cgroup_cpu_stat(&fixture("sys/fs/cgroup/cpu.stat")),
-            Some((98_765_432, 60_000_000, 38_765_432))
         );
     }
 
