@@ -17,10 +17,9 @@ DETECTOR_TARGET = $${CARGO_TARGET_DIR:-$(ROOT)/target}
 
 bench-detector-nab: deps
 	@test -f $(DETECTOR_NAB)/score.py || { echo "NAB data not found: expected ../shared/nab-public next to the repo"; exit 1; }
-	$(CARGO) build --release -p anomaly-detector --bin backtest
+	$(CARGO) build --release -p anomaly-detector --bin anomaly-detector
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	start=$$(date +%s.%N); \
-	$(DETECTOR_TARGET)/release/backtest --input $(DETECTOR_NAB)/data --output "$$tmp/ours"; \
+	$(DETECTOR_TARGET)/release/anomaly-detector backtest --input $(DETECTOR_NAB)/data --output "$$tmp/ours"; \
 	$(PY) $(DETECTOR_NAB)/score.py --results "$$tmp/ours" --files public --per-file > "$$tmp/ours.txt"; \
 	echo "--- baseline_hw.py (statsmodels Holt-Winters), same files, same run ---"; \
 	$(PY) $(DETECTOR_NAB)/baseline_hw.py --out "$$tmp/hw" --files public | tail -1; \
