@@ -330,9 +330,34 @@ fn start_http() -> (u16, HttpReceived) {
                             Ok(n) => buf.extend_from_slice(&tmp[..n]),
                         }
                     }
-                    let body = &buf[head_end..head_end + len];
-                    if let Ok(req) = ExportMetricsServiceRequest::decode(body) {
-                        g.lock().unwrap().push((path, req));
+                    let mut body = buf[head_end..head_end + len].to_vec();
+                    if head.contains("content-encoding: gzip") {
+                        let mut out = Vec::new();
+                        if flate2::read::GzDecoder::new(&body[..])
+                            .read_to_end(&mut out)
+                            .is_err()
+                        {
+                            return;
+                        }
+                        body = out;
+                    }
+                    let req = if head.contains("content-type: application/json") {
+                        serde_json::from_slice::<ExportMetricsServiceRequest>(&body).ok()
+                    } else {
+                        ExportMetricsServiceRequest::decode(&body[..]).ok()
+                    };
+                    if let Some(req) = req {
+                        let kind = if head.contains("application/json") {
+                            "json"
+                        } else {
+                            "protobuf"
+                        };
+                        let gz = if head.contains("content-encoding: gzip") {
+                            "+gzip"
+                        } else {
+                            ""
+                        };
+                        g.lock().unwrap().push((format!("{path} {kind}{gz}"), req));
                     }
                     buf.drain(..head_end + len);
                     let _ = s.write_all(
@@ -345,13 +370,13 @@ fn start_http() -> (u16, HttpReceived) {
     (port, got)
 }
 
-#[tokio::test]
-async fn http_protobuf_export_goes_to_v1_metrics() {
+async fn http_export(protocol: &str, gzip: bool, want: &str) {
     let (port, got) = start_http();
-    let mut child = agent(&common_env(
-        format!("http://127.0.0.1:{port}"),
-        "http/protobuf",
-    ));
+    let mut env = common_env(format!("http://127.0.0.1:{port}"), protocol);
+    if gzip {
+        env.push(("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".to_string()));
+    }
+    let mut child = agent(&env);
     let deadline = Instant::now() + Duration::from_secs(20);
     while got.lock().unwrap().len() < 2 {
         assert!(Instant::now() < deadline, "no OTLP/HTTP export received");
@@ -361,8 +386,18 @@ async fn http_protobuf_export_goes_to_v1_metrics() {
         .await
         .unwrap();
     assert!(st.success());
-    for (path, req) in got.lock().unwrap().iter() {
-        assert_eq!(path, "/v1/metrics");
+    for (what, req) in got.lock().unwrap().iter() {
+        assert_eq!(what, want);
         check_content(req);
     }
+}
+
+#[tokio::test]
+async fn http_protobuf_export_goes_to_v1_metrics() {
+    http_export("http/protobuf", false, "/v1/metrics protobuf").await;
+}
+
+#[tokio::test]
+async fn http_json_gzip_export_is_otlp_json() {
+    http_export("http/json", true, "/v1/metrics json+gzip").await;
 }
