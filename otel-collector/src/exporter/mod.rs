@@ -248,6 +248,7 @@ pub async fn start(
         ExporterConfig::PrometheusRemoteWrite(c) => {
             let exp = prometheusremotewrite::RemoteWriteExporter::start(id, c.clone(), &ctx.cancel)
                 .map_err(|e| cfg_err(e.source))?;
+            exp.set_health(ctx.health.clone());
             RunningExporter {
                 consumer: exp.clone(),
                 lifecycle: exp,

@@ -21,6 +21,7 @@ pub mod proto;
 
 use crate::config::ComponentConfigError;
 use crate::exporter::prometheus::ResourceToTelemetry;
+use crate::extension::health::HealthState;
 use crate::pipeline::{ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Telemetry};
 use crate::telemetry::{Counter, Gauge, SelfMetrics};
 use crate::translate::{names, DeltaMode, DropCounters, Labels, TranslateOptions, Translator};
@@ -386,6 +387,10 @@ struct Sender {
     in_flight: AtomicUsize,
     /// The first error of a burst is logged, the rest only counted.
     logged_failure: AtomicBool,
+    /// Where "queue full" / "recovered" is reported (the health_check extension).
+    health: Mutex<Option<HealthState>>,
+    /// Set while the queue is reported full.
+    reported_full: AtomicBool,
 }
 
 enum Attempt {
@@ -443,6 +448,16 @@ impl Sender {
                 Attempt::Ok => {
                     self.metrics.sent_points.add(req.points as u64);
                     self.metrics.sent_samples.add(req.samples as u64);
+                    if self.reported_full.swap(false, Ordering::AcqRel) {
+                        if let Some(h) = self
+                            .health
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_ref()
+                        {
+                            h.queue_recovered(&self.id);
+                        }
+                    }
                     if self.logged_failure.swap(false, Ordering::Relaxed) {
                         tracing::info!(exporter = %self.id, "remote write recovered");
                     }
@@ -537,6 +552,8 @@ impl RemoteWriteExporter {
             metrics,
             in_flight: AtomicUsize::new(0),
             logged_failure: AtomicBool::new(false),
+            health: Mutex::new(None),
+            reported_full: AtomicBool::new(false),
         });
         let hard_stop = cancel.child_token();
         let mut workers = Vec::new();
@@ -604,6 +621,11 @@ impl RemoteWriteExporter {
         proto::encode_requests(series, self.max_samples, self.max_bytes)
     }
 
+    /// Reports "queue full" / "recovered" to `health` from now on.
+    pub fn set_health(&self, health: HealthState) {
+        *self.sender.health.lock().unwrap_or_else(|e| e.into_inner()) = Some(health);
+    }
+
     /// Requests queued or being sent right now.
     pub fn in_flight(&self) -> usize {
         self.sender.in_flight.load(Ordering::Acquire)
@@ -650,6 +672,18 @@ impl RemoteWriteExporter {
             }
             Err(_) => {
                 self.sender.metrics.enqueue_failed.add(points);
+                if !self.sender.reported_full.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(exporter = %self.id, "remote-write queue full; refusing batches until it drains");
+                    if let Some(h) = self
+                        .sender
+                        .health
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_ref()
+                    {
+                        h.queue_full(&self.id);
+                    }
+                }
                 Err(ConsumeError::Refused {
                     reason: format!("exporter {}: sending queue is full", self.id),
                     retry_after: Duration::from_secs(1),

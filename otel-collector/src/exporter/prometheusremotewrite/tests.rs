@@ -238,6 +238,9 @@ async fn a_full_queue_refuses_the_whole_batch() {
     c.max_samples_per_request = 5;
     let e = RemoteWriteExporter::start("prometheusremotewrite/t6", c, &CancellationToken::new())
         .expect("start");
+    let health = crate::extension::health::HealthState::new();
+    health.set_ready();
+    e.set_health(health.clone());
     // 3 requests > capacity 2 (one may be taken by the worker, but 3 never fit at once).
     let first = e.consume(Telemetry::Metrics(fixture("summary.json"))).await;
     assert!(first.is_ok());
@@ -247,6 +250,10 @@ async fn a_full_queue_refuses_the_whole_batch() {
         .expect_err("refused");
     assert!(err.is_retryable(), "{err}");
     assert_eq!(e.sender.metrics.enqueue_failed.get(), 2);
+    assert!(
+        !health.is_healthy(),
+        "a full queue is reported to the health state"
+    );
     e.shutdown(tokio::time::Instant::now() + Duration::from_millis(50))
         .await;
 }
