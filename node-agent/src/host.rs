@@ -83,6 +83,13 @@ desc!(
     "Total memory"
 );
 desc!(
+    MEM_SLAB,
+    "system.memory.linux.slab.usage",
+    "By",
+    UpDownCounter,
+    "Slab memory by state"
+);
+desc!(
     MEM_AVAILABLE,
     "system.linux.memory.available",
     "By",
@@ -447,12 +454,12 @@ impl Host {
         };
         let start = self.boot_ns;
         if memory {
+            // The semantic-convention states; they add up to MemTotal.
             let states = [
                 ("used", m.used()),
                 ("free", m.free),
                 ("buffers", m.buffers),
                 ("cached", m.cached),
-                ("slab_reclaimable", m.slab_reclaimable),
             ];
             for (s, v) in states {
                 out.add(
@@ -473,6 +480,17 @@ impl Host {
                 }
             }
             out.add(&MEM_LIMIT, start, vec![], Val::I(m.total as i64));
+            for (st, v) in [
+                ("reclaimable", m.slab_reclaimable),
+                ("unreclaimable", m.slab_unreclaimable),
+            ] {
+                out.add(
+                    &MEM_SLAB,
+                    start,
+                    vec![kv("system.memory.linux.slab.state", st)],
+                    Val::I(v as i64),
+                );
+            }
             out.add(&MEM_AVAILABLE, start, vec![], Val::I(m.available as i64));
         }
         if paging {
@@ -846,11 +864,28 @@ pub(crate) mod tests {
                 "system.memory.usage",
                 &[("system.memory.state", "used")]
             )),
-            (16_318_484.0 - 1_021_484.0 - 402_140.0 - 7_831_000.0 - 512_340.0) * kb
+            (16_318_484.0 - 1_021_484.0 - 402_140.0 - 7_831_000.0) * kb
         );
         assert_eq!(
             num(points(&set, "system.memory.limit")[0]),
             16_318_484.0 * kb
+        );
+        let states: f64 = points(&set, "system.memory.usage")
+            .iter()
+            .map(|p| num(p))
+            .sum();
+        assert_eq!(
+            states,
+            16_318_484.0 * kb,
+            "memory states add up to MemTotal"
+        );
+        assert_eq!(
+            num(find(
+                &set,
+                "system.memory.linux.slab.usage",
+                &[("system.memory.linux.slab.state", "unreclaimable")]
+            )),
+            180_220.0 * kb
         );
         let u = num(find(
             &set,

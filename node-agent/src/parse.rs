@@ -129,14 +129,14 @@ pub struct MemInfo {
 }
 
 impl MemInfo {
-    /// `used` as the semantic conventions (and `free(1)`) define it:
-    /// total − free − buffers − cached − reclaimable slab.
+    /// `used` such that the semantic-convention states add up to the total:
+    /// total − free − buffers − cached (reclaimable slab counts as used; it is reported
+    /// separately in `system.memory.linux.slab.usage`).
     pub fn used(&self) -> u64 {
         self.total
             .saturating_sub(self.free)
             .saturating_sub(self.buffers)
             .saturating_sub(self.cached)
-            .saturating_sub(self.slab_reclaimable)
     }
 }
 
@@ -484,7 +484,7 @@ mod tests {
         assert_eq!(m.swap_free, 2_000_000 * 1024);
         assert_eq!(
             m.used(),
-            (16_318_484 - 1_021_484 - 402_140 - 7_831_000 - 512_340) * 1024
+            (16_318_484 - 1_021_484 - 402_140 - 7_831_000) * 1024
         );
     }
 
