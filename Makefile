@@ -14,7 +14,7 @@ CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 # Debian packages the tests and the stack run for real.
-APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics curl shellcheck
+APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics curl shellcheck openssl
 
 .PHONY: help deps deps-apt deps-py build release test test-unit test-config bench fmt lint up down status
 
