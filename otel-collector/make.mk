@@ -41,3 +41,12 @@ bench-prom-remote-write: deps
 	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/prom_remote_write.sh
 bench-prom-scrape: deps
 	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/prom_scrape.sh
+
+# Collector throughput next to rotel (shared yardstick ../shared/bench/otlp/compare.sh) and the
+# steady-load footprint (10,000 spans/s: CPU share and RSS); scripts in otel-collector/bench/.
+BENCH_TARGETS += bench-collector bench-collector-steady
+.PHONY: bench-collector bench-collector-steady
+bench-collector: deps
+	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/compare.sh
+bench-collector-steady: deps
+	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/steady.sh
