@@ -282,20 +282,21 @@ pub struct Mount {
     pub read_only: bool,
 }
 
-fn unescape_octal(s: &str) -> String {
-    if !s.contains('\\') {
+/// Decodes escapes of the form `<marker>` followed by `digits` digits in `radix`
+/// (`\\040` in mount paths, `%20` in OTEL header values); anything else is kept as is.
+pub fn decode_escapes(s: &str, marker: u8, digits: usize, radix: u32) -> String {
+    if !s.as_bytes().contains(&marker) {
         return s.to_string();
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or(""), 8)
-            {
+        if b[i] == marker && i + digits < b.len() {
+            let code = std::str::from_utf8(&b[i + 1..i + 1 + digits]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(code, radix) {
                 out.push(v);
-                i += 4;
+                i += 1 + digits;
                 continue;
             }
         }
@@ -303,6 +304,10 @@ fn unescape_octal(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+fn unescape_octal(s: &str) -> String {
+    decode_escapes(s, b'\\', 3, 8)
 }
 
 /// Parses a mounts file (`/proc/self/mounts` format).
@@ -563,6 +568,13 @@ mod tests {
                 .as_deref(),
             Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
         );
+    }
+
+    #[test]
+    fn escapes_decode_and_malformed_ones_are_kept() {
+        assert_eq!(decode_escapes("/mnt/a\\040b", b'\\', 3, 8), "/mnt/a b");
+        assert_eq!(decode_escapes("a%20b%2", b'%', 2, 16), "a b%2");
+        assert_eq!(decode_escapes("%zz", b'%', 2, 16), "%zz");
     }
 
     #[test]

@@ -15,38 +15,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric, NumberDataPoint};
 use prost::Message;
 
-type Received = Arc<Mutex<Vec<(Instant, ExportMetricsServiceRequest)>>>;
 type HttpReceived = Arc<Mutex<Vec<(String, ExportMetricsServiceRequest)>>>;
 
-#[derive(Clone, Default)]
-struct Sink {
-    got: Received,
-}
-
-#[tonic::async_trait]
-impl MetricsService for Sink {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.got
-            .lock()
-            .unwrap()
-            .push((Instant::now(), request.into_inner()));
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
+mod common;
+use common::{Received, Sink};
 
 async fn start_grpc(listener: tokio::net::TcpListener) -> Received {
     let sink = Sink::default();

@@ -6,29 +6,12 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
 
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<ExportMetricsServiceRequest>>>);
-
-#[tonic::async_trait]
-impl MetricsService for Sink {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.0.lock().unwrap().push(request.into_inner());
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
+mod common;
+use common::Sink;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -107,7 +90,7 @@ async fn grpc_export_over_tls_with_custom_ca() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let sink = Sink::default();
-    let got = sink.0.clone();
+    let got = sink.got.clone();
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
@@ -149,7 +132,7 @@ async fn grpc_export_over_tls_with_custom_ca() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(ok, "no export arrived over TLS");
     assert!(st.success());
-    let req = got.lock().unwrap()[0].clone();
+    let req = got.lock().unwrap()[0].1.clone();
     assert!(req.resource_metrics[0].scope_metrics[0]
         .metrics
         .iter()
