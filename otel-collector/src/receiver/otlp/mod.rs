@@ -206,15 +206,16 @@ impl OtlpReceiverConfig {
     }
 }
 
-/// Binds a listener for `endpoint` (`localhost` binds 127.0.0.1, an empty host all interfaces).
+/// Binds a listener for `endpoint` (`localhost` binds 127.0.0.1, an empty host all interfaces)
+/// of `transport` (`grpc`, `http`) and logs where it listens.
 async fn bind(
     id: &str,
-    key: &str,
+    transport: &str,
     endpoint_text: &str,
-) -> Result<tokio::net::TcpListener, ReceiverError> {
+) -> Result<(tokio::net::TcpListener, SocketAddr), ReceiverError> {
     let err = |message: String| ReceiverError::Bind {
         id: id.to_string(),
-        key: key.to_string(),
+        key: format!("receivers.{id}.protocols.{transport}.endpoint"),
         endpoint: endpoint_text.to_string(),
         message,
     };
@@ -223,9 +224,12 @@ async fn bind(
         None => endpoint_text.to_string(),
     };
     let addr: SocketAddr = endpoint::resolve_listen(&text).await.map_err(err)?;
-    tokio::net::TcpListener::bind(addr)
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| err(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| err(e.to_string()))?;
+    tracing::info!(receiver = id, transport, %addr, "OTLP receiver listening");
+    Ok((listener, addr))
 }
 
 /// Builds the per-signal targets (consumer + counters) for one transport.
@@ -250,19 +254,7 @@ pub(super) async fn start(
 ) -> Result<Vec<(&'static str, SocketAddr)>, ReceiverError> {
     let mut bound = Vec::new();
     if let Some(g) = &config.protocols.grpc {
-        let listener = bind(
-            id,
-            &format!("receivers.{id}.protocols.grpc.endpoint"),
-            &g.endpoint,
-        )
-        .await?;
-        let addr = listener.local_addr().map_err(|e| ReceiverError::Bind {
-            id: id.into(),
-            key: "protocols.grpc.endpoint".into(),
-            endpoint: g.endpoint.clone(),
-            message: e.to_string(),
-        })?;
-        tracing::info!(receiver = id, %addr, "OTLP/gRPC receiver listening");
+        let (listener, addr) = bind(id, "grpc", &g.endpoint).await?;
         bound.push(("grpc", addr));
         let server = grpc::serve(listener, g, targets(id, "grpc", &consumers), stop.clone());
         let rid = id.to_string();
@@ -273,19 +265,7 @@ pub(super) async fn start(
         });
     }
     if let Some(h) = &config.protocols.http {
-        let listener = bind(
-            id,
-            &format!("receivers.{id}.protocols.http.endpoint"),
-            &h.endpoint,
-        )
-        .await?;
-        let addr = listener.local_addr().map_err(|e| ReceiverError::Bind {
-            id: id.into(),
-            key: "protocols.http.endpoint".into(),
-            endpoint: h.endpoint.clone(),
-            message: e.to_string(),
-        })?;
-        tracing::info!(receiver = id, %addr, "OTLP/HTTP receiver listening");
+        let (listener, addr) = bind(id, "http", &h.endpoint).await?;
         bound.push(("http", addr));
         let router = http::app(h, targets(id, "http", &consumers));
         let rid = id.to_string();
