@@ -290,26 +290,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 #[derive(Deserialize)]
-struct Response {
+struct Response<'a> {
     status: String,
-    #[serde(default)]
-    data: Option<Data>,
+    #[serde(default, borrow)]
+    data: Option<Data<'a>>,
     #[serde(default)]
     error: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Data {
+struct Data<'a> {
     result_type: String,
-    result: Vec<MatrixEntry>,
+    #[serde(borrow)]
+    result: Vec<MatrixEntry<'a>>,
 }
 
 #[derive(Deserialize)]
-struct MatrixEntry {
+struct MatrixEntry<'a> {
     metric: Labels,
-    #[serde(default)]
-    values: Vec<(f64, String)>,
+    /// Sample values are JSON strings without escapes: borrowed, not allocated.
+    #[serde(default, borrow)]
+    values: Vec<(f64, std::borrow::Cow<'a, str>)>,
 }
 
 /// Parses a `query_range` response body (`resultType: matrix`).
@@ -317,7 +319,7 @@ struct MatrixEntry {
 /// # Errors
 /// [`QueryError::Decode`] when the body is not a successful matrix response.
 pub fn parse_matrix(body: &[u8]) -> Result<Vec<RangeSeries>, QueryError> {
-    let r: Response =
+    let r: Response<'_> =
         serde_json::from_slice(body).map_err(|e| QueryError::Decode(e.to_string()))?;
     if r.status != "success" {
         return Err(QueryError::Decode(format!(
