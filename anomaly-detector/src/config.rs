@@ -90,9 +90,6 @@ pub struct Config {
     pub dashboard_url: String,
     /// The detections to run.
     pub detections: Vec<DetectionConfig>,
-    /// `DETECTOR_ADDR` value that did not parse, reported by [`Config::validate`].
-    #[serde(skip)]
-    pending_addr_error: Option<String>,
 }
 
 /// Prometheus connection settings.
@@ -292,7 +289,7 @@ impl Config {
             source,
         })?;
         let mut config = Self::from_yaml(&text, path, |v| std::env::var(v).ok())?;
-        config.apply_env(|v| std::env::var(v).ok());
+        config.apply_env(|v| std::env::var(v).ok())?;
         config.validate()?;
         Ok(config)
     }
@@ -317,8 +314,13 @@ impl Config {
     }
 
     /// Applies `PROMETHEUS_URL`, `ALERTMANAGER_URL` and `DETECTOR_ADDR` (looked up with `lookup`).
-    /// An unparsable `DETECTOR_ADDR` is kept as a pending error for [`Config::validate`].
-    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `DETECTOR_ADDR` is not a socket address.
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         if let Some(url) = lookup(ENV_PROMETHEUS_URL).filter(|v| !v.is_empty()) {
             self.prometheus.url = url;
         }
@@ -336,11 +338,14 @@ impl Config {
             }
         }
         if let Some(addr) = lookup(ENV_DETECTOR_ADDR).filter(|v| !v.is_empty()) {
-            match addr.parse() {
-                Ok(a) => self.server.addr = a,
-                Err(_) => self.pending_addr_error = Some(addr),
-            }
+            self.server.addr = addr.parse().map_err(|_| {
+                invalid(
+                    ENV_DETECTOR_ADDR,
+                    format!("{addr:?} is not a socket address; use e.g. 127.0.0.1:9464"),
+                )
+            })?;
         }
+        Ok(())
     }
 
     /// Checks every value that serde cannot.
@@ -348,12 +353,6 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(addr) = &self.pending_addr_error {
-            return Err(invalid(
-                ENV_DETECTOR_ADDR,
-                format!("{addr:?} is not a socket address; use e.g. 127.0.0.1:9464"),
-            ));
-        }
         check_url("prometheus.url", &self.prometheus.url)?;
         check_retry("prometheus.retry", &self.prometheus.retry)?;
         check_tls(&self.prometheus.tls)?;
@@ -714,7 +713,8 @@ mod tests {
             ENV_ALERTMANAGER_URL => Some("http://127.0.0.1:9093".into()),
             ENV_DETECTOR_ADDR => Some("127.0.0.1:1234".into()),
             _ => None,
-        });
+        })
+        .unwrap();
         c.validate().unwrap();
         assert_eq!(c.prometheus.url, "http://10.0.0.1:9090");
         assert_eq!(c.alertmanager.unwrap().url, "http://127.0.0.1:9093");
@@ -724,8 +724,10 @@ mod tests {
     #[test]
     fn bad_detector_addr_is_named() {
         let mut c = parse(MINIMAL).unwrap();
-        c.apply_env(|v| (v == ENV_DETECTOR_ADDR).then(|| "nope".to_string()));
-        let err = c.validate().unwrap_err().to_string();
+        let err = c
+            .apply_env(|v| (v == ENV_DETECTOR_ADDR).then(|| "nope".to_string()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("DETECTOR_ADDR"), "{err}");
     }
 }

@@ -82,9 +82,7 @@ struct SeriesState {
 pub struct Tracker {
     cfg: Arc<DetectionConfig>,
     interval: Duration,
-    generator_url: String,
-    dashboard_url: String,
-    webhooks: Arc<[String]>,
+    template: AlertTemplate,
     series: HashMap<Labels, SeriesState>,
     limit_warned: bool,
     /// Series on a fallback model at the end of the previous cycle (logged when it changes).
@@ -116,13 +114,17 @@ impl Tracker {
         generator_url: String,
         dashboard_url: String,
     ) -> Self {
-        let webhooks: Arc<[String]> = cfg.webhooks.clone().into();
-        Self {
-            cfg,
+        let template = AlertTemplate {
+            webhooks: cfg.webhooks.clone().into(),
+            cfg: cfg.clone(),
             interval,
             generator_url,
             dashboard_url,
-            webhooks,
+        };
+        Self {
+            cfg,
+            interval,
+            template,
             series: HashMap::new(),
             limit_warned: false,
             degraded: 0,
@@ -220,16 +222,11 @@ impl Tracker {
                             if severity == Severity::Critical && f.severity == Severity::Warning {
                                 // The severity label changes: resolve the warning alert.
                                 let old = f.clone();
-                                out.events.push(self_event(
-                                    &self.cfg,
-                                    &self.generator_url,
-                                    &self.dashboard_url,
-                                    &self.webhooks,
+                                out.events.push(self.template.event(
                                     &rs.labels,
                                     &old,
                                     AlertStatus::Resolved,
                                     now,
-                                    self.interval,
                                 ));
                                 f.severity = Severity::Critical;
                             }
@@ -252,16 +249,11 @@ impl Tracker {
                 None => {
                     if let Some(f) = state.firing.take() {
                         tracing::info!(detection = %self.cfg.name, series = ?rs.labels, "anomaly resolved");
-                        out.events.push(self_event(
-                            &self.cfg,
-                            &self.generator_url,
-                            &self.dashboard_url,
-                            &self.webhooks,
+                        out.events.push(self.template.event(
                             &rs.labels,
                             &f,
                             AlertStatus::Resolved,
                             now,
-                            self.interval,
                         ));
                         out.resolved
                             .push(record(&self.cfg.name, &rs.labels, &f, Some(now)));
@@ -281,17 +273,8 @@ impl Tracker {
             if let Some(s) = self.series.remove(&labels) {
                 out.expired += 1;
                 if let Some(f) = s.firing {
-                    out.events.push(self_event(
-                        &self.cfg,
-                        &self.generator_url,
-                        &self.dashboard_url,
-                        &self.webhooks,
-                        &labels,
-                        &f,
-                        AlertStatus::Resolved,
-                        now,
-                        self.interval,
-                    ));
+                    out.events
+                        .push(self.template.event(&labels, &f, AlertStatus::Resolved, now));
                     out.resolved
                         .push(record(&self.cfg.name, &labels, &f, Some(now)));
                 }
@@ -300,17 +283,8 @@ impl Tracker {
         // Every still-firing alert is re-sent each cycle (Alertmanager needs it; webhooks dedup).
         for (labels, s) in &self.series {
             if let Some(f) = &s.firing {
-                out.events.push(self_event(
-                    &self.cfg,
-                    &self.generator_url,
-                    &self.dashboard_url,
-                    &self.webhooks,
-                    labels,
-                    f,
-                    AlertStatus::Firing,
-                    now,
-                    self.interval,
-                ));
+                out.events
+                    .push(self.template.event(labels, f, AlertStatus::Firing, now));
             }
         }
         let degraded = self
@@ -453,82 +427,85 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn self_event(
-    cfg: &DetectionConfig,
-    generator_url: &str,
-    dashboard_url: &str,
-    webhooks: &Arc<[String]>,
-    series: &Labels,
-    f: &Firing,
-    status: AlertStatus,
-    now: i64,
+/// What every alert of a detection shares.
+#[derive(Debug)]
+struct AlertTemplate {
+    cfg: Arc<DetectionConfig>,
     interval: Duration,
-) -> AlertEvent {
-    let labels = alert_labels(cfg, series, f.severity);
-    let e = &f.latest;
-    let service = service_of(series).unwrap_or("");
-    let who = series
-        .iter()
-        .filter(|(k, _)| k.as_str() != "__name__")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut annotations = Labels::new();
-    annotations.insert(
-        "summary".into(),
-        format!(
-            "Anomaly in {} for {}",
-            cfg.name,
-            if who.is_empty() { "the series" } else { &who }
-        ),
-    );
-    let mut description = format!(
-        "Observed {} vs expected {} (band {} .. {}), score {:.3}, model {}",
-        fmt_num(e.value),
-        fmt_num(e.expected),
-        fmt_num(e.lower),
-        fmt_num(e.upper),
-        e.score,
-        e.model.as_str()
-    );
-    if is_degraded(e.model) {
-        description.push_str(" (degraded: not enough history for Holt-Winters yet)");
-    }
-    annotations.insert("description".into(), description);
-    annotations.insert("observed".into(), fmt_num(e.value));
-    annotations.insert("expected".into(), fmt_num(e.expected));
-    annotations.insert("lower_bound".into(), fmt_num(e.lower));
-    annotations.insert("upper_bound".into(), fmt_num(e.upper));
-    annotations.insert("score".into(), format!("{:.3}", e.score));
-    annotations.insert("peak_score".into(), format!("{:.3}", f.peak.score));
-    annotations.insert("model".into(), e.model.as_str().into());
-    annotations.insert(
-        "dashboard".into(),
-        dashboard_url
-            .replace("{detection}", &percent_encode(&cfg.name))
-            .replace("{service}", &percent_encode(service)),
-    );
-    for (k, v) in &cfg.annotations {
-        annotations.insert(k.clone(), v.clone());
-    }
-    let ends_at = match status {
-        AlertStatus::Firing => now + (interval * FIRING_VALIDITY).as_secs() as i64,
-        AlertStatus::Resolved => now,
-    };
-    let fp = fingerprint(&labels);
-    AlertEvent {
-        alert: Alert {
-            labels,
-            annotations,
-            starts_at: rfc3339_secs(f.starts_at),
-            ends_at: rfc3339_secs(ends_at),
-            generator_url: generator_url.to_string(),
-        },
-        status,
-        fingerprint: fp,
-        to_alertmanager: cfg.alertmanager,
-        webhooks: webhooks.clone(),
+    generator_url: String,
+    dashboard_url: String,
+    webhooks: Arc<[String]>,
+}
+
+impl AlertTemplate {
+    /// The alert of `series` for episode `f` with `status`, as of `now`.
+    fn event(&self, series: &Labels, f: &Firing, status: AlertStatus, now: i64) -> AlertEvent {
+        let (cfg, interval) = (&*self.cfg, self.interval);
+        let labels = alert_labels(cfg, series, f.severity);
+        let e = &f.latest;
+        let service = service_of(series).unwrap_or("");
+        let who = series
+            .iter()
+            .filter(|(k, _)| k.as_str() != "__name__")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut annotations = Labels::new();
+        annotations.insert(
+            "summary".into(),
+            format!(
+                "Anomaly in {} for {}",
+                cfg.name,
+                if who.is_empty() { "the series" } else { &who }
+            ),
+        );
+        let mut description = format!(
+            "Observed {} vs expected {} (band {} .. {}), score {:.3}, model {}",
+            fmt_num(e.value),
+            fmt_num(e.expected),
+            fmt_num(e.lower),
+            fmt_num(e.upper),
+            e.score,
+            e.model.as_str()
+        );
+        if is_degraded(e.model) {
+            description.push_str(" (degraded: not enough history for Holt-Winters yet)");
+        }
+        annotations.insert("description".into(), description);
+        annotations.insert("observed".into(), fmt_num(e.value));
+        annotations.insert("expected".into(), fmt_num(e.expected));
+        annotations.insert("lower_bound".into(), fmt_num(e.lower));
+        annotations.insert("upper_bound".into(), fmt_num(e.upper));
+        annotations.insert("score".into(), format!("{:.3}", e.score));
+        annotations.insert("peak_score".into(), format!("{:.3}", f.peak.score));
+        annotations.insert("model".into(), e.model.as_str().into());
+        annotations.insert(
+            "dashboard".into(),
+            self.dashboard_url
+                .replace("{detection}", &percent_encode(&cfg.name))
+                .replace("{service}", &percent_encode(service)),
+        );
+        for (k, v) in &cfg.annotations {
+            annotations.insert(k.clone(), v.clone());
+        }
+        let ends_at = match status {
+            AlertStatus::Firing => now + (interval * FIRING_VALIDITY).as_secs() as i64,
+            AlertStatus::Resolved => now,
+        };
+        let fp = fingerprint(&labels);
+        AlertEvent {
+            alert: Alert {
+                labels,
+                annotations,
+                starts_at: rfc3339_secs(f.starts_at),
+                ends_at: rfc3339_secs(ends_at),
+                generator_url: self.generator_url.clone(),
+            },
+            status,
+            fingerprint: fp,
+            to_alertmanager: cfg.alertmanager,
+            webhooks: self.webhooks.clone(),
+        }
     }
 }
 
