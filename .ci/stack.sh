@@ -19,6 +19,9 @@ PY=${PY:-$ROOT/.venv/bin/python}
 : "${PROM_EXPORTER_PORT:=8889}" "${HEALTH_PORT:=13133}" "${DEMO_PORT:=8080}"
 : "${DEMO_INVENTORY_PORT:=8081}" "${DEMO_PAYMENT_PORT:=8082}" "${DETECTOR_PORT:=9464}"
 : "${LOADGEN_RPS:=20}" "${LOADGEN_DURATION:=6h}"
+# Shared secret of the detector's signed webhook and the sink that verifies it.
+: "${WEBHOOK_SECRET:=demo-secret}"
+export WEBHOOK_SECRET
 SERVICES=(prometheus alertmanager webhook-sink otel-collector demo-app node-agent anomaly-detector loadgen)
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*"; }
@@ -86,6 +89,7 @@ up() {
 
     PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT" ALERTMANAGER_URL="http://127.0.0.1:$ALERTMANAGER_PORT" \
     DETECTOR_ADDR="127.0.0.1:$DETECTOR_PORT" OTEL_EXPORTER_OTLP_ENDPOINT=$otlp \
+    DETECTOR_WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/detector" DETECTOR_WEBHOOK_SECRET=$WEBHOOK_SECRET \
         start anomaly-detector "$BIN/anomaly-detector" --config anomaly-detector/config/detector.yaml
     wait_http anomaly-detector "http://127.0.0.1:$DETECTOR_PORT/health"
 
