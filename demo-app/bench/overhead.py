@@ -15,7 +15,8 @@ every run is bounded by --duration, and all processes are stopped at the end.
 Usage: overhead.py BIN_DIR   (BIN_DIR holds demo-app, loadgen and examples/otlp_sink)
 Env: BENCH_DURATION (15s), BENCH_CONCURRENCY (32), BENCH_RPS (300), BENCH_ROUNDS (2),
 BENCH_SINK_NICE (19; 0 makes the sink compete with the app for CPU, as a collector on the
-same small host would).
+same small host would). OTEL_BSP_*, OTEL_TRACES_SAMPLER* and DEMO_OTEL_FILTER are passed to the
+exporting app.
 """
 import json
 import os
@@ -113,10 +114,16 @@ def main():
         lambda l: l.split()[1] if l.startswith("listening ") else None,
     )
     base, base_url = demo_app({"OTEL_SDK_DISABLED": "true"})
+    # Tuning knobs of the exporting app can be passed through (sampler, batch queue, filter).
+    passthrough = {k: v for k, v in os.environ.items()
+                   if k.startswith(("OTEL_BSP_", "OTEL_TRACES_SAMPLER")) or k == "DEMO_OTEL_FILTER"}
     exp, exp_url = demo_app({
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{sink_addr}",
         "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+        **passthrough,
     })
+    if passthrough:
+        print(f"exporting app extra env: {passthrough}")
     results = {"off": {"closed": [], "open": []}, "on": {"closed": [], "open": []}}
     try:
         # Warm-up (connections, allocator) not counted.

@@ -38,9 +38,27 @@ pub const SERVICE_FIELD: &str = "demo.service";
 /// Default `RUST_LOG` directives.
 pub const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn";
 
-/// Which spans and events reach OpenTelemetry: ours down to DEBUG (per-step events become span
-/// events without flooding the log), others from WARN, never the exporter's own transport.
-const OTEL_FILTER: &str = "warn,demo_app=debug,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off";
+/// Which spans and events reach OpenTelemetry by default: ours down to DEBUG (per-step events
+/// become span events without flooding the log), others from WARN, never the exporter's own
+/// transport. `DEMO_OTEL_FILTER` replaces the first part (e.g. `warn,demo_app=info` for fewer
+/// span events); the exporter's crates stay off whatever it says.
+pub const DEFAULT_OTEL_FILTER: &str = "warn,demo_app=debug";
+
+/// Always appended to the OpenTelemetry filter so the pipeline never traces itself.
+const OTEL_FILTER_OFF: &str = "opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off";
+
+fn otel_filter() -> EnvFilter {
+    let base = std::env::var("DEMO_OTEL_FILTER")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_OTEL_FILTER.to_string());
+    EnvFilter::try_new(format!("{base},{OTEL_FILTER_OFF}")).unwrap_or_else(|e| {
+        eprintln!(
+            "DEMO_OTEL_FILTER={base:?} is not a valid filter ({e}); using {DEFAULT_OTEL_FILTER:?}"
+        );
+        EnvFilter::new(format!("{DEFAULT_OTEL_FILTER},{OTEL_FILTER_OFF}"))
+    })
+}
 
 /// Default OTLP gRPC endpoint when no `OTEL_EXPORTER_OTLP_*ENDPOINT` variable is set.
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
@@ -352,7 +370,8 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
                 .with_tracer(tracer)
                 .with_threads(false)
                 .with_tracked_inactivity(false)
-                .with_filter(EnvFilter::new(OTEL_FILTER)),
+                .with_target(false)
+                .with_filter(otel_filter()),
         );
         telemetry.tracer_provider = Some(tp);
     } else {
