@@ -299,3 +299,44 @@ async fn metrics_and_logs_json() {
         9
     );
 }
+
+#[tokio::test]
+async fn cors_preflight_allows_configured_origins_only() {
+    let sink = Arc::new(Sink::default());
+    let cfg = HttpConfig {
+        cors: Some(crate::receiver::otlp::CorsConfig {
+            allowed_origins: vec!["https://app.example.com".into()],
+            allowed_headers: vec!["x-tenant".into()],
+            max_age: Some(600),
+        }),
+        ..Default::default()
+    };
+    let targets =
+        Signal::ALL.map(|s| Some(SignalTarget::new(sink.clone(), "otlp/cors", "http", s)));
+    let r = app(&cfg, targets);
+    let preflight = |origin: &str| {
+        http::Request::builder()
+            .method("OPTIONS")
+            .uri("/v1/traces")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-tenant")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let ok = r
+        .clone()
+        .oneshot(preflight("https://app.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(ok.headers()["access-control-max-age"], "600");
+    let other = r
+        .oneshot(preflight("https://evil.example.com"))
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
