@@ -99,7 +99,11 @@ fn gaps_and_nans_are_skipped_and_a_later_spike_is_still_found() {
             i += 1;
             continue;
         }
-        let mut v = if i.is_multiple_of(97) { f64::NAN } else { daily(i) };
+        let mut v = if i.is_multiple_of(97) {
+            f64::NAN
+        } else {
+            daily(i)
+        };
         if i == 288 * 3 + 200 {
             v += 80.0;
         }
