@@ -446,75 +446,80 @@ impl FilterProcessor {
     fn apply(&self, data: &mut Telemetry) {
         let c = &self.compiled;
         match data {
-            Telemetry::Traces(r) => {
-                if c.spans.0.is_none() && c.spans.1.is_none() {
-                    return;
-                }
-                for rs in &mut r.resource_spans {
-                    let res = resource_attrs(&rs.resource);
-                    let service = res
-                        .iter()
-                        .find(|kv| kv.key == "service.name")
-                        .and_then(|kv| kv.value.as_ref())
-                        .and_then(any_text)
-                        .unwrap_or_default();
-                    for ss in &mut rs.scope_spans {
-                        ss.spans.retain(|s| {
-                            keep(&c.spans, |m: &SpanM| {
-                                m.services.as_ref().is_none_or(|x| x.matches(&service))
-                                    && m.names.as_ref().is_none_or(|x| x.matches(&s.name))
-                                    && attrs_match(&m.attrs, &s.attributes)
-                                    && attrs_match(&m.resources, res)
-                            })
-                        });
-                    }
-                    rs.scope_spans.retain(|ss| !ss.spans.is_empty());
-                }
-                r.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+            Telemetry::Traces(r) if c.spans.0.is_some() || c.spans.1.is_some() => {
+                retain_nested(
+                    &mut r.resource_spans,
+                    |rs| (resource_attrs(&rs.resource), &mut rs.scope_spans),
+                    |ss| &mut ss.spans,
+                    |res, s| {
+                        let service = res
+                            .iter()
+                            .find(|kv| kv.key == "service.name")
+                            .and_then(|kv| kv.value.as_ref())
+                            .and_then(any_text)
+                            .unwrap_or_default();
+                        keep(&c.spans, |m: &SpanM| {
+                            m.services.as_ref().is_none_or(|x| x.matches(&service))
+                                && m.names.as_ref().is_none_or(|x| x.matches(&s.name))
+                                && attrs_match(&m.attrs, &s.attributes)
+                                && attrs_match(&m.resources, res)
+                        })
+                    },
+                );
             }
-            Telemetry::Metrics(r) => {
-                if c.metrics.0.is_none() && c.metrics.1.is_none() {
-                    return;
-                }
-                for rm in &mut r.resource_metrics {
-                    let res = resource_attrs(&rm.resource);
-                    for sm in &mut rm.scope_metrics {
-                        sm.metrics.retain(|m| {
-                            keep(&c.metrics, |x: &MetricM| {
-                                x.names.as_ref().is_none_or(|n| n.matches(&m.name))
-                                    && attrs_match(&x.resources, res)
-                            })
-                        });
-                    }
-                    rm.scope_metrics.retain(|sm| !sm.metrics.is_empty());
-                }
-                r.resource_metrics.retain(|rm| !rm.scope_metrics.is_empty());
+            Telemetry::Metrics(r) if c.metrics.0.is_some() || c.metrics.1.is_some() => {
+                retain_nested(
+                    &mut r.resource_metrics,
+                    |rm| (resource_attrs(&rm.resource), &mut rm.scope_metrics),
+                    |sm| &mut sm.metrics,
+                    |res, m| {
+                        keep(&c.metrics, |x: &MetricM| {
+                            x.names.as_ref().is_none_or(|n| n.matches(&m.name))
+                                && attrs_match(&x.resources, res)
+                        })
+                    },
+                );
             }
-            Telemetry::Logs(r) => {
-                if c.logs.0.is_none() && c.logs.1.is_none() {
-                    return;
-                }
-                for rl in &mut r.resource_logs {
-                    let res = resource_attrs(&rl.resource);
-                    for sl in &mut rl.scope_logs {
-                        sl.log_records.retain(|l| {
-                            keep(&c.logs, |x: &LogM| {
-                                let body = l.body.as_ref().and_then(any_text).unwrap_or_default();
-                                x.severities
-                                    .as_ref()
-                                    .is_none_or(|m| m.matches(&l.severity_text))
-                                    && x.bodies.as_ref().is_none_or(|m| m.matches(&body))
-                                    && attrs_match(&x.attrs, &l.attributes)
-                                    && attrs_match(&x.resources, res)
-                            })
-                        });
-                    }
-                    rl.scope_logs.retain(|sl| !sl.log_records.is_empty());
-                }
-                r.resource_logs.retain(|rl| !rl.scope_logs.is_empty());
+            Telemetry::Logs(r) if c.logs.0.is_some() || c.logs.1.is_some() => {
+                retain_nested(
+                    &mut r.resource_logs,
+                    |rl| (resource_attrs(&rl.resource), &mut rl.scope_logs),
+                    |sl| &mut sl.log_records,
+                    |res, l| {
+                        keep(&c.logs, |x: &LogM| {
+                            let body = l.body.as_ref().and_then(any_text).unwrap_or_default();
+                            x.severities
+                                .as_ref()
+                                .is_none_or(|m| m.matches(&l.severity_text))
+                                && x.bodies.as_ref().is_none_or(|m| m.matches(&body))
+                                && attrs_match(&x.attrs, &l.attributes)
+                                && attrs_match(&x.resources, res)
+                        })
+                    },
+                );
             }
+            _ => {}
         }
     }
+}
+
+/// Keeps the items (resource → scope → item) for which `keep(resource attributes, item)` holds,
+/// then drops scopes and resources left empty.
+fn retain_nested<R, S, I>(
+    resources: &mut Vec<R>,
+    split: impl Fn(&mut R) -> (&[KeyValue], &mut Vec<S>),
+    items: impl Fn(&mut S) -> &mut Vec<I>,
+    keep: impl Fn(&[KeyValue], &I) -> bool,
+) {
+    resources.retain_mut(|r| {
+        let (res, scopes) = split(r);
+        scopes.retain_mut(|s| {
+            let list = items(s);
+            list.retain(|i| keep(res, i));
+            !list.is_empty()
+        });
+        !scopes.is_empty()
+    });
 }
 
 impl Consumer for FilterProcessor {
