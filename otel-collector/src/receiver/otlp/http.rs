@@ -170,29 +170,27 @@ async fn process(state: &SignalState, req: Request) -> Result<(), Failure> {
         .headers()
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let too_large = |what: &str| {
-        Failure(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            8,
-            format!(
-                "{what} is larger than max_request_body_size ({} bytes); send smaller batches",
-                state.max_body
-            ),
-            None,
-        )
-    };
     let body = http_body_util::Limited::new(req.into_body(), state.max_body)
         .collect()
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                too_large("request body")
+                too_large("request body", state.max_body)
             } else {
                 Failure::bad(format!("cannot read request body: {e}"))
             }
         })?
         .to_bytes();
-    let body = decompress(encoding.as_deref(), body, state.max_body, &too_large)?;
+    let body = if encoding.is_some() && body.len() > BLOCKING_DECOMPRESS_THRESHOLD {
+        // Large compressed bodies are inflated off the async workers so one upload cannot stall
+        // every other connection on its thread.
+        let max = state.max_body;
+        tokio::task::spawn_blocking(move || decompress(encoding.as_deref(), body, max))
+            .await
+            .map_err(|e| Failure::bad(format!("decompression failed: {e}")))??
+    } else {
+        decompress(encoding.as_deref(), body, state.max_body)?
+    };
     if body.is_empty() {
         return Err(Failure::bad(
             "empty request body; send an OTLP export request",
@@ -213,12 +211,23 @@ async fn process(state: &SignalState, req: Request) -> Result<(), Failure> {
     })
 }
 
-fn decompress(
-    encoding: Option<&str>,
-    body: Bytes,
-    limit: usize,
-    too_large: &dyn Fn(&str) -> Failure,
-) -> Result<Bytes, Failure> {
+/// Compressed bodies larger than this are decompressed on the blocking pool.
+const BLOCKING_DECOMPRESS_THRESHOLD: usize = 256 * 1024;
+
+/// The 413 answer for `what` exceeding `limit` bytes.
+fn too_large(what: &str, limit: usize) -> Failure {
+    Failure(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        8,
+        format!(
+            "{what} is larger than max_request_body_size ({limit} bytes); send smaller batches"
+        ),
+        None,
+    )
+}
+
+/// Decompresses `body` per `encoding`, refusing output larger than `limit` (gzip bombs).
+fn decompress(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<Bytes, Failure> {
     fn read_all(r: impl Read, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
         let mut out = Vec::new();
         r.take(limit as u64 + 1).read_to_end(&mut out)?;
@@ -245,7 +254,7 @@ fn decompress(
         }
     };
     match result {
-        Ok((_, true)) => Err(too_large("decompressed request body")),
+        Ok((_, true)) => Err(too_large("decompressed request body", limit)),
         Ok((data, false)) => Ok(Bytes::from(data)),
         Err(e) => Err(Failure::bad(format!(
             "cannot decompress the {} body: {e}",

@@ -340,3 +340,38 @@ async fn cors_preflight_allows_configured_origins_only() {
         .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_compressed_bodies_decompress_on_the_blocking_pool() {
+    let (r, sink) = router(1 << 20, false);
+    // ~700 KB of pseudo-random hex: compresses to well over the blocking threshold.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let text: String = (0..700_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x % 16) as u32, 16).unwrap_or('0')
+        })
+        .collect();
+    let mut req: ExportTraceServiceRequest = serde_json::from_str(JSON_TRACE).unwrap();
+    req.resource_spans[0].scope_spans[0].spans[0].name = text;
+    let z = gzip(&req.encode_to_vec());
+    assert!(z.len() > BLOCKING_DECOMPRESS_THRESHOLD, "{}", z.len());
+    let (status, _, body) = post(&r, "/v1/traces", "application/x-protobuf", Some("gzip"), z).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(sink.got.lock().unwrap()[0], Telemetry::Traces(req));
+    // Corrupt large body: a clear 400 from the same path.
+    let garbage: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (status, _, _) = post(
+        &r,
+        "/v1/traces",
+        "application/x-protobuf",
+        Some("gzip"),
+        garbage,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
