@@ -8,6 +8,7 @@
 use super::{CorsConfig, HttpConfig};
 use crate::pipeline::{ConsumeError, Signal, Telemetry};
 use crate::receiver::SignalTarget;
+use axum::body::HttpBody as _;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -170,17 +171,7 @@ async fn process(state: &SignalState, req: Request) -> Result<(), Failure> {
         .headers()
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let body = http_body_util::Limited::new(req.into_body(), state.max_body)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large("request body", state.max_body)
-            } else {
-                Failure::bad(format!("cannot read request body: {e}"))
-            }
-        })?
-        .to_bytes();
+    let body = read_body(req.into_body(), state.max_body).await?;
     let body = if encoding.is_some() && body.len() > BLOCKING_DECOMPRESS_THRESHOLD {
         // Large compressed bodies are inflated off the async workers so one upload cannot stall
         // every other connection on its thread.
@@ -209,6 +200,45 @@ async fn process(state: &SignalState, req: Request) -> Result<(), Failure> {
         ),
         ConsumeError::Permanent(m) => Failure::bad(m),
     })
+}
+
+/// After a body exceeds the limit, at most this much more is read (and discarded) so the client
+/// gets the 413 instead of a connection reset while it is still sending.
+const OVERSIZE_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+/// ... and for at most this long.
+const OVERSIZE_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads the whole body, refusing (413) one larger than `limit`.
+async fn read_body(mut body: axum::body::Body, limit: usize) -> Result<Bytes, Failure> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure::bad(format!("cannot read request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            let mut drained = 0usize;
+            let drain = async {
+                while let Some(Ok(f)) = body.frame().await {
+                    drained += f.data_ref().map_or(0, |d| d.len());
+                    if drained > OVERSIZE_DRAIN_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(OVERSIZE_DRAIN_TIME, drain).await;
+            return Err(too_large("request body", limit));
+        }
+        if buf.is_empty() {
+            // Most bodies arrive in one frame: keep it without copying.
+            if body.is_end_stream() {
+                return Ok(data);
+            }
+            buf.reserve(data.len());
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
 }
 
 /// Compressed bodies larger than this are decompressed on the blocking pool.
