@@ -1,7 +1,8 @@
 //! The `prometheusremotewrite` exporter writes into a real Prometheus (remote-write receiver on)
 //! and a real VictoriaMetrics, fed by the Python OpenTelemetry SDK (OTLP/HTTP → test intake →
 //! exporter); and a fault test: the endpoint is down, then answers 500, then answers too slowly,
-//! then recovers — every accepted sample is in Prometheus exactly once.
+//! then recovers — every accepted sample is in Prometheus exactly once; and remote write over TLS
+//! to a Prometheus serving HTTPS with a certificate from a private CA (`tls.ca_file`).
 //!
 //! Needs `prometheus`, `victoria-metrics` and the `.venv` from `make deps`. Run:
 //! `cargo test -p otel-collector --test prom_remote_write`.
@@ -248,5 +249,185 @@ async fn endpoint_down_then_500_then_recovering_loses_nothing() {
         !prom.log_text().contains("out of order"),
         "no out-of-order rejections: {}",
         prom.log_text()
+    );
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let bin = require_bin("openssl");
+    let out = std::process::Command::new(bin)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_over_tls_with_a_private_ca() {
+    let dir = TempDir::new("tls");
+    let d = dir.0.as_path();
+    // A private CA and a server certificate for 127.0.0.1 signed by it.
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test-ca",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext file");
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    std::fs::write(
+        d.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            d.join("server.pem").display(),
+            d.join("server.key").display()
+        ),
+    )
+    .expect("web config");
+
+    // Prometheus serving HTTPS only.
+    let bin = require_bin("prometheus");
+    let data = TempDir::new("prom-tls");
+    let port = free_port();
+    std::fs::write(
+        data.0.join("prometheus.yml"),
+        "global:\n  scrape_interval: 1s\n",
+    )
+    .expect("config");
+    let log = data.0.join("prometheus.log");
+    let child = std::process::Command::new(bin)
+        .arg(format!(
+            "--config.file={}",
+            data.0.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            data.0.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--web.config.file={}", d.join("web.yml").display()))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn prometheus");
+    let prom = Server {
+        child,
+        port,
+        _dir: data,
+        log,
+    };
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(d.join("ca.pem")).expect("ca"))
+        .expect("ca pem");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .expect("client");
+    let base = format!("https://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !client
+        .get(format!("{base}/-/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prometheus (TLS) not ready: {}",
+            prom.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut config = RemoteWriteConfig {
+        endpoint: format!("{base}/api/v1/write"),
+        ..Default::default()
+    };
+    config.tls.ca_file = Some(d.join("ca.pem"));
+    let e = RemoteWriteExporter::start(
+        "prometheusremotewrite/tls",
+        config,
+        &CancellationToken::new(),
+    )
+    .expect("exporter starts");
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    e.consume(Telemetry::Metrics(batch(0, now_ms - 5_000)))
+        .await
+        .expect("queued");
+    drain(&e).await;
+    let url = reqwest::Url::parse_with_params(
+        &format!("{base}/api/v1/query"),
+        &[("query", "count(fault_gauge)")],
+    )
+    .expect("url");
+    let body: serde_json::Value = client
+        .get(url)
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        body["data"]["result"][0]["value"][1],
+        SERIES.to_string(),
+        "{body}"
     );
 }
