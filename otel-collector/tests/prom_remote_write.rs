@@ -4,7 +4,7 @@
 //! then recovers — every accepted sample is in Prometheus exactly once; and remote write over TLS
 //! to a Prometheus serving HTTPS with a certificate from a private CA (`tls.ca_file`).
 //!
-//! Needs `prometheus`, `victoria-metrics` and the `.venv` from `make deps`. Run:
+//! Needs `prometheus`, `victoria-metrics`, `openssl` and the `.venv` from `make deps`. Run:
 //! `cargo test -p otel-collector --test prom_remote_write`.
 
 mod prom_support;
