@@ -40,13 +40,26 @@ async fn json_lines_round_trip_every_signal() {
     assert_eq!(lines.len(), 4, "one line per batch");
     // Upstream OTLP JSON: camelCase keys, hex ids.
     assert!(lines[0].starts_with("{\"resourceSpans\":"), "{}", lines[0]);
-    assert!(lines[0].contains("\"traceId\":\"07070707070707070707070707070707\""), "{}", lines[0]);
-    assert!(lines[1].starts_with("{\"resourceMetrics\":"), "{}", lines[1]);
+    assert!(
+        lines[0].contains("\"traceId\":\"07070707070707070707070707070707\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("{\"resourceMetrics\":"),
+        "{}",
+        lines[1]
+    );
     assert!(lines[2].starts_with("{\"resourceLogs\":"), "{}", lines[2]);
     // Each line parses back to the batch that was written.
     let back: Vec<Telemetry> = lines
         .iter()
-        .zip([Signal::Traces, Signal::Metrics, Signal::Logs, Signal::Traces])
+        .zip([
+            Signal::Traces,
+            Signal::Metrics,
+            Signal::Logs,
+            Signal::Traces,
+        ])
         .map(|(l, s)| {
             let f = dir.join("one.jsonl");
             std::fs::write(&f, l).unwrap();
@@ -67,10 +80,15 @@ async fn rotation_keeps_max_backups_and_loses_no_line() {
             path.display()
         ),
     );
-    let e = start("file/rotate", &cfg, &ctx("file/rotate")).await.unwrap();
+    let e = start("file/rotate", &cfg, &ctx("file/rotate"))
+        .await
+        .unwrap();
     // ~200 KB per batch: 20 batches = ~4 MB -> several rotations.
     for i in 0..20 {
-        e.consumer.consume(spans(&format!("r{i}"), 1500)).await.unwrap();
+        e.consumer
+            .consume(spans(&format!("r{i}"), 1500))
+            .await
+            .unwrap();
     }
     stop(&e).await;
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -82,11 +100,17 @@ async fn rotation_keeps_max_backups_and_loses_no_line() {
     assert_eq!(backups.len(), 2, "max_backups kept: {files:?}");
     for b in &backups {
         let name = b.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with("traces-") && name.ends_with(".jsonl"), "{name}");
+        assert!(
+            name.starts_with("traces-") && name.ends_with(".jsonl"),
+            "{name}"
+        );
     }
     for f in &files {
         let len = std::fs::metadata(f).unwrap().len();
-        assert!(len <= 1024 * 1024, "{f:?} is {len} bytes, over max_megabytes");
+        assert!(
+            len <= 1024 * 1024,
+            "{f:?} is {len} bytes, over max_megabytes"
+        );
         // Every file holds whole lines that parse.
         let batches = read_json_lines(f, Signal::Traces).unwrap();
         assert!(!batches.is_empty());
@@ -94,7 +118,9 @@ async fn rotation_keeps_max_backups_and_loses_no_line() {
     }
     // The newest lines are in the current file; the last batch written is its last line.
     let current = read_json_lines(&path, Signal::Traces).unwrap();
-    let Telemetry::Traces(last) = current.last().unwrap() else { panic!() };
+    let Telemetry::Traces(last) = current.last().unwrap() else {
+        panic!()
+    };
     assert_eq!(last.resource_spans[0].scope_spans[0].spans[0].name, "r19-0");
 }
 
@@ -113,10 +139,11 @@ async fn proto_format_is_length_prefixed() {
     let mut counts = vec![];
     while !rest.is_empty() {
         let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
-            &rest[4..4 + len],
-        )
-        .unwrap();
+        let req =
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                &rest[4..4 + len],
+            )
+            .unwrap();
         counts.push(Telemetry::Traces(req).item_count());
         rest = &rest[4 + len..];
     }

@@ -41,12 +41,18 @@ async fn health_turns_503_while_a_queue_is_full() {
         "otlp",
         &format!("endpoint: {addr}\ntls: {{insecure: true}}\nsending_queue: {{num_consumers: 1, queue_size: 1}}"),
     );
-    let exp = otel_collector::exporter::start("otlp/stalled", &ecfg, &ctx.for_component("otlp/stalled"))
-        .await
-        .unwrap();
+    let exp =
+        otel_collector::exporter::start("otlp/stalled", &ecfg, &ctx.for_component("otlp/stalled"))
+            .await
+            .unwrap();
     let mut refused = false;
     for i in 0..5 {
-        if exp.consumer.consume(spans(&format!("h{i}"), 1)).await.is_err() {
+        if exp
+            .consumer
+            .consume(spans(&format!("h{i}"), 1))
+            .await
+            .is_err()
+        {
             refused = true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -80,13 +86,20 @@ async fn health_turns_503_while_a_queue_is_full() {
 async fn metrics_endpoint_serves_otelcol_names() {
     // Make sure exporter instruments exist.
     let (addr, _state) = start_server().await;
-    let ecfg = exporter_config("otlp", &format!("endpoint: {addr}\ntls: {{insecure: true}}"));
-    let exp = otel_collector::exporter::start("otlp/m", &ecfg, &ctx("otlp/m")).await.unwrap();
+    let ecfg = exporter_config(
+        "otlp",
+        &format!("endpoint: {addr}\ntls: {{insecure: true}}"),
+    );
+    let exp = otel_collector::exporter::start("otlp/m", &ecfg, &ctx("otlp/m"))
+        .await
+        .unwrap();
     exp.consumer.consume(spans("m", 3)).await.unwrap();
     exp.lifecycle
         .shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
         .await;
-    let server = extension::metrics_server::start("127.0.0.1:0").await.unwrap();
+    let server = extension::metrics_server::start("127.0.0.1:0")
+        .await
+        .unwrap();
     let r = reqwest::get(format!("http://{}/metrics", server.local_addr))
         .await
         .unwrap();

@@ -46,12 +46,19 @@ async fn retries_until_the_server_recovers_and_loses_nothing() {
     state.fail_first.store(3, Ordering::SeqCst);
     let e = otlp("otlp/flaky", addr, "").await;
     for i in 0..5 {
-        e.consumer.consume(spans(&format!("b{i}"), 20)).await.unwrap();
+        e.consumer
+            .consume(spans(&format!("b{i}"), 20))
+            .await
+            .unwrap();
     }
     e.consumer.consume(points(7)).await.unwrap();
     e.consumer.consume(logs(3)).await.unwrap();
     assert!(
-        eventually(Duration::from_secs(10), || state.spans.load(Ordering::SeqCst) == 100).await,
+        eventually(Duration::from_secs(10), || state
+            .spans
+            .load(Ordering::SeqCst)
+            == 100)
+        .await,
         "spans arrived: {}",
         state.spans.load(Ordering::SeqCst)
     );
@@ -62,10 +69,22 @@ async fn retries_until_the_server_recovers_and_loses_nothing() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 100, "every span exactly once");
-    assert!(state.requests.load(Ordering::SeqCst) >= 10, "3 failures were retried");
-    assert_eq!(metric_value("otelcol_exporter_sent_spans", "otlp/flaky"), 100.0);
-    assert_eq!(metric_value("otelcol_exporter_send_failed_spans", "otlp/flaky"), 0.0);
-    assert_eq!(metric_value("otelcol_exporter_sent_metric_points", "otlp/flaky"), 7.0);
+    assert!(
+        state.requests.load(Ordering::SeqCst) >= 10,
+        "3 failures were retried"
+    );
+    assert_eq!(
+        metric_value("otelcol_exporter_sent_spans", "otlp/flaky"),
+        100.0
+    );
+    assert_eq!(
+        metric_value("otelcol_exporter_send_failed_spans", "otlp/flaky"),
+        0.0
+    );
+    assert_eq!(
+        metric_value("otelcol_exporter_sent_metric_points", "otlp/flaky"),
+        7.0
+    );
 }
 
 #[tokio::test]
@@ -77,7 +96,10 @@ async fn permanent_status_is_not_retried() {
     let err = e.consumer.consume(spans("bad", 4)).await.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert_eq!(state.requests.load(Ordering::SeqCst), 1, "no retry");
-    assert_eq!(metric_value("otelcol_exporter_send_failed_spans", "otlp/permanent"), 4.0);
+    assert_eq!(
+        metric_value("otelcol_exporter_send_failed_spans", "otlp/permanent"),
+        4.0
+    );
     // The next batch goes through.
     e.consumer.consume(spans("good", 2)).await.unwrap();
     assert_eq!(state.spans.load(Ordering::SeqCst), 2);
@@ -102,7 +124,10 @@ async fn compression_and_headers_reach_the_server() {
         let enc = state.encodings.lock().unwrap().clone();
         match want {
             Some(w) => assert_eq!(enc, vec![w.to_string()], "{id}"),
-            None => assert!(enc.is_empty() || enc == vec!["identity".to_string()], "{id}: {enc:?}"),
+            None => assert!(
+                enc.is_empty() || enc == vec!["identity".to_string()],
+                "{id}: {enc:?}"
+            ),
         }
         shutdown(&e).await;
     }
@@ -134,10 +159,16 @@ async fn slow_exporter_does_not_stall_a_fast_one() {
         }
         fast_e.consumer.consume(b).await.unwrap();
     }
-    assert!(t.elapsed() < Duration::from_secs(1), "feeding took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "feeding took {:?}",
+        t.elapsed()
+    );
     assert!(refused >= 17, "slow exporter refused {refused} of 20");
     assert!(
-        eventually(Duration::from_secs(5), || fast.spans.load(Ordering::SeqCst) == 200).await,
+        eventually(Duration::from_secs(5), || fast.spans.load(Ordering::SeqCst)
+            == 200)
+        .await,
         "fast exporter delivered {}",
         fast.spans.load(Ordering::SeqCst)
     );
@@ -158,7 +189,10 @@ async fn slow_exporter_does_not_stall_a_fast_one() {
 #[tokio::test]
 async fn unreachable_endpoint_counts_failures_after_max_elapsed_time() {
     // Bind and drop to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let e = otlp(
         "otlp/down",
         port,

@@ -138,7 +138,11 @@ impl Generator {
                 Span {
                     trace_id: trace_id.clone(),
                     span_id: rng.random::<[u8; 8]>().to_vec(),
-                    name: if i % 10 == 0 { "root".into() } else { "child".into() },
+                    name: if i % 10 == 0 {
+                        "root".into()
+                    } else {
+                        "child".into()
+                    },
                     kind: span::SpanKind::Internal as i32,
                     start_time_unix_nano: now - 1_000_000,
                     end_time_unix_nano: now,
@@ -275,7 +279,8 @@ impl Transport {
                     .header("content-type", "application/x-protobuf");
                 let body = if *gzip {
                     use std::io::Write as _;
-                    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    let mut e =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                     e.write_all(&body).map_err(|e| e.to_string())?;
                     rb = rb.header("content-encoding", "gzip");
                     e.finish().map_err(|e| e.to_string())?
@@ -322,7 +327,12 @@ async fn main() -> anyhow::Result<()> {
         }
     } else {
         let channel = tonic::transport::Endpoint::from_shared(base_url(&args.otlp_endpoint))
-            .with_context(|| format!("--otlp-endpoint {:?} is not host:port or a URL", args.otlp_endpoint))?
+            .with_context(|| {
+                format!(
+                    "--otlp-endpoint {:?} is not host:port or a URL",
+                    args.otlp_endpoint
+                )
+            })?
             .timeout(args.timeout)
             .connect_lazy();
         Transport::Grpc { channel, gzip }
@@ -344,7 +354,8 @@ async fn main() -> anyhow::Result<()> {
     let deadline = (!args.duration.is_zero()).then(|| started + args.duration);
     // Items each worker may still send (count split evenly, remainder to the first workers).
     let per_worker_count = |w: u64| {
-        (args.count > 0).then(|| args.count / args.workers + u64::from(w < args.count % args.workers))
+        (args.count > 0)
+            .then(|| args.count / args.workers + u64::from(w < args.count % args.workers))
     };
     let per_worker_rate = args.rate as f64 / args.workers as f64;
     let mut tasks = tokio::task::JoinSet::new();

@@ -98,10 +98,11 @@ impl DebugExporter {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
 }
 
 fn render_items(out: &mut String, data: &Telemetry) {
@@ -131,7 +132,11 @@ fn render_items(out: &mut String, data: &Telemetry) {
                 .flat_map(|sm| &sm.metrics)
             {
                 let points = point_count(m.data.as_ref());
-                let _ = write!(out, "\n  metric {} unit={:?} points={points}", m.name, m.unit);
+                let _ = write!(
+                    out,
+                    "\n  metric {} unit={:?} points={points}",
+                    m.name, m.unit
+                );
             }
         }
         Telemetry::Logs(r) => {
@@ -175,8 +180,7 @@ impl Consumer for DebugExporter {
         Box::pin(async move {
             let text = self.render(&data);
             tracing::info!(exporter = %self.id, "{text}");
-            self.metrics
-                .sent(data.signal(), data.item_count() as u64);
+            self.metrics.sent(data.signal(), data.item_count() as u64);
             Ok(())
         })
     }
@@ -232,7 +236,10 @@ mod tests {
             "traces: 1 resources, 1 spans"
         );
         let normal = exporter(Verbosity::Normal).render(&b);
-        assert!(normal.contains("span GET /api trace_id=abababab"), "{normal}");
+        assert!(
+            normal.contains("span GET /api trace_id=abababab"),
+            "{normal}"
+        );
         let detailed = exporter(Verbosity::Detailed).render(&b);
         assert!(detailed.contains("\"name\": \"GET /api\""), "{detailed}");
     }

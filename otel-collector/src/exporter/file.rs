@@ -445,9 +445,9 @@ fn prune_backups(path: &Path, keep: usize) -> std::io::Result<()> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .map(|n| n.to_string_lossy())
-                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(&ext) && n.len() > prefix.len() + ext.len())
+            p.file_name().map(|n| n.to_string_lossy()).is_some_and(|n| {
+                n.starts_with(&prefix) && n.ends_with(&ext) && n.len() > prefix.len() + ext.len()
+            })
         })
         .collect();
     if backups.len() <= keep {

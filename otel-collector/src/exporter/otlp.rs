@@ -89,7 +89,9 @@ impl OtlpExporterConfig {
         let bad = |why: &str| {
             ComponentConfigError::new(
                 "endpoint",
-                format!("{e:?} {why}; write host:port (for example tempo:4317) or http(s)://host:port"),
+                format!(
+                    "{e:?} {why}; write host:port (for example tempo:4317) or http(s)://host:port"
+                ),
             )
         };
         let (tls, rest) = if let Some(r) = e.strip_prefix("https://") {
@@ -106,7 +108,8 @@ impl OtlpExporterConfig {
         if host.is_empty() || rest.contains('/') {
             return Err(bad("is not host:port"));
         }
-        port.parse::<u16>().map_err(|_| bad("has an invalid port"))?;
+        port.parse::<u16>()
+            .map_err(|_| bad("has an invalid port"))?;
         let scheme = if tls { "https" } else { "http" };
         Ok((format!("{scheme}://{rest}"), tls))
     }
@@ -158,9 +161,8 @@ impl OtlpGrpc {
             .keep_alive_while_idle(false);
         if tls {
             let read = |key: &str, p: &str| {
-                std::fs::read(p).map_err(|e| {
-                    ComponentConfigError::new(key, format!("cannot read {p:?}: {e}"))
-                })
+                std::fs::read(p)
+                    .map_err(|e| ComponentConfigError::new(key, format!("cannot read {p:?}: {e}")))
             };
             let mut t = ClientTlsConfig::new();
             match &cfg.tls.ca_file {

@@ -170,12 +170,13 @@ pub type Headers = BTreeMap<String, String>;
 pub fn header_map(headers: &Headers) -> Result<http::HeaderMap, ComponentConfigError> {
     let mut map = http::HeaderMap::with_capacity(headers.len());
     for (k, v) in headers {
-        let name = http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).map_err(|_| {
-            ComponentConfigError::new(
-                format!("headers.{k}"),
-                "is not a valid HTTP header name (letters, digits, '-')",
-            )
-        })?;
+        let name =
+            http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                ComponentConfigError::new(
+                    format!("headers.{k}"),
+                    "is not a valid HTTP header name (letters, digits, '-')",
+                )
+            })?;
         let value = http::HeaderValue::from_str(v).map_err(|_| {
             ComponentConfigError::new(
                 format!("headers.{k}"),
@@ -216,8 +217,8 @@ mod tests {
 
     #[test]
     fn level_out_of_range_names_the_key() {
-        let e = Compressor::new(Compression::Gzip, &CompressionParams { level: Some(12) })
-            .unwrap_err();
+        let e =
+            Compressor::new(Compression::Gzip, &CompressionParams { level: Some(12) }).unwrap_err();
         assert_eq!(e.path, "compression_params.level");
     }
 

@@ -292,7 +292,10 @@ mod tests {
     #[test]
     fn urls_from_endpoint_and_overrides() {
         let c = cfg("endpoint: http://a:4318/\nlogs_endpoint: https://logs.example/ingest");
-        assert_eq!(c.url(Signal::Traces).unwrap().as_str(), "http://a:4318/v1/traces");
+        assert_eq!(
+            c.url(Signal::Traces).unwrap().as_str(),
+            "http://a:4318/v1/traces"
+        );
         assert_eq!(
             c.url(Signal::Metrics).unwrap().as_str(),
             "http://a:4318/v1/metrics"
@@ -306,8 +309,17 @@ mod tests {
 
     #[test]
     fn missing_or_bad_endpoint_names_the_key() {
-        assert_eq!(cfg("traces_endpoint: http://a/x").validate().unwrap_err().path, "endpoint");
-        assert_eq!(cfg("endpoint: a:4318").validate().unwrap_err().path, "endpoint");
+        assert_eq!(
+            cfg("traces_endpoint: http://a/x")
+                .validate()
+                .unwrap_err()
+                .path,
+            "endpoint"
+        );
+        assert_eq!(
+            cfg("endpoint: a:4318").validate().unwrap_err().path,
+            "endpoint"
+        );
         assert_eq!(
             cfg("endpoint: http://a:1\nmetrics_endpoint: ftp://x")
                 .validate()

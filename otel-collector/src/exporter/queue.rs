@@ -146,7 +146,11 @@ impl ExporterMetrics {
                 ),
             };
             SignalCounters {
-                sent: reg.counter(sent, "Items successfully sent to the destination.", labels()),
+                sent: reg.counter(
+                    sent,
+                    "Items successfully sent to the destination.",
+                    labels(),
+                ),
                 send_failed: reg.counter(
                     failed,
                     "Items the exporter failed to send (permanent error or retries exhausted).",
@@ -573,7 +577,6 @@ mod tests {
                     assert!(e.is_retryable());
                     refused += 1;
                 }
-                // the dispatcher takes one batch out of the queue to the blocked sender
             }
             tokio::task::yield_now().await;
         }

@@ -270,7 +270,11 @@ mod tests {
         let a2: Vec<_> = (0..5)
             .map(|_| Backoff::with_seed(&c, 42).next_delay())
             .collect();
-        assert_ne!(a2[0], other.next_delay(), "different seed, different jitter");
+        assert_ne!(
+            a2[0],
+            other.next_delay(),
+            "different seed, different jitter"
+        );
     }
 
     #[test]

@@ -95,7 +95,10 @@ impl HealthState {
     }
 
     fn ids(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.inner.full_ids.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .full_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Exporter `id` found its queue full (idempotent).

@@ -108,10 +108,7 @@ pub fn probe_response(health: &HealthState, custom: Option<&ResponseBody>) -> (S
     let reason = match report.phase {
         Phase::Starting => "starting".to_string(),
         Phase::ShuttingDown => "shutting down".to_string(),
-        Phase::Ready => format!(
-            "sending queue full: {}",
-            report.full_queues.join(", ")
-        ),
+        Phase::Ready => format!("sending queue full: {}", report.full_queues.join(", ")),
     };
     let body = serde_json::json!({"status": "Server not available", "reason": reason});
     (StatusCode::SERVICE_UNAVAILABLE, body.to_string())
@@ -147,11 +144,13 @@ pub async fn start(
     health: HealthState,
 ) -> Result<RunningExtension, ExtensionError> {
     let listener = bind(id, &cfg.endpoint).await?;
-    let local_addr = listener.local_addr().map_err(|source| ExtensionError::Bind {
-        id: id.to_string(),
-        endpoint: cfg.endpoint.clone(),
-        source,
-    })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ExtensionError::Bind {
+            id: id.to_string(),
+            endpoint: cfg.endpoint.clone(),
+            source,
+        })?;
     let stop = tokio_util::sync::CancellationToken::new();
     let app = app(cfg, health);
     let s = stop.clone();

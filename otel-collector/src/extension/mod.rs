@@ -73,7 +73,8 @@ impl ExtensionConfig {
         };
         match kind {
             "health_check" => Ok(ExtensionConfig::HealthCheck(
-                serde_path_to_error::deserialize(value).map_err(ComponentConfigError::from_serde)?,
+                serde_path_to_error::deserialize(value)
+                    .map_err(ComponentConfigError::from_serde)?,
             )),
             other => Err(ComponentConfigError::new(
                 "",
@@ -144,7 +145,10 @@ impl Shutdown for ServerHandle {
 }
 
 /// Binds `endpoint` (`host:port`; names are resolved).
-pub(crate) async fn bind(id: &str, endpoint: &str) -> Result<tokio::net::TcpListener, ExtensionError> {
+pub(crate) async fn bind(
+    id: &str,
+    endpoint: &str,
+) -> Result<tokio::net::TcpListener, ExtensionError> {
     tokio::net::TcpListener::bind(endpoint)
         .await
         .map_err(|source| ExtensionError::Bind {

@@ -74,7 +74,11 @@ impl ServerState {
         let left = self.fail_first.load(Ordering::SeqCst);
         if left > 0 {
             self.fail_first.fetch_sub(1, Ordering::SeqCst);
-            let code = self.fail_code.lock().unwrap().unwrap_or(tonic::Code::Unavailable);
+            let code = self
+                .fail_code
+                .lock()
+                .unwrap()
+                .unwrap_or(tonic::Code::Unavailable);
             return Err(tonic::Status::new(code, "induced failure"));
         }
         Ok(())
