@@ -371,6 +371,9 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
                 .with_threads(false)
                 .with_tracked_inactivity(false)
                 .with_target(false)
+                // Parents come from the tracing span tree; attaching the OTel context on every
+                // poll (enter/exit) costs a thread-local push per poll and buys nothing here.
+                .with_context_activation(false)
                 .with_filter(otel_filter()),
         );
         telemetry.tracer_provider = Some(tp);
