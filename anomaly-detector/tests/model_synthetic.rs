@@ -201,6 +201,7 @@ fn edge_inputs_do_not_panic_and_scores_stay_in_range() {
         short_window: 0,
         suppress_points: 0,
         calib_halflife: -1.0,
+        update_clip: f64::NAN,
         ..ModelConfig::default()
     };
     for cfg in [ModelConfig::default(), weird] {
@@ -280,4 +281,36 @@ fn config_rejects_unknown_keys_and_fills_defaults() {
     assert_eq!(cfg.min_history, ModelConfig::default().min_history);
     let err = serde_yaml::from_str::<ModelConfig>("sensitivty: 4\n").expect_err("typo");
     assert!(err.to_string().contains("sensitivty"), "{err}");
+}
+
+#[test]
+fn a_huge_spike_does_not_keep_the_series_flagged() {
+    // an isolated spike of hundreds of standard deviations moves the state by at most
+    // `update_clip` of them, so only the `short_window` points after it stay flagged
+    for seasonal in [true, false] {
+        let mut y: Vec<f64> = (0..288 * 5)
+            .map(|i| {
+                if seasonal {
+                    daily(i)
+                } else {
+                    100.0 + 2.0 * noise(i as u64)
+                }
+            })
+            .collect();
+        let spike = 288 * 4 + 100;
+        y[spike] += 200.0;
+        let (_, evals) = run(&y, &ModelConfig::default());
+        let flagged = anomalous_at(&evals, 700);
+        assert!(
+            !flagged.is_empty() && flagged.iter().all(|&i| (spike..spike + 3).contains(&i)),
+            "seasonal {seasonal}: flagged {flagged:?}"
+        );
+        // without the clip the level is dragged along for tens of points
+        let unclipped = ModelConfig {
+            update_clip: 0.0,
+            ..ModelConfig::default()
+        };
+        let (_, evals) = run(&y, &unclipped);
+        assert!(anomalous_at(&evals, 700).len() > 10);
+    }
 }

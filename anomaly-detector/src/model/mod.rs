@@ -83,6 +83,11 @@ pub struct ModelConfig {
     pub calib_halflife: f64,
     /// Surprises above this many standard deviations count as this large in the calibration.
     pub calib_clip: f64,
+    /// A residual beyond this many robust standard deviations moves the model state as if it
+    /// were this large, unless the previous point was such an outlier on the same side too (a
+    /// level shift is then learnt at full speed); 0 = off. Keeps one spike from dragging the
+    /// forecast (and the alert) along for many points.
+    pub update_clip: f64,
     /// Fit a (damped) trend component; the fit may still choose none.
     pub trend: bool,
     /// The series is a monotonic counter: score its increments; a decrease is a reset.
@@ -113,6 +118,7 @@ impl Default for ModelConfig {
             onset_ratio: 2.0,
             calib_halflife: 3000.0,
             calib_clip: 2.5,
+            update_clip: 10.0,
             trend: true,
             counter: false,
         }
@@ -236,6 +242,8 @@ pub struct SeriesDetector {
     refits: u32,
     /// History length at the last season detection.
     detected_len: usize,
+    /// Sign of the previous point's residual when it was beyond `update_clip` (0 = it was not).
+    outlier_sign: f64,
 }
 
 /// Converts mean absolute deviation to a standard deviation under normality.
@@ -278,6 +286,7 @@ impl SeriesDetector {
             over_threshold: 0,
             refits: 0,
             detected_len: 0,
+            outlier_sign: 0.0,
         }
     }
 
@@ -314,7 +323,7 @@ impl SeriesDetector {
                 let steps = ((timestamp - last) as f64 / self.step_seconds).round();
                 let missing = (steps - 1.0).clamp(0.0, self.cfg.history_points as f64) as usize;
                 for _ in 0..missing {
-                    self.advance(f64::NAN);
+                    self.advance(f64::NAN, f64::NAN);
                     self.scorer.skip();
                 }
                 if missing > 0 {
@@ -335,10 +344,35 @@ impl SeriesDetector {
             self.scorer.skip();
             self.over_threshold = 0;
         }
+        let y_state = self.clip_update(y, e.expected);
         self.learn(y, e.expected);
-        self.advance(y);
+        self.advance(y, y_state);
         self.maybe_refit();
         e
+    }
+
+    /// The value the model state learns from: `y`, or `y` pulled to `update_clip` robust standard
+    /// deviations of the forecast when it is an isolated outlier.
+    fn clip_update(&mut self, y: f64, expected: f64) -> f64 {
+        let c = self.cfg.update_clip;
+        if c <= 0.0 || self.model.is_none() || !y.is_finite() || !expected.is_finite() {
+            self.outlier_sign = 0.0;
+            return y;
+        }
+        let r = y - expected;
+        let lim = c * self.sd();
+        if r.abs() <= lim {
+            self.outlier_sign = 0.0;
+            return y;
+        }
+        let sign = r.signum();
+        let repeated = self.outlier_sign == sign;
+        self.outlier_sign = sign;
+        if repeated {
+            y
+        } else {
+            expected + sign * lim
+        }
     }
 
     fn transform_peek(&self, value: f64) -> f64 {
@@ -457,8 +491,8 @@ impl SeriesDetector {
         }
     }
 
-    /// Appends `y` to the history and steps the model state.
-    fn advance(&mut self, y: f64) {
+    /// Appends `y` to the history and steps the model state with `y_state`.
+    fn advance(&mut self, y: f64, y_state: f64) {
         if self.history.len() >= self.cfg.history_points {
             if let Some(old) = self.history.pop_front() {
                 if old.is_finite() {
@@ -472,7 +506,7 @@ impl SeriesDetector {
             self.seen_valid += 1;
         }
         if let Some(a) = &mut self.model {
-            a.state.update(&a.params, y);
+            a.state.update(&a.params, y_state);
             if !a.state.level.is_finite() || !a.state.trend.is_finite() {
                 // numeric blow-up (e.g. values near f64::MAX): start over from the history
                 self.model = None;
@@ -628,5 +662,7 @@ fn sanitize(mut c: ModelConfig) -> ModelConfig {
         c.calib_halflife = d.calib_halflife;
     }
     c.calib_clip = pos(c.calib_clip, d.calib_clip);
+    let nonneg = |v: f64| if v.is_finite() && v > 0.0 { v } else { 0.0 };
+    c.update_clip = nonneg(c.update_clip);
     c
 }
