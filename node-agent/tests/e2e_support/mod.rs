@@ -30,33 +30,23 @@ pub fn require_bin(name: &str) -> PathBuf {
     panic!("`{name}` not found on PATH: run `make deps` (installs the Debian package `{name}`)");
 }
 
-/// The `otel-collector` binary of the same cargo target dir and profile as this test: next to
-/// the crate's own binary (`bin_of_this_crate`, from `env!("CARGO_BIN_EXE_...")`), else in
-/// `$CARGO_TARGET_DIR/debug` or `<workspace>/target/debug`. `cargo test --workspace` (and so
+/// The `otel-collector` binary of the same cargo target dir and profile as this test, i.e.
+/// next to the crate's own binary (`bin_of_this_crate`, from `env!("CARGO_BIN_EXE_...")`, which
+/// is `$CARGO_TARGET_DIR/debug/...` or `<workspace>/target/debug/...`). Only that directory is
+/// searched: a binary from another target dir may be stale. `cargo test --workspace` (and so
 /// `make test`) builds it; panics with the command to run when it is missing.
 pub fn collector_bin(bin_of_this_crate: &str) -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Some(dir) = Path::new(bin_of_this_crate).parent() {
-        candidates.push(dir.join("otel-collector"));
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(t).join("debug/otel-collector"));
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let dir = Path::new(bin_of_this_crate)
         .parent()
-        .expect("crate dir has a parent");
-    candidates.push(workspace.join("target/debug/otel-collector"));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "otel-collector binary not found (looked at {candidates:?}): run \
-                 `cargo build -p otel-collector` with the same CARGO_TARGET_DIR, or run the tests \
-                 with `cargo test --workspace` / `make test`, which build it"
-            )
-        })
+        .expect("binary path has a parent");
+    let bin = dir.join("otel-collector");
+    assert!(
+        bin.is_file(),
+        "{} not found: run `cargo build -p otel-collector` (with the same CARGO_TARGET_DIR as \
+         the tests), or run the tests with `cargo test --workspace` / `make test`, which build it",
+        bin.display()
+    );
+    bin
 }
 
 /// A free loopback port (bound, then released for the server to take).
@@ -234,7 +224,8 @@ pub async fn start_collector(
         .expect("run otel-collector validate");
     assert!(
         out.status.success(),
-        "otel-collector validate rejected the generated config:\n{config_yaml}\n{}{}",
+        "{} validate rejected the generated config:\n{config_yaml}\n{}{}",
+        bin.display(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
