@@ -10,7 +10,8 @@
 //!   spans are children of frontend client spans (W3C `traceparent` across the HTTP hops), and
 //!   no other trace holds inventory or payment spans;
 //! * after N `GET /api/products`, `sum(http_server_request_duration_seconds_count{...})` in
-//!   Prometheus equals N exactly (and stays N), with the translated labels;
+//!   Prometheus equals N exactly (and stays N), with the translated labels, and the order's
+//!   `demo_orders_created_total` is 1;
 //! * the collector exits 0 on SIGTERM.
 //!
 //! Needs `prometheus` on PATH (`make deps`) and the `otel-collector` binary of the same target
@@ -282,6 +283,23 @@ service:
         sum.len() == 1 && sum[0].value > 0.0 && sum[0].value.is_finite(),
         "{sum:?}"
     );
+    // The order's business counter and the in-flight gauge made it through too.
+    let orders = query(
+        &prom,
+        r#"demo_orders_created_total{job="demo/demo-frontend"}"#,
+    )
+    .await;
+    assert_eq!(orders.len(), 1, "{orders:#?}");
+    assert_eq!(orders[0].label("order_status"), "created", "{orders:?}");
+    assert_eq!(orders[0].value, 1.0, "one order: {orders:?}");
+    // (Polled: an export may fall between a request's duration record and its decrement.)
+    query_until(
+        &prom,
+        r#"sum(http_server_active_requests{job="demo/demo-frontend"})"#,
+        WAIT,
+        |r| r.len() == 1 && r[0].value == 0.0,
+    )
+    .await;
     // Later exports and scrapes do not count anything twice.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let again = query(&prom, &count_q).await;
