@@ -15,7 +15,10 @@ so this script backtests each configuration once over all files and then scores:
            for a category the threshold never saw?).
 
 The splits and resamples are the same for every configuration (fixed seeds), so differences are
-paired; with several configurations the paired mean difference against the first is printed.
+paired; with several configurations the paired mean difference against the first is printed, and
+a nested check of the selection itself: for every split, the configuration best on one half is
+scored on the other half (both ways). If that mean is not above the first configuration's mean,
+choosing among these configurations on 14-15 files does not carry over to unseen files.
 
 It imports the scorer (`score.py` of the NAB folder) and does not modify it.
 
@@ -152,6 +155,7 @@ def main():
         configs = [("defaults", None)]
 
     results = []
+    all_halves = []
     first = None
     for name, path in configs:
         if a.results:
@@ -194,7 +198,22 @@ def main():
                 print(f"    {nm:55s} {p['score']:8.3f} {p['windows_detected']}/{p['windows']} "
                       f"fp={p['fp_rows']}{extra}")
         results.append(r)
+        all_halves.append(halves)
         sys.stdout.flush()
+    if len(all_halves) > 1:
+        h = np.array(all_halves)  # configs x (2 * splits): A0, B0, A1, B1, ...
+        picked, chosen = [], []
+        for k in range(h.shape[1] // 2):
+            for tr, te in ((2 * k, 2 * k + 1), (2 * k + 1, 2 * k)):
+                c = int(np.argmax(h[:, tr]))
+                chosen.append(c)
+                picked.append(h[c, te])
+        picked = np.array(picked)
+        counts = np.bincount(chosen, minlength=len(h))
+        print(f"nested: configuration chosen on one half, scored on the other: "
+              f"{picked.mean():6.2f} (first configuration {h[0].mean():6.2f}, "
+              f"paired {np.mean(picked - h[0]):+.2f})")
+        print("  chosen: " + ", ".join(f"{configs[i][0]} x{n}" for i, n in enumerate(counts) if n))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
