@@ -662,7 +662,8 @@ fn sanitize(mut c: ModelConfig) -> ModelConfig {
         c.calib_halflife = d.calib_halflife;
     }
     c.calib_clip = pos(c.calib_clip, d.calib_clip);
-    let nonneg = |v: f64| if v.is_finite() && v > 0.0 { v } else { 0.0 };
-    c.update_clip = nonneg(c.update_clip);
+    if !(c.update_clip.is_finite() && c.update_clip > 0.0) {
+        c.update_clip = 0.0;
+    }
     c
 }
