@@ -14,6 +14,7 @@ pub mod http;
 pub mod inventory;
 pub mod loadgen;
 pub mod metrics;
+pub mod otlp_runtime;
 pub mod payment;
 pub mod server;
 pub mod telemetry;

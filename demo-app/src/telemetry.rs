@@ -30,6 +30,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
+use crate::otlp_runtime::OnRuntime;
 use crate::Service;
 
 /// Span field naming the service a span belongs to; used for routing, not exported.
@@ -349,15 +350,18 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
     let mut otel_layer = None;
     if opts.export {
         let transport = transport_from_env()?;
+        // The exporters run in the SDK's own threads; the HTTP client needs the runtime's
+        // reactor there (see `otlp_runtime`).
+        let handle = tokio::runtime::Handle::current();
         let mut routes = Vec::new();
         for &s in &opts.services {
             let resource = resource_for(s, single);
             let mut exporter = span_exporter(transport)?;
             exporter.set_resource(&resource);
-            routes.push((s, exporter));
+            routes.push((s, OnRuntime::new(exporter, handle.clone())));
             let mp = SdkMeterProvider::builder()
                 .with_resource(resource)
-                .with_periodic_exporter(metric_exporter(transport)?)
+                .with_periodic_exporter(OnRuntime::new(metric_exporter(transport)?, handle.clone()))
                 .build();
             telemetry.meter_providers.push((s, mp));
         }

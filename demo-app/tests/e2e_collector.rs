@@ -1,5 +1,5 @@
 //! End to end through the real collector: the `demo-app` binary (all three services on port 0)
-//! exports OTLP/gRPC to the `otel-collector` binary (otlp receiver → batch → `file` exporter for
+//! exports OTLP (gRPC in one test, HTTP/protobuf in the other) to the `otel-collector` binary (otlp receiver → batch → `file` exporter for
 //! traces, → `prometheus` exporter for metrics), and a real Prometheus scrapes the exporter
 //! every second (`honor_labels: true`).
 //!
@@ -119,12 +119,25 @@ async fn wait_for_trace(path: &Path, trace_id: &str) -> Vec<FileSpan> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_app_through_collector_to_file_and_prometheus() {
+async fn demo_app_over_grpc_through_collector_to_file_and_prometheus() {
+    through_collector("grpc").await;
+}
+
+/// The same over OTLP/HTTP (protobuf): the SDK's export threads need the Tokio reactor for the
+/// HTTP client (regression test of `demo_app::otlp_runtime`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_app_over_http_through_collector_to_file_and_prometheus() {
+    through_collector("http/protobuf").await;
+}
+
+/// Runs the whole check with the app exporting by `protocol` (`grpc` or `http/protobuf`).
+async fn through_collector(protocol: &str) {
     let collector = collector_bin(env!("CARGO_BIN_EXE_demo-app"));
     require_bin("prometheus");
     let dir = TempDir::new("demo-app");
     let mut procs = Procs::default();
     let otlp_port = free_port();
+    let otlp_http_port = free_port();
     let exporter_port = free_port();
     let traces_file = dir.path("traces.jsonl");
     let config = format!(
@@ -133,6 +146,8 @@ async fn demo_app_through_collector_to_file_and_prometheus() {
     protocols:
       grpc:
         endpoint: 127.0.0.1:{otlp_port}
+      http:
+        endpoint: 127.0.0.1:{otlp_http_port}
 processors:
   batch:
     timeout: 200ms
@@ -163,14 +178,20 @@ service:
         &collector,
         &dir,
         &config,
-        &[otlp_port, exporter_port],
+        &[otlp_port, otlp_http_port, exporter_port],
     )
     .await;
     let (_, prom) =
         start_prometheus(&mut procs, &dir, &[format!("127.0.0.1:{exporter_port}")]).await;
+    let port = if protocol == "grpc" {
+        otlp_port
+    } else {
+        otlp_http_port
+    };
     let app = common::start_demo_app(
-        format!("127.0.0.1:{otlp_port}").parse().expect("addr"),
+        format!("127.0.0.1:{port}").parse().expect("addr"),
         &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
             ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
             ("OTEL_BSP_SCHEDULE_DELAY", "200"),
             ("HOSTNAME", "e2e-host"),
