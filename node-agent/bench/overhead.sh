@@ -2,7 +2,7 @@
 # Agent overhead side by side with node_exporter, in the same run (both measured at once).
 #
 #   node-agent: 1 s interval, top-N on (default 5), exporting over OTLP/gRPC to a local sink
-#               (node-agent/examples/otlp_sink.rs), measured as a push agent;
+#               (node-agent/examples/agent_otlp_sink.rs), measured as a push agent;
 #   node_exporter: scraped every 1 s with curl.
 # Both through ../shared/bench/agent_overhead.sh (relative to the repo root) for
 # BENCH_SECONDS (default 120). Prints both figure lines and the ratios agent / node_exporter.
@@ -20,7 +20,7 @@ fi
 secs=${BENCH_SECONDS:-120}
 target=${CARGO_TARGET_DIR:-$root/target}
 agent=$target/release/node-agent
-sink=$target/release/examples/otlp_sink
+sink=$target/release/examples/agent_otlp_sink
 for b in "$agent" "$sink"; do
   [ -x "$b" ] || { echo "missing $b: run cargo build --release -p node-agent --bins --examples" >&2; exit 1; }
 done

@@ -2,7 +2,7 @@
 //! given loopback address, counts requests and data points, and prints the totals on
 //! SIGTERM/Ctrl-C. Used by `make bench-node-agent` so the agent exports to a real receiver.
 //!
-//! Run: `cargo run --release -p node-agent --example otlp_sink -- 127.0.0.1:4317`.
+//! Run: `cargo run --release -p node-agent --example agent_otlp_sink -- 127.0.0.1:4317`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
