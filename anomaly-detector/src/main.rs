@@ -45,6 +45,9 @@ enum Command {
         /// Write the raw per-point score instead of the onset score.
         #[arg(long)]
         raw_score: bool,
+        /// Print the model and seasonal period chosen for each file (stderr).
+        #[arg(long)]
+        per_file: bool,
     },
 }
 
@@ -56,7 +59,8 @@ fn main() -> anyhow::Result<()> {
             output,
             config,
             raw_score,
-        }) => backtest(input, output, config, raw_score),
+            per_file,
+        }) => backtest(input, output, config, raw_score, per_file),
         None => {
             let path = cli.config.context(
                 "--config FILE.yaml is required (the shipped one is anomaly-detector/config/detector.yaml)",
@@ -119,6 +123,7 @@ fn backtest(
     output: PathBuf,
     config: Option<PathBuf>,
     raw_score: bool,
+    per_file: bool,
 ) -> anyhow::Result<()> {
     let model: ModelConfig = match &config {
         Some(p) => {
@@ -142,6 +147,17 @@ fn backtest(
         progress: true,
     };
     let s = run_backtest_with(&input, &output, &model, &opts)?;
+    if per_file {
+        for f in &s.per_file {
+            eprintln!(
+                "{}: {} rows, model {}, period {}",
+                f.path.display(),
+                f.rows,
+                f.model,
+                f.period
+            );
+        }
+    }
     eprintln!(
         "backtest: {} files, {} rows, {} anomalous rows, {} seasonal files, model {:.3}s, wall {:.3}s",
         s.files,
