@@ -26,18 +26,37 @@ struct Seen {
 
 type Shared = Arc<Mutex<Seen>>;
 
-async fn handler(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+async fn handler(
+    State(s): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let h = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     let enc = h("content-encoding");
     let decoded = if enc == "gzip" {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .unwrap();
         out
     } else {
         body.to_vec()
     };
     let mut g = s.lock().unwrap();
-    g.requests.push((uri.path().to_string(), h("content-type"), enc, decoded, Instant::now()));
+    g.requests.push((
+        uri.path().to_string(),
+        h("content-type"),
+        enc,
+        decoded,
+        Instant::now(),
+    ));
     if g.script.is_empty() {
         return (StatusCode::OK, HeaderMap::new(), "").into_response();
     }
@@ -50,7 +69,10 @@ async fn handler(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: By
 }
 
 async fn server(script: Vec<(u16, Option<&'static str>)>) -> (String, Shared) {
-    let shared: Shared = Arc::new(Mutex::new(Seen { script, ..Default::default() }));
+    let shared: Shared = Arc::new(Mutex::new(Seen {
+        script,
+        ..Default::default()
+    }));
     let app = axum::Router::new()
         .fallback(axum::routing::post(handler))
         .with_state(Arc::clone(&shared));
@@ -65,9 +87,13 @@ async fn protobuf_gzip_to_signal_paths() {
     let (url, seen) = server(vec![]).await;
     let cfg = exporter_config(
         "otlphttp",
-        &format!("endpoint: {url}\nlogs_endpoint: {url}/custom/logs\nsending_queue: {{enabled: false}}"),
+        &format!(
+            "endpoint: {url}\nlogs_endpoint: {url}/custom/logs\nsending_queue: {{enabled: false}}"
+        ),
     );
-    let e = start("otlphttp/pb", &cfg, &ctx("otlphttp/pb")).await.unwrap();
+    let e = start("otlphttp/pb", &cfg, &ctx("otlphttp/pb"))
+        .await
+        .unwrap();
     e.consumer.consume(spans("h", 4)).await.unwrap();
     e.consumer.consume(points(3)).await.unwrap();
     e.consumer.consume(logs(2)).await.unwrap();
@@ -82,7 +108,10 @@ async fn protobuf_gzip_to_signal_paths() {
         &g.requests[0].3[..],
     )
     .unwrap();
-    assert_eq!(otel_collector::pipeline::Telemetry::Traces(req), spans("h", 4));
+    assert_eq!(
+        otel_collector::pipeline::Telemetry::Traces(req),
+        spans("h", 4)
+    );
 }
 
 #[tokio::test]
@@ -90,15 +119,22 @@ async fn json_encoding_without_compression() {
     let (url, seen) = server(vec![]).await;
     let cfg = exporter_config(
         "otlphttp",
-        &format!("endpoint: {url}\nencoding: json\ncompression: none\nsending_queue: {{enabled: false}}"),
+        &format!(
+            "endpoint: {url}\nencoding: json\ncompression: none\nsending_queue: {{enabled: false}}"
+        ),
     );
-    let e = start("otlphttp/json", &cfg, &ctx("otlphttp/json")).await.unwrap();
+    let e = start("otlphttp/json", &cfg, &ctx("otlphttp/json"))
+        .await
+        .unwrap();
     e.consumer.consume(spans("j", 1)).await.unwrap();
     let g = seen.lock().unwrap();
     assert_eq!(g.requests[0].1, "application/json");
     assert_eq!(g.requests[0].2, "");
     let v: serde_json::Value = serde_json::from_slice(&g.requests[0].3).unwrap();
-    assert_eq!(v["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"], "j-0");
+    assert_eq!(
+        v["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"],
+        "j-0"
+    );
     assert_eq!(
         v["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"],
         "07070707070707070707070707070707"
@@ -112,12 +148,17 @@ async fn retry_after_is_honoured_then_delivered() {
         "otlphttp",
         &format!("endpoint: {url}\nretry_on_failure: {{initial_interval: 10ms, max_interval: 20ms}}\nsending_queue: {{enabled: false}}"),
     );
-    let e = start("otlphttp/retry", &cfg, &ctx("otlphttp/retry")).await.unwrap();
+    let e = start("otlphttp/retry", &cfg, &ctx("otlphttp/retry"))
+        .await
+        .unwrap();
     e.consumer.consume(spans("r", 2)).await.unwrap();
     let g = seen.lock().unwrap();
     assert_eq!(g.requests.len(), 3, "429, 503, then 200");
     let gap = g.requests[1].4 - g.requests[0].4;
-    assert!(gap >= Duration::from_millis(950), "Retry-After: 1 honoured, waited {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 honoured, waited {gap:?}"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +168,9 @@ async fn client_errors_are_permanent() {
         "otlphttp",
         &format!("endpoint: {url}\nretry_on_failure: {{initial_interval: 10ms}}\nsending_queue: {{enabled: false}}"),
     );
-    let e = start("otlphttp/bad", &cfg, &ctx("otlphttp/bad")).await.unwrap();
+    let e = start("otlphttp/bad", &cfg, &ctx("otlphttp/bad"))
+        .await
+        .unwrap();
     let err = e.consumer.consume(spans("b", 2)).await.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert!(err.to_string().contains("400"), "{err}");

@@ -26,8 +26,21 @@ async fn sends_exactly_count_items_over_grpc() {
     let a = addr.to_string();
     let (ok, s, err) = tokio::task::spawn_blocking(move || {
         telemetrygen(&[
-            "traces", "--otlp-endpoint", &a, "--count", "1050", "--batch", "100", "--workers", "3",
-            "--rate", "0", "--duration", "30s", "--attributes", "2",
+            "traces",
+            "--otlp-endpoint",
+            &a,
+            "--count",
+            "1050",
+            "--batch",
+            "100",
+            "--workers",
+            "3",
+            "--rate",
+            "0",
+            "--duration",
+            "30s",
+            "--attributes",
+            "2",
         ])
     })
     .await
@@ -43,8 +56,24 @@ async fn metrics_and_logs_with_gzip() {
     let (addr, state) = start_server().await;
     let a = addr.to_string();
     let (ok, s, err) = tokio::task::spawn_blocking(move || {
-        let m = telemetrygen(&["metrics", "--otlp-endpoint", &a, "--count", "200", "--compression", "gzip"]);
-        let l = telemetrygen(&["logs", "--otlp-endpoint", &a, "--count", "30", "--batch", "7"]);
+        let m = telemetrygen(&[
+            "metrics",
+            "--otlp-endpoint",
+            &a,
+            "--count",
+            "200",
+            "--compression",
+            "gzip",
+        ]);
+        let l = telemetrygen(&[
+            "logs",
+            "--otlp-endpoint",
+            &a,
+            "--count",
+            "30",
+            "--batch",
+            "7",
+        ]);
         (m.0 && l.0, l.1, format!("{} {}", m.2, l.2))
     })
     .await
@@ -61,7 +90,17 @@ async fn rate_limits_and_duration_bounds_the_run() {
     let (addr, state) = start_server().await;
     let a = addr.to_string();
     let (ok, s, err) = tokio::task::spawn_blocking(move || {
-        telemetrygen(&["traces", "--otlp-endpoint", &a, "--rate", "500", "--duration", "1s", "--batch", "50"])
+        telemetrygen(&[
+            "traces",
+            "--otlp-endpoint",
+            &a,
+            "--rate",
+            "500",
+            "--duration",
+            "1s",
+            "--batch",
+            "50",
+        ])
     })
     .await
     .unwrap();
@@ -74,9 +113,18 @@ async fn rate_limits_and_duration_bounds_the_run() {
 
 #[test]
 fn failures_exit_non_zero_and_unbounded_runs_are_refused() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let (ok, s, err) = telemetrygen(&[
-        "traces", "--otlp-endpoint", &port.to_string(), "--count", "10", "--timeout", "1s",
+        "traces",
+        "--otlp-endpoint",
+        &port.to_string(),
+        "--count",
+        "10",
+        "--timeout",
+        "1s",
     ]);
     assert!(!ok, "nobody listens: must fail");
     assert_eq!(s["items_failed"], 10, "{s} {err}");
