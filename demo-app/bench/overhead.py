@@ -32,8 +32,9 @@ RPS = os.environ.get("BENCH_RPS", "300")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SINK_NICE = os.environ.get("BENCH_SINK_NICE", "19")
 # Spans per request of loadgen's mix: per 20 requests, 10 product reads and 6 user reads make
-# 2 spans each (server + db.query), 4 orders make 10 each.
-SPANS_PER_REQUEST = (16 * 2 + 4 * 10) / 20
+# 2 spans each (server + db.query), 4 orders make 9 each (3 server, 2 client, order.place,
+# inventory.reserve, payment.authorize, payment.capture).
+SPANS_PER_REQUEST = (16 * 2 + 4 * 9) / 20
 TARGET_LOSS = 0.10
 
 procs = []
@@ -54,11 +55,19 @@ def start(cmd, env, ready):
     raise SystemExit(f"{cmd[0]} not ready within 60s")
 
 
-def drain(p):
-    # Keep reading stdout in the background so the child never blocks on a full pipe.
+def drain(p, keep):
+    # Keep reading stdout in the background so the child never blocks on a full pipe; lines
+    # about dropped spans (the batch span processor's shutdown count) are kept for the report.
     import threading
 
-    threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
+    def run():
+        for line in p.stdout:
+            if "dropped" in line.lower():
+                keep.append(line.strip())
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
 
 
 def demo_app(extra_env):
@@ -84,7 +93,8 @@ def demo_app(extra_env):
         return None
 
     p, url = start([f"{BIN}/demo-app"], env, ready)
-    drain(p)
+    p.drop_lines = []
+    p.drain_thread = drain(p, p.drop_lines)
     return p, url
 
 
@@ -142,9 +152,15 @@ def main():
             stop(p)
         stop(sink)
     sink_out = sink.stdout.read()
+    exp.drain_thread.join(timeout=5)
 
     def mean(xs):
         return sum(xs) / len(xs)
+
+    def median(xs):
+        xs = sorted(xs)
+        n = len(xs)
+        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
     def agg(key, mode, field):
         runs = results[key][mode]
@@ -173,9 +189,15 @@ def main():
             on += agg("on", "open", "err")
         ratio = f"{on / off:.3f}" if off else "-"
         print(f"{label:<38} {off:>14.2f} {on:>14.2f} {ratio:>8}")
-    loss = 1 - agg("on", "closed", "rps") / agg("off", "closed", "rps")
+    # The shared machine's noise moves single runs by +-20%; the verdict uses the median of the
+    # alternating rounds, and the mean is shown next to it.
+    med = {k: median([r["achieved_rps"] for r in results[k]["closed"]]) for k in ("off", "on")}
+    loss = 1 - med["on"] / med["off"]
+    loss_mean = 1 - agg("on", "closed", "rps") / agg("off", "closed", "rps")
     verdict = "PASS" if loss < TARGET_LOSS else "FAIL"
-    print(f"throughput loss with export: {loss * 100:.1f}% (target < {TARGET_LOSS * 100:.0f}%): {verdict}")
+    print(f"closed loop requests/s, median of rounds: off {med['off']:.0f}, on {med['on']:.0f}")
+    print(f"throughput loss with export (medians): {loss * 100:.1f}% (means: {loss_mean * 100:.1f}%; "
+          f"target < {TARGET_LOSS * 100:.0f}%): {verdict}")
     sink_line = sink_out.strip().splitlines()[-1] if sink_out.strip() else "otlp-sink: no summary"
     print(sink_line)
     sent_on = warm["on"] + sum(r["sent"] for mode in ("closed", "open") for r in results["on"][mode])
@@ -188,6 +210,9 @@ def main():
               f"full queue drop the rest; sink nice={SINK_NICE})")
     except (IndexError, ValueError):
         pass
+    drops = exp.drop_lines
+    print("exporting app's own drop report: " + (" | ".join(drops) if drops else
+          "none (no span dropped by the batch span processor)"))
     print("per-run closed-loop rps: off=" + ", ".join(f"{r['achieved_rps']:.0f}" for r in results["off"]["closed"])
           + " on=" + ", ".join(f"{r['achieved_rps']:.0f}" for r in results["on"]["closed"]))
 

@@ -15,6 +15,7 @@
 //!
 //! Tests: `cargo test -p demo-app telemetry` and the end-to-end `tests/otlp.rs`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::metrics::{Meter, MeterProvider as _};
@@ -24,7 +25,9 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
+};
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -36,6 +39,20 @@ use crate::Service;
 /// Span field naming the service a span belongs to; used for routing, not exported.
 pub const SERVICE_FIELD: &str = "demo.service";
 
+/// `tracing` target of the per-request log-only span that gives log lines their `trace_id`
+/// (the exported server span is made with the OpenTelemetry API; see [`crate::http`]). It is
+/// always off for OpenTelemetry.
+pub const ACCESS_LOG_TARGET: &str = "demo_app::access";
+
+/// Set by [`init`] when spans are exported; the HTTP middleware and client make no spans
+/// otherwise.
+static TRACES_ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// True once [`init`] installed an exporting tracer provider.
+pub fn traces_enabled() -> bool {
+    TRACES_ENABLED.load(Ordering::Relaxed)
+}
+
 /// Default `RUST_LOG` directives.
 pub const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn";
 
@@ -46,7 +63,7 @@ pub const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn,opentelemetry_sdk=
 pub const DEFAULT_OTEL_FILTER: &str = "warn,demo_app=debug";
 
 /// Always appended to the OpenTelemetry filter so the pipeline never traces itself.
-const OTEL_FILTER_OFF: &str = "opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off";
+const OTEL_FILTER_OFF: &str = "demo_app::access=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off";
 
 fn otel_filter() -> EnvFilter {
     let base = std::env::var("DEMO_OTEL_FILTER")
@@ -59,6 +76,35 @@ fn otel_filter() -> EnvFilter {
         );
         EnvFilter::new(format!("{DEFAULT_OTEL_FILTER},{OTEL_FILTER_OFF}"))
     })
+}
+
+/// Span batch queue size unless `OTEL_BSP_MAX_QUEUE_SIZE` is set (SDK default 2048, which
+/// overflowed within a fraction of a second at saturation and dropped most spans).
+pub const BSP_MAX_QUEUE_SIZE: usize = 32_768;
+/// Spans per export request unless `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` is set (SDK default 512):
+/// fewer, larger requests cost the export thread less per span (4096 spans stay well under
+/// the 4 MiB gRPC message limit of collectors).
+pub const BSP_MAX_EXPORT_BATCH_SIZE: usize = 4_096;
+/// Longest wait before a partial batch is sent unless `OTEL_BSP_SCHEDULE_DELAY` is set (SDK
+/// default 5 s); a full batch is sent at once either way.
+pub const BSP_SCHEDULE_DELAY: Duration = Duration::from_millis(1_000);
+
+/// The span batch configuration: the `OTEL_BSP_*` variables where set, else the `BSP_*`
+/// defaults above (a value set in code would override the environment, so only unset
+/// variables get one).
+fn batch_config() -> BatchConfig {
+    let env_set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+    let mut b = BatchConfigBuilder::default();
+    if !env_set("OTEL_BSP_MAX_QUEUE_SIZE") {
+        b = b.with_max_queue_size(BSP_MAX_QUEUE_SIZE);
+    }
+    if !env_set("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
+        b = b.with_max_export_batch_size(BSP_MAX_EXPORT_BATCH_SIZE);
+    }
+    if !env_set("OTEL_BSP_SCHEDULE_DELAY") {
+        b = b.with_scheduled_delay(BSP_SCHEDULE_DELAY);
+    }
+    b.build()
 }
 
 /// Default OTLP gRPC endpoint when no `OTEL_EXPORTER_OTLP_*ENDPOINT` variable is set.
@@ -365,9 +411,15 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
                 .build();
             telemetry.meter_providers.push((s, mp));
         }
-        let tp = SdkTracerProvider::builder()
-            .with_batch_exporter(ServiceRouter::new(routes))
+        let bsp = BatchSpanProcessor::builder(ServiceRouter::new(routes))
+            .with_batch_config(batch_config())
             .build();
+        let tp = SdkTracerProvider::builder()
+            .with_span_processor(bsp)
+            .build();
+        // The HTTP server and client spans are made with this provider directly.
+        opentelemetry::global::set_tracer_provider(tp.clone());
+        TRACES_ENABLED.store(true, Ordering::Relaxed);
         let tracer = tp.tracer("demo-app");
         otel_layer = Some(
             tracing_opentelemetry::layer()
@@ -375,6 +427,9 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
                 .with_threads(false)
                 .with_tracked_inactivity(false)
                 .with_target(false)
+                // code.file.path / code.module.name / code.line.number on every span and event
+                // only make each span bigger to encode and send.
+                .with_location(false)
                 // Parents come from the tracing span tree; attaching the OTel context on every
                 // poll (enter/exit) costs a thread-local push per poll and buys nothing here.
                 .with_context_activation(false)
