@@ -16,6 +16,12 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # Debian packages the tests and the stack run for real.
 APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics curl shellcheck openssl
 
+# Components register their targets in TEST_TARGETS / BENCH_TARGETS; include them before the
+# `test` and `bench` rules, whose prerequisite lists are expanded when make reads them.
+TEST_TARGETS :=
+BENCH_TARGETS :=
+include $(wildcard */make.mk)
+
 .PHONY: help deps deps-apt deps-py build release test test-unit test-config bench fmt lint up down status
 
 help:
@@ -87,4 +93,3 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	shellcheck .ci/run .ci/stack.sh
 
-include $(wildcard */make.mk)

@@ -48,3 +48,9 @@ bench-detector-speed: deps
 
 test-detector-model: deps
 	$(PY) anomaly-detector/bench/statsmodels_parity.py --check
+
+# Live-service cycle cost for 10,000 series (decode, feed, snapshot, /metrics render).
+BENCH_TARGETS += bench-detector-cycle
+.PHONY: bench-detector-cycle
+bench-detector-cycle: deps
+	taskset -c 0 $(CARGO) bench -q -p anomaly-detector --bench service_cycle
