@@ -161,7 +161,7 @@ impl Injector for HeaderInjector<'_> {
 /// The tracer of the HTTP server and client spans: the global provider's, which
 /// [`crate::telemetry::init`] installs (a no-op tracer when export is off or in tests without
 /// telemetry). Fetched once, on the first request, which comes after `init`.
-fn tracer() -> &'static BoxedTracer {
+pub(crate) fn tracer() -> &'static BoxedTracer {
     static TRACER: std::sync::OnceLock<BoxedTracer> = std::sync::OnceLock::new();
     TRACER.get_or_init(|| opentelemetry::global::tracer("demo-app"))
 }
@@ -323,6 +323,17 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
     response
 }
 
+/// The OpenTelemetry context new spans are children of: the current `tracing` span's (a
+/// business span), else the request's server span (the current OpenTelemetry context).
+pub(crate) fn current_otel_context() -> Context {
+    let cx = tracing::Span::current().context();
+    if cx.has_active_span() {
+        cx
+    } else {
+        Context::current()
+    }
+}
+
 /// A downstream service the frontend calls.
 #[derive(Clone, Debug)]
 pub struct Downstream {
@@ -416,14 +427,7 @@ impl TracedClient {
         // The client span is made with the OpenTelemetry API directly (see `track`), as a child
         // of the current `tracing` span's OpenTelemetry context (or of the request's server
         // span when the call is made outside any `tracing` span).
-        let parent = {
-            let cx = tracing::Span::current().context();
-            if cx.has_active_span() {
-                cx
-            } else {
-                Context::current()
-            }
-        };
+        let parent = current_otel_context();
         let cx = if crate::telemetry::traces_enabled() {
             let tracer = tracer();
             let span = tracer

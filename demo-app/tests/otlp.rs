@@ -44,7 +44,40 @@ async fn one_order_is_one_trace_across_three_services() {
         32,
         "order answer carries the trace id: {order}"
     );
+    let r = client
+        .get(format!("{}/api/products", app.front))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     assert!(app.terminate().await, "demo-app must exit 0 after SIGTERM");
+
+    // A list read: its `db.query` span is a child of its server span, in the same trace.
+    let all: Vec<Span> = sink
+        .traces
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| ss.spans.clone())
+        .collect();
+    let db = all
+        .iter()
+        .find(|s| s.name == "SELECT products")
+        .expect("a db.query span for GET /api/products");
+    assert_eq!(db.kind, SpanKind::Client as i32);
+    assert_eq!(
+        attr_str(&db.attributes, "db.collection.name").as_deref(),
+        Some("products")
+    );
+    let server = all
+        .iter()
+        .find(|s| s.span_id == db.parent_span_id)
+        .expect("the db.query span's parent is exported");
+    assert_eq!(server.name, "GET /api/products");
+    assert_eq!(server.kind, SpanKind::Server as i32);
+    assert_eq!(server.trace_id, db.trace_id);
 
     // (service, span) for every span of the order's trace.
     let mut spans: Vec<(String, Span)> = Vec::new();
