@@ -64,11 +64,11 @@ ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
 # 3 s warm-up so start-up allocation is not charged to the steady state.
 taskset -c "$LOADGEN_CPU" "$GEN" traces --otlp-endpoint "127.0.0.1:$P_IN" --rate "$RATE" --duration 3s --workers "$WORKERS" --batch "$BATCH" --attributes 10 > "$WORK/warmup.json"
 sleep 1
-C0=$(ticks "$CP"); T0=$(date +%s.%N); A0=$(metric "$P_SINK_MET" otelcol_exporter_sent_spans)
+C0=$(ticks "$CP"); T0=$(date +%s.%N); A0=$(metric "$P_SINK_MET" otelcol_exporter_sent_spans_total)
 taskset -c "$LOADGEN_CPU" "$GEN" traces --otlp-endpoint "127.0.0.1:$P_IN" --rate "$RATE" --duration "${DURATION}s" --workers "$WORKERS" --batch "$BATCH" --attributes 10 > "$WORK/send.json"
 C1=$(ticks "$CP"); T1=$(date +%s.%N)
 sleep 2   # let the last batch (200 ms timeout) and its export arrive
-A1=$(metric "$P_SINK_MET" otelcol_exporter_sent_spans)
+A1=$(metric "$P_SINK_MET" otelcol_exporter_sent_spans_total)
 HWM=$(awk '/^VmHWM:/ {print $2}' "/proc/$CP/status"); RSS=$(awk '/^VmRSS:/ {print $2}' "/proc/$CP/status")
 python3 - "$WORK/send.json" "$C0" "$C1" "$T0" "$T1" "$TCK" "$HWM" "$RSS" "$A0" "$A1" "$RATE" "$DURATION" <<'PY'
 import json, sys

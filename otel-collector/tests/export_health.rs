@@ -108,9 +108,9 @@ async fn metrics_endpoint_serves_otelcol_names() {
     assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
     let text = r.text().await.unwrap();
     for want in [
-        "otelcol_exporter_sent_spans{exporter=\"otlp/m\"} 3",
-        "otelcol_exporter_send_failed_spans{exporter=\"otlp/m\"} 0",
-        "otelcol_exporter_enqueue_failed_log_records{exporter=\"otlp/m\"} 0",
+        "otelcol_exporter_sent_spans_total{exporter=\"otlp/m\"} 3",
+        "otelcol_exporter_send_failed_spans_total{exporter=\"otlp/m\"} 0",
+        "otelcol_exporter_enqueue_failed_log_records_total{exporter=\"otlp/m\"} 0",
         "otelcol_exporter_queue_capacity{exporter=\"otlp/m\"} 1000",
         "otelcol_exporter_queue_size{exporter=\"otlp/m\"} 0",
         "# TYPE otelcol_process_memory_rss gauge",

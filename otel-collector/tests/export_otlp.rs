@@ -74,15 +74,15 @@ async fn retries_until_the_server_recovers_and_loses_nothing() {
         "3 failures were retried"
     );
     assert_eq!(
-        metric_value("otelcol_exporter_sent_spans", "otlp/flaky"),
+        metric_value("otelcol_exporter_sent_spans_total", "otlp/flaky"),
         100.0
     );
     assert_eq!(
-        metric_value("otelcol_exporter_send_failed_spans", "otlp/flaky"),
+        metric_value("otelcol_exporter_send_failed_spans_total", "otlp/flaky"),
         0.0
     );
     assert_eq!(
-        metric_value("otelcol_exporter_sent_metric_points", "otlp/flaky"),
+        metric_value("otelcol_exporter_sent_metric_points_total", "otlp/flaky"),
         7.0
     );
 }
@@ -97,7 +97,7 @@ async fn permanent_status_is_not_retried() {
     assert!(!err.is_retryable(), "{err}");
     assert_eq!(state.requests.load(Ordering::SeqCst), 1, "no retry");
     assert_eq!(
-        metric_value("otelcol_exporter_send_failed_spans", "otlp/permanent"),
+        metric_value("otelcol_exporter_send_failed_spans_total", "otlp/permanent"),
         4.0
     );
     // The next batch goes through.
@@ -173,7 +173,7 @@ async fn slow_exporter_does_not_stall_a_fast_one() {
         fast.spans.load(Ordering::SeqCst)
     );
     assert_eq!(
-        metric_value("otelcol_exporter_enqueue_failed_spans", "otlp/slow"),
+        metric_value("otelcol_exporter_enqueue_failed_spans_total", "otlp/slow"),
         f64::from(refused * 10)
     );
     shutdown(&fast_e).await;
@@ -202,7 +202,7 @@ async fn unreachable_endpoint_counts_failures_after_max_elapsed_time() {
     e.consumer.consume(spans("x", 5)).await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || metric_value(
-            "otelcol_exporter_send_failed_spans",
+            "otelcol_exporter_send_failed_spans_total",
             "otlp/down"
         ) == 5.0)
         .await

@@ -130,19 +130,19 @@ impl ExporterMetrics {
         let counters = |s: Signal| {
             let (sent, failed, enq): (&'static str, &'static str, &'static str) = match s {
                 Signal::Traces => (
-                    "otelcol_exporter_sent_spans",
-                    "otelcol_exporter_send_failed_spans",
-                    "otelcol_exporter_enqueue_failed_spans",
+                    "otelcol_exporter_sent_spans_total",
+                    "otelcol_exporter_send_failed_spans_total",
+                    "otelcol_exporter_enqueue_failed_spans_total",
                 ),
                 Signal::Metrics => (
-                    "otelcol_exporter_sent_metric_points",
-                    "otelcol_exporter_send_failed_metric_points",
-                    "otelcol_exporter_enqueue_failed_metric_points",
+                    "otelcol_exporter_sent_metric_points_total",
+                    "otelcol_exporter_send_failed_metric_points_total",
+                    "otelcol_exporter_enqueue_failed_metric_points_total",
                 ),
                 Signal::Logs => (
-                    "otelcol_exporter_sent_log_records",
-                    "otelcol_exporter_send_failed_log_records",
-                    "otelcol_exporter_enqueue_failed_log_records",
+                    "otelcol_exporter_sent_log_records_total",
+                    "otelcol_exporter_send_failed_log_records_total",
+                    "otelcol_exporter_enqueue_failed_log_records_total",
                 ),
             };
             SignalCounters {
@@ -585,7 +585,7 @@ mod tests {
         let text = reg.render();
         assert!(
             text.contains(&format!(
-                "otelcol_exporter_enqueue_failed_spans{{exporter=\"otlp/slow\"}} {}",
+                "otelcol_exporter_enqueue_failed_spans_total{{exporter=\"otlp/slow\"}} {}",
                 refused * 10
             )),
             "{text}"

@@ -30,7 +30,7 @@ impl Signal {
         }
     }
 
-    /// The item noun used in otelcol's own metric names (`otelcol_receiver_accepted_spans`).
+    /// The item noun used in otelcol's own metric names (`otelcol_receiver_accepted_spans_total`).
     pub fn item_noun(self) -> &'static str {
         match self {
             Signal::Traces => "spans",

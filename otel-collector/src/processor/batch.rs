@@ -9,7 +9,7 @@
 //! clients.
 //!
 //! Self-metrics: `otelcol_processor_batch_batch_send_size` (histogram),
-//! `otelcol_processor_batch_batch_size_trigger_send`, `otelcol_processor_batch_timeout_trigger_send`.
+//! `otelcol_processor_batch_batch_size_trigger_send_total`, `otelcol_processor_batch_timeout_trigger_send_total`.
 //!
 //! Tests: `cargo test -p otel-collector processor::batch`.
 
@@ -169,12 +169,12 @@ impl BatchProcessor {
                 SIZE_BUCKETS,
             ),
             size_trigger: m.counter(
-                "otelcol_processor_batch_batch_size_trigger_send",
+                "otelcol_processor_batch_batch_size_trigger_send_total",
                 "Batches sent because they reached send_batch_size.",
                 labels.clone(),
             ),
             timeout_trigger: m.counter(
-                "otelcol_processor_batch_timeout_trigger_send",
+                "otelcol_processor_batch_timeout_trigger_send_total",
                 "Batches sent because the timeout expired.",
                 labels,
             ),

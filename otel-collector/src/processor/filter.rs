@@ -427,9 +427,9 @@ impl FilterProcessor {
     /// Builds it in front of `next`. The config was validated at load.
     pub fn new(id: &str, c: &FilterConfig, signal: Signal, next: SharedConsumer) -> Self {
         let name: &'static str = match signal {
-            Signal::Traces => "otelcol_processor_filter_spans_filtered",
-            Signal::Metrics => "otelcol_processor_filter_datapoints_filtered",
-            Signal::Logs => "otelcol_processor_filter_logs_filtered",
+            Signal::Traces => "otelcol_processor_filter_spans_filtered_total",
+            Signal::Metrics => "otelcol_processor_filter_datapoints_filtered_total",
+            Signal::Logs => "otelcol_processor_filter_logs_filtered_total",
         };
         FilterProcessor {
             compiled: Compiled::new(c).unwrap_or_default(),

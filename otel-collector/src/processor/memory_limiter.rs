@@ -170,9 +170,9 @@ impl MemoryLimiter {
         let stop = ctx.cancel.child_token();
         let noun = signal.item_noun();
         let name: &'static str = match signal {
-            Signal::Traces => "otelcol_processor_refused_spans",
-            Signal::Metrics => "otelcol_processor_refused_metric_points",
-            Signal::Logs => "otelcol_processor_refused_log_records",
+            Signal::Traces => "otelcol_processor_refused_spans_total",
+            Signal::Metrics => "otelcol_processor_refused_metric_points_total",
+            Signal::Logs => "otelcol_processor_refused_log_records_total",
         };
         let refused = SelfMetrics::global().counter(
             name,

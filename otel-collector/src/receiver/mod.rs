@@ -128,16 +128,16 @@ impl SignalTarget {
         ];
         let (acc, refused) = match signal {
             Signal::Traces => (
-                "otelcol_receiver_accepted_spans",
-                "otelcol_receiver_refused_spans",
+                "otelcol_receiver_accepted_spans_total",
+                "otelcol_receiver_refused_spans_total",
             ),
             Signal::Metrics => (
-                "otelcol_receiver_accepted_metric_points",
-                "otelcol_receiver_refused_metric_points",
+                "otelcol_receiver_accepted_metric_points_total",
+                "otelcol_receiver_refused_metric_points_total",
             ),
             Signal::Logs => (
-                "otelcol_receiver_accepted_log_records",
-                "otelcol_receiver_refused_log_records",
+                "otelcol_receiver_accepted_log_records_total",
+                "otelcol_receiver_refused_log_records_total",
             ),
         };
         SignalTarget {

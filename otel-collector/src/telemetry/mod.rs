@@ -240,13 +240,25 @@ impl SelfMetrics {
         let families = self.lock();
         let mut out = String::with_capacity(4096);
         for (name, family) in families.iter() {
+            let name = exposition_name(name, family.kind);
             let _ = writeln!(out, "# HELP {name} {}", family.help);
             let _ = writeln!(out, "# TYPE {name} {}", family.kind);
             for (labels, instrument) in &family.series {
-                render_series(&mut out, name, labels, instrument);
+                render_series(&mut out, &name, labels, instrument);
             }
         }
         out
+    }
+}
+
+/// Counters are exposed with the `_total` suffix, as Prometheus naming and the upstream collector's
+/// current exposition do (`otelcol_receiver_accepted_spans_total`); instruments are registered
+/// under the base name.
+fn exposition_name(name: &str, kind: &str) -> std::borrow::Cow<'static, str> {
+    if kind == "counter" && !name.ends_with("_total") {
+        format!("{name}_total").into()
+    } else {
+        name.to_owned().into()
     }
 }
 
@@ -341,11 +353,11 @@ mod tests {
         assert_eq!(a.get(), 5);
         let text = m.render();
         assert!(
-            text.contains("# TYPE otelcol_receiver_accepted_spans counter"),
+            text.contains("# TYPE otelcol_receiver_accepted_spans_total counter"),
             "{text}"
         );
         assert!(
-            text.contains("otelcol_receiver_accepted_spans{receiver=\"otlp\"} 5\n"),
+            text.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\"} 5\n"),
             "{text}"
         );
     }

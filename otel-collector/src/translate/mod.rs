@@ -19,7 +19,7 @@
 //! - a cardinality guard caps series per metric ([`guard`]).
 //!
 //! Every point that is not translated is counted in the self-metric
-//! `otelcol_exporter_prometheus_dropped_metric_points{exporter, reason}`.
+//! `otelcol_exporter_prometheus_dropped_metric_points_total{exporter, reason}`.
 //!
 //! Tests: `cargo test -p otel-collector translate` (table tests over the OTLP JSON fixtures in
 //! `otel-collector/testdata/prom/`).
@@ -147,14 +147,14 @@ impl DropReason {
 pub struct DropCounters(HashMap<DropReason, Counter>);
 
 impl DropCounters {
-    /// Registers `otelcol_exporter_prometheus_dropped_metric_points{exporter,reason}` in `metrics`.
+    /// Registers `otelcol_exporter_prometheus_dropped_metric_points_total{exporter,reason}` in `metrics`.
     pub fn new(metrics: &SelfMetrics, exporter: &str) -> Self {
         DropCounters(
             DropReason::ALL
                 .iter()
                 .map(|r| {
                     let c = metrics.counter(
-                        "otelcol_exporter_prometheus_dropped_metric_points",
+                        "otelcol_exporter_prometheus_dropped_metric_points_total",
                         "Metric points the Prometheus translation dropped, by reason.",
                         vec![
                             ("exporter", exporter.to_string()),

@@ -237,7 +237,7 @@ impl PrometheusExporter {
                 translator: Mutex::new(translator),
                 store: Mutex::new(Store::default()),
                 sent: metrics.counter(
-                    "otelcol_exporter_sent_metric_points",
+                    "otelcol_exporter_sent_metric_points_total",
                     "Metric points successfully sent to destination.",
                     vec![("exporter", id.to_string())],
                 ),

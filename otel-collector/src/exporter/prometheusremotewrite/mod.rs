@@ -7,7 +7,7 @@
 //! so the receiver answers "retry later" and nothing is half-taken). `num_consumers` workers send
 //! them; 5xx, 429 and network errors are retried with exponential backoff
 //! (`retry_on_failure`, honouring `Retry-After`) until `max_elapsed_time`; other 4xx answers are
-//! dropped with an error log and counted in `otelcol_exporter_send_failed_metric_points`.
+//! dropped with an error log and counted in `otelcol_exporter_send_failed_metric_points_total`.
 //! Shutdown stops taking batches and drains the queue until the deadline.
 //!
 //! The queue is our own small one rather than the generic exporter queue, because requests are
@@ -342,27 +342,27 @@ impl Metrics {
         );
         Metrics {
             sent_points: reg.counter(
-                "otelcol_exporter_sent_metric_points",
+                "otelcol_exporter_sent_metric_points_total",
                 "Metric points successfully sent to destination.",
                 l(),
             ),
             sent_samples: reg.counter(
-                "otelcol_exporter_prometheusremotewrite_sent_samples",
+                "otelcol_exporter_prometheusremotewrite_sent_samples_total",
                 "Remote-write samples accepted by the destination.",
                 l(),
             ),
             failed_points: reg.counter(
-                "otelcol_exporter_send_failed_metric_points",
+                "otelcol_exporter_send_failed_metric_points_total",
                 "Metric points that failed to be sent to destination.",
                 l(),
             ),
             enqueue_failed: reg.counter(
-                "otelcol_exporter_enqueue_failed_metric_points",
+                "otelcol_exporter_enqueue_failed_metric_points_total",
                 "Metric points that failed to be added to the sending queue.",
                 l(),
             ),
             retries: reg.counter(
-                "otelcol_exporter_prometheusremotewrite_retries",
+                "otelcol_exporter_prometheusremotewrite_retries_total",
                 "Remote-write request attempts that failed retryably and were retried.",
                 l(),
             ),
