@@ -3,7 +3,7 @@
 #
 #   .ci/stack.sh up       build (release), start every service, print where everything is
 #   .ci/stack.sh status   show which services run and answer
-#   .ci/stack.sh down     stop them (SIGTERM, then SIGKILL after a grace period)
+#   .ci/stack.sh down     stop them (SIGTERM, then SIGKILL after 20 s)
 #
 # State and logs live in .run/ (pid files, logs, Prometheus/Alertmanager data). Every port can be
 # overridden by the environment variable named in PORTS below.
@@ -132,8 +132,9 @@ down() {
         pid=$(pid_of "$name" || true)
         [[ -z $pid ]] && { rm -f "$RUN/$name.pid"; continue; }
         kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; log "$name killed after 10 s"; else log "stopped $name"; fi
+        # The collector may spend its whole drain deadline (10 s) retrying an absent Tempo.
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; log "$name killed after 20 s"; else log "stopped $name"; fi
         rm -f "$RUN/$name.pid"
     done
 }
