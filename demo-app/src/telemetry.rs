@@ -3,10 +3,14 @@
 //! * Logs: `tracing-subscriber` with `RUST_LOG` (default `info`, OpenTelemetry and transport
 //!   crates at `warn`), JSON when `LOG_FORMAT=json`. Log lines inside a request carry the
 //!   request span's `trace_id` field, so logs and traces correlate.
-//! * Traces: one `tracing-opentelemetry` layer feeds one batch span processor whose exporter
-//!   ([`ServiceRouter`]) routes every span to the OTLP exporter of the service it belongs to
-//!   (the span's `demo.service` field, removed before export), so each service's spans carry
-//!   their own `service.name` resource although they share one process.
+//! * Traces: one tracer provider (also installed as the global one) with one batch span
+//!   processor whose exporter ([`ServiceRouter`]) routes every span to the OTLP exporter of the
+//!   service it belongs to (the span's `demo.service` attribute, removed before export), so each
+//!   service's spans carry their own `service.name` resource although they share one process.
+//!   The per-request HTTP server/client and `db.query` spans are made with the OpenTelemetry
+//!   API directly (cheaper); the business spans come from `tracing` through the
+//!   `tracing-opentelemetry` layer. The batch queue defaults ([`BSP_MAX_QUEUE_SIZE`], ...) apply
+//!   only where the `OTEL_BSP_*` variables are unset.
 //! * Metrics: one `SdkMeterProvider` (own resource, periodic OTLP exporter) per service.
 //! * Configuration by the standard variables: `OTEL_EXPORTER_OTLP_ENDPOINT` (default
 //!   `http://127.0.0.1:4317`), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` default, `http/protobuf`,
