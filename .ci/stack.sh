@@ -71,10 +71,13 @@ up() {
         --cluster.listen-address=
     start webhook-sink python3 .ci/webhook_sink.py --listen "127.0.0.1:$WEBHOOK_PORT" --log "$RUN/webhook.jsonl"
 
+    # Without TEMPO_ENDPOINT there is no Tempo here: traces go to the file exporter only.
+    local collector_configs=(--config otel-collector/config/otel-collector.yaml)
+    [[ -n ${TEMPO_ENDPOINT:-} ]] || collector_configs+=(--config otel-collector/config/no-tempo.yaml)
     OTELCOL_BIND=127.0.0.1 OTLP_GRPC_PORT=$OTLP_GRPC_PORT OTLP_HTTP_PORT=$OTLP_HTTP_PORT \
     COLLECTOR_METRICS_PORT=$COLLECTOR_METRICS_PORT PROM_EXPORTER_PORT=$PROM_EXPORTER_PORT \
     HEALTH_PORT=$HEALTH_PORT TRACES_FILE="$RUN/traces.jsonl" \
-        start otel-collector "$BIN/otel-collector" --config otel-collector/config/otel-collector.yaml
+        start otel-collector "$BIN/otel-collector" "${collector_configs[@]}"
     wait_http otel-collector "http://127.0.0.1:$HEALTH_PORT/"
 
     local otlp="http://127.0.0.1:$OTLP_GRPC_PORT"

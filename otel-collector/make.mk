@@ -14,6 +14,8 @@ COLLECTOR_RUN := $(ROOT)/.run/collector
 test-collector: build
 	$(CARGO) build -p otel-collector --bin otel-collector
 	bash $(ROOT)/otel-collector/scripts/check-sample-config.sh "$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/otel-collector" "$(COLLECTOR_CONFIG)"
+	@# The overlay `make up` adds when no Tempo runs must merge cleanly with the sample config.
+	$(CARGO) run -q -p otel-collector --bin otel-collector -- validate --config $(COLLECTOR_CONFIG) --config $(ROOT)/otel-collector/config/no-tempo.yaml
 
 collector-up:
 	@[ -x "$(COLLECTOR_BIN)" ] || $(CARGO) build --release -p otel-collector --bin otel-collector
