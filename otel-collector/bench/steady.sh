@@ -6,11 +6,12 @@
 #
 #   otel-collector/bench/steady.sh                     # 10,000 spans/s for 60 s
 #   RATE=20000 DURATION=30 otel-collector/bench/steady.sh
-# Env: RATE (spans/s, 10000), DURATION (s, 60), BATCH (spans/request, 100), WORKERS (2),
+# Env: RATE (spans/s, 10000), DURATION (s, 60), BATCH (spans/request, 512: the OpenTelemetry
+#      SDKs' default max export batch), WORKERS (2),
 #      COLLECTOR_CPU (0), LOADGEN_CPU (1), CARGO (cargo).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-RATE=${RATE:-10000}; DURATION=${DURATION:-60}; BATCH=${BATCH:-100}; WORKERS=${WORKERS:-2}
+RATE=${RATE:-10000}; DURATION=${DURATION:-60}; BATCH=${BATCH:-512}; WORKERS=${WORKERS:-2}
 COLLECTOR_CPU=${COLLECTOR_CPU:-0}; LOADGEN_CPU=${LOADGEN_CPU:-1}; CARGO=${CARGO:-cargo}
 command -v taskset >/dev/null || { echo "bench-collector-steady: taskset missing (Debian package util-linux)" >&2; exit 1; }
 cd "$ROOT"

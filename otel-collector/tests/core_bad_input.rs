@@ -212,11 +212,15 @@ async fn bad_http_and_grpc_input_gets_clear_errors_and_collector_keeps_serving()
         .await
         .unwrap();
     assert!(
-        text.contains(r#"otelcol_receiver_accepted_spans_total{receiver="otlp",transport="http"} 7"#),
+        text.contains(
+            r#"otelcol_receiver_accepted_spans_total{receiver="otlp",transport="http"} 7"#
+        ),
         "{text}"
     );
     assert!(
-        text.contains(r#"otelcol_receiver_accepted_spans_total{receiver="otlp",transport="grpc"} 4"#),
+        text.contains(
+            r#"otelcol_receiver_accepted_spans_total{receiver="otlp",transport="grpc"} 4"#
+        ),
         "{text}"
     );
     let status = col.terminate();
