@@ -14,19 +14,6 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `purge_delay` option (`mi_option_purge_delay` in mimalloc.h), not exported by name.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Returns freed pages to the OS at once instead of after mimalloc's default 10 ms: between
-/// batches the collector's working set drops back, which keeps peak RSS at a steady load lower
-/// (measured by `make bench-collector-steady`). `MIMALLOC_PURGE_DELAY` still overrides it.
-fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets a process-wide allocator option; mimalloc allows this at any time.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    }
-}
-
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use otel_collector::config::Config;
@@ -84,7 +71,6 @@ fn init_logging(config: Option<&Config>) {
 }
 
 fn main() -> std::process::ExitCode {
-    tune_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
