@@ -202,3 +202,48 @@ fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
     assert!(c.terminate().success(), "{}", c.logs());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads `THP_enabled` from /proc/PID/status (Linux 5.0 and later).
+fn thp_enabled(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_string())
+        .expect("/proc/PID/status has no THP_enabled line (kernel older than 5.0)")
+}
+
+#[test]
+fn transparent_huge_pages_are_off_unless_asked_for() {
+    let dir = scratch("cli-thp");
+    let port = free_port();
+    let cfg = format!("receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\nexporters:\n  debug:\nservice:\n  telemetry: {{metrics: {{level: none}}}}\n  pipelines:\n    logs: {{receivers: [otlp], exporters: [debug]}}\n");
+    let mut c = Collector::start(&dir, "thp", &cfg, &[port]);
+    assert_eq!(thp_enabled(c.child.id()), "0", "{}", c.logs());
+    assert!(c.terminate().success(), "{}", c.logs());
+
+    // MIMALLOC_ALLOW_THP=1 keeps the kernel's default, which is what this test process has.
+    let cfg_path = dir.join("thp.yaml");
+    let mut child = bin()
+        .arg("--config")
+        .arg(&cfg_path)
+        .env("MIMALLOC_ALLOW_THP", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < until,
+            "second collector did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let inherited = thp_enabled(std::process::id());
+    let got = thp_enabled(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(got, inherited);
+    let _ = std::fs::remove_dir_all(&dir);
+}
