@@ -255,3 +255,77 @@ async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() 
     assert!(col.terminate().success(), "{}", col.logs());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Invalid spans (wrong-length or all-zero ids) are taken out of a request: the sender gets
+/// `partial_success` with the count, the valid spans go on, and the refused counter counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_spans_get_partial_success_over_grpc_and_the_rest_arrives() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let dir = scratch("bad-partial");
+    let (g, h, m) = (free_port(), free_port(), free_port());
+    let mut col = Collector::start(&dir, "partial", &config(g, h, m, "batch", ""), &[g, h, m]);
+    let span = |name: &str, trace_id: Vec<u8>, span_id: Vec<u8>| Span {
+        name: name.into(),
+        trace_id,
+        span_id,
+        ..Default::default()
+    };
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![
+                    span("good-1", vec![7; 16], vec![1; 8]),
+                    span("empty-trace-id", vec![], vec![2; 8]),
+                    span("good-2", vec![7; 16], vec![3; 8]),
+                    span("long-span-id", vec![7; 16], vec![4; 9]),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{g}"))
+        .await
+        .unwrap();
+    let answer = client.export(req).await.unwrap().into_inner();
+    let partial = answer.partial_success.expect("partial_success is set");
+    assert_eq!(partial.rejected_spans, 2);
+    assert!(
+        partial
+            .error_message
+            .contains("span `empty-trace-id`: trace_id has 0 bytes, must be 16"),
+        "{}",
+        partial.error_message
+    );
+    let c = reqwest::Client::new();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = c
+            .get(format!("http://127.0.0.1:{m}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let accepted = text.contains(
+            r#"otelcol_receiver_accepted_spans_total{receiver="otlp",transport="grpc"} 2"#,
+        );
+        let refused = text.contains(
+            r#"otelcol_receiver_refused_spans_total{receiver="otlp",transport="grpc"} 2"#,
+        );
+        let sent = text.contains(r#"otelcol_exporter_sent_spans_total{exporter="debug"} 2"#);
+        if accepted && refused && sent {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "want 2 accepted, 2 refused, 2 sent:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(col.terminate().success(), "{}", col.logs());
+    let _ = std::fs::remove_dir_all(&dir);
+}

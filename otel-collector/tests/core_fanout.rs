@@ -14,7 +14,7 @@ fn spans_json(names: &[&str]) -> String {
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            format!(r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"00000000000000{i:02x}","name":"{n}","kind":1,"startTimeUnixNano":"1","endTimeUnixNano":"2"}}"#)
+            format!(r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"00000000000000{:02x}","name":"{n}","kind":1,"startTimeUnixNano":"1","endTimeUnixNano":"2"}}"#, i + 1)
         })
         .collect();
     format!(

@@ -8,6 +8,7 @@
 //! Tests: `cargo test -p otel-collector receiver::`.
 
 pub mod otlp;
+pub mod validate;
 
 use crate::config::{ComponentConfigError, ComponentKind};
 use crate::pipeline::{
@@ -155,13 +156,25 @@ impl SignalTarget {
         }
     }
 
-    /// Hands `data` to the pipelines and counts the outcome.
-    pub(crate) async fn deliver(&self, data: Telemetry) -> Result<(), ConsumeError> {
+    /// Takes out invalid items (counted as refused and returned for the answer's
+    /// `partial_success`), hands the rest to the pipelines and counts the outcome.
+    pub(crate) async fn deliver(
+        &self,
+        mut data: Telemetry,
+    ) -> Result<Option<validate::Rejected>, ConsumeError> {
+        let rejected = validate::drop_invalid(&mut data);
+        if let Some(r) = &rejected {
+            self.refused.add(r.count);
+            tracing::debug!(rejected = r.count, "{}", r.message);
+        }
         let n = data.item_count() as u64;
+        if n == 0 {
+            return Ok(rejected);
+        }
         match self.consumer.consume(data).await {
             Ok(()) => {
                 self.accepted.add(n);
-                Ok(())
+                Ok(rejected)
             }
             Err(e) => {
                 self.refused.add(n);

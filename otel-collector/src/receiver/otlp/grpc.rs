@@ -7,19 +7,19 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
@@ -50,8 +50,10 @@ pub(crate) fn status_of(e: ConsumeError) -> Status {
 }
 
 impl Handler {
-    async fn handle(&self, data: Telemetry) -> Result<(), Status> {
-        self.0.deliver(data).await.map_err(status_of)
+    /// Delivers `data`; `Some((count, message))` when invalid items were taken out.
+    async fn handle(&self, data: Telemetry) -> Result<Option<(i64, String)>, Status> {
+        let rejected = self.0.deliver(data).await.map_err(status_of)?;
+        Ok(rejected.map(|r| (r.count as i64, r.message)))
     }
 }
 
@@ -61,9 +63,14 @@ impl TraceService for Handler {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.handle(Telemetry::Traces(request.into_inner())).await?;
+        let rejected = self.handle(Telemetry::Traces(request.into_inner())).await?;
         Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: None,
+            partial_success: rejected.map(|(rejected_spans, error_message)| {
+                ExportTracePartialSuccess {
+                    rejected_spans,
+                    error_message,
+                }
+            }),
         }))
     }
 }
@@ -74,10 +81,16 @@ impl MetricsService for Handler {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        self.handle(Telemetry::Metrics(request.into_inner()))
+        let rejected = self
+            .handle(Telemetry::Metrics(request.into_inner()))
             .await?;
         Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
+            partial_success: rejected.map(|(rejected_data_points, error_message)| {
+                ExportMetricsPartialSuccess {
+                    rejected_data_points,
+                    error_message,
+                }
+            }),
         }))
     }
 }
@@ -88,9 +101,14 @@ impl LogsService for Handler {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        self.handle(Telemetry::Logs(request.into_inner())).await?;
+        let rejected = self.handle(Telemetry::Logs(request.into_inner())).await?;
         Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: None,
+            partial_success: rejected.map(|(rejected_log_records, error_message)| {
+                ExportLogsPartialSuccess {
+                    rejected_log_records,
+                    error_message,
+                }
+            }),
         }))
     }
 }

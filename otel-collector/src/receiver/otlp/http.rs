@@ -1,12 +1,14 @@
 //! OTLP/HTTP: `POST /v1/{traces,metrics,logs}` with protobuf or JSON bodies, optionally gzip,
 //! deflate or zstd compressed; the answer uses the request's content type.
 //!
-//! Status codes (OTLP spec): 200 accepted; 400 undecodable or empty body, bad encoding;
+//! Status codes (OTLP spec): 200 accepted (with `partial_success` when invalid items were
+//! taken out, see [`crate::receiver::validate`]); 400 undecodable or empty body, bad encoding;
 //! 413 body (or its decompressed form) over `max_request_body_size`; 415 unsupported content
 //! type; 429 + `Retry-After` when the pipeline refuses (memory limit, full queues).
 
 use super::{CorsConfig, HttpConfig};
 use crate::pipeline::{ConsumeError, Signal, Telemetry};
+use crate::receiver::validate::Rejected;
 use crate::receiver::SignalTarget;
 use axum::body::HttpBody as _;
 use axum::extract::Request;
@@ -17,13 +19,13 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
 use std::io::Read;
@@ -160,12 +162,13 @@ async fn handle(state: Arc<SignalState>, req: Request) -> Response {
         .into_response(Format::Json);
     };
     match process(&state, req).await {
-        Ok(()) => success(state.signal, format),
+        Ok(rejected) => success(state.signal, format, rejected),
         Err(f) => f.into_response(format),
     }
 }
 
-async fn process(state: &SignalState, req: Request) -> Result<(), Failure> {
+/// Decodes and delivers one request; `Some` when invalid items were taken out of it.
+async fn process(state: &SignalState, req: Request) -> Result<Option<Rejected>, Failure> {
     let format = format_of(req.headers()).unwrap_or(Format::Protobuf);
     let encoding = req
         .headers()
@@ -317,15 +320,49 @@ fn decode(signal: Signal, format: Format, body: &[u8]) -> Result<Telemetry, Stri
     })
 }
 
-/// The success answer: an empty export response in the request's format.
-fn success(signal: Signal, format: Format) -> Response {
-    let body: Vec<u8> = match format {
-        Format::Protobuf => match signal {
-            Signal::Traces => ExportTraceServiceResponse::default().encode_to_vec(),
-            Signal::Metrics => ExportMetricsServiceResponse::default().encode_to_vec(),
-            Signal::Logs => ExportLogsServiceResponse::default().encode_to_vec(),
-        },
-        Format::Json => b"{}".to_vec(),
+/// The success answer in the request's format: an empty export response, or one whose
+/// `partial_success` says how many items were rejected and why.
+fn success(signal: Signal, format: Format, rejected: Option<Rejected>) -> Response {
+    let body: Vec<u8> = match (format, rejected) {
+        (Format::Protobuf, None) => Vec::new(),
+        (Format::Protobuf, Some(r)) => {
+            let (count, error_message) = (r.count as i64, r.message);
+            match signal {
+                Signal::Traces => ExportTraceServiceResponse {
+                    partial_success: Some(ExportTracePartialSuccess {
+                        rejected_spans: count,
+                        error_message,
+                    }),
+                }
+                .encode_to_vec(),
+                Signal::Metrics => ExportMetricsServiceResponse {
+                    partial_success: Some(ExportMetricsPartialSuccess {
+                        rejected_data_points: count,
+                        error_message,
+                    }),
+                }
+                .encode_to_vec(),
+                Signal::Logs => ExportLogsServiceResponse {
+                    partial_success: Some(ExportLogsPartialSuccess {
+                        rejected_log_records: count,
+                        error_message,
+                    }),
+                }
+                .encode_to_vec(),
+            }
+        }
+        (Format::Json, None) => b"{}".to_vec(),
+        (Format::Json, Some(r)) => {
+            let field = match signal {
+                Signal::Traces => "rejectedSpans",
+                Signal::Metrics => "rejectedDataPoints",
+                Signal::Logs => "rejectedLogRecords",
+            };
+            // proto3 JSON: int64 as a string.
+            serde_json::json!({"partialSuccess": {field: r.count.to_string(), "errorMessage": r.message}})
+                .to_string()
+                .into_bytes()
+        }
     };
     (
         StatusCode::OK,

@@ -375,3 +375,46 @@ async fn large_compressed_bodies_decompress_on_the_blocking_pool() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn invalid_spans_are_rejected_with_partial_success() {
+    let (r, sink) = router(1 << 20, false);
+    // One good span, one with a 15-byte trace id, one with an all-zero span id.
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+        {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"good"},
+        {"traceId":"5b8efff798038103d269b633813fc6","spanId":"eee19b7ec3c1b174","name":"short"},
+        {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"0000000000000000","name":"zero"}]}]}]}"#;
+    let (status, _, resp) = post(&r, "/v1/traces", JSON, None, body.as_bytes().to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedSpans"], "2", "{v}");
+    let msg = v["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(msg.contains("span `short`: trace_id has 15 bytes"), "{msg}");
+    let got = sink.got.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].item_count(), 1);
+
+    // Protobuf: the same answer as an ExportLogsServiceResponse; nothing valid left → no consume.
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![opentelemetry_proto::tonic::logs::v1::ResourceLogs {
+            scope_logs: vec![opentelemetry_proto::tonic::logs::v1::ScopeLogs {
+                log_records: vec![opentelemetry_proto::tonic::logs::v1::LogRecord {
+                    trace_id: vec![1; 5],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    drop(got);
+    let (status, _, resp) = post(&r, "/v1/logs", PROTOBUF, None, req.encode_to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    let answer = ExportLogsServiceResponse::decode(&resp[..]).unwrap();
+    assert_eq!(answer.partial_success.unwrap().rejected_log_records, 1);
+    assert_eq!(
+        sink.got.lock().unwrap().len(),
+        1,
+        "an emptied request is not consumed"
+    );
+}

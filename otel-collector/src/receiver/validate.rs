@@ -1,0 +1,285 @@
+//! Item checks at the receiver: items the OTLP specification calls invalid are taken out of a
+//! request before it enters the pipelines, and the sender learns how many through the export
+//! response's `partial_success` (the rest of the request is accepted).
+//!
+//! Invalid means:
+//! * a span whose `trace_id` is not 16 bytes or all zero, whose `span_id` is not 8 bytes or all
+//!   zero, or whose `parent_span_id` is neither empty nor 8 bytes;
+//! * a log record whose `trace_id` is neither empty nor 16 bytes, or `span_id` neither empty nor
+//!   8 bytes;
+//! * a metric without a name (all its data points are rejected).
+
+use crate::pipeline::Telemetry;
+
+/// What was taken out of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Spans, data points or log records removed.
+    pub count: u64,
+    /// Why, naming the first offending item; goes to `partial_success.error_message`.
+    pub message: String,
+}
+
+/// Removes invalid items from `data`; `None` when everything is valid.
+pub fn drop_invalid(data: &mut Telemetry) -> Option<Rejected> {
+    let mut first: Option<String> = None;
+    let count = match data {
+        Telemetry::Traces(req) => drop_invalid_spans(req, &mut first),
+        Telemetry::Metrics(req) => drop_unnamed_metrics(req, &mut first),
+        Telemetry::Logs(req) => drop_invalid_logs(req, &mut first),
+    };
+    (count > 0).then(|| Rejected {
+        count,
+        message: format!(
+            "{count} item(s) rejected as invalid per the OTLP specification; first: {}",
+            first.unwrap_or_default()
+        ),
+    })
+}
+
+fn id_problem(what: &str, id: &[u8], len: usize, may_be_empty: bool) -> Option<String> {
+    if id.is_empty() && may_be_empty {
+        return None;
+    }
+    if id.len() != len {
+        return Some(format!("{what} has {} bytes, must be {len}", id.len()));
+    }
+    if id.iter().all(|b| *b == 0) {
+        return Some(format!("{what} is all zero"));
+    }
+    None
+}
+
+fn span_problem(s: &opentelemetry_proto::tonic::trace::v1::Span) -> Option<String> {
+    id_problem("trace_id", &s.trace_id, 16, false)
+        .or_else(|| id_problem("span_id", &s.span_id, 8, false))
+        .or_else(|| {
+            (!s.parent_span_id.is_empty() && s.parent_span_id.len() != 8).then(|| {
+                format!(
+                    "parent_span_id has {} bytes, must be 8 or empty",
+                    s.parent_span_id.len()
+                )
+            })
+        })
+        .map(|p| format!("span `{}`: {p}", s.name))
+}
+
+fn drop_invalid_spans(
+    req: &mut opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    first: &mut Option<String>,
+) -> u64 {
+    let mut dropped = 0u64;
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| match span_problem(s) {
+                None => true,
+                Some(p) => {
+                    dropped += 1;
+                    first.get_or_insert(p);
+                    false
+                }
+            });
+        }
+        if dropped > 0 {
+            rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+        }
+    }
+    if dropped > 0 {
+        req.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+    }
+    dropped
+}
+
+fn drop_invalid_logs(
+    req: &mut opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+    first: &mut Option<String>,
+) -> u64 {
+    let mut dropped = 0u64;
+    for rl in &mut req.resource_logs {
+        for sl in &mut rl.scope_logs {
+            sl.log_records.retain(|r| {
+                let problem = id_problem("trace_id", &r.trace_id, 16, true)
+                    .or_else(|| id_problem("span_id", &r.span_id, 8, true));
+                match problem {
+                    None => true,
+                    Some(p) => {
+                        dropped += 1;
+                        first.get_or_insert(format!("log record: {p}"));
+                        false
+                    }
+                }
+            });
+        }
+        if dropped > 0 {
+            rl.scope_logs.retain(|sl| !sl.log_records.is_empty());
+        }
+    }
+    if dropped > 0 {
+        req.resource_logs.retain(|rl| !rl.scope_logs.is_empty());
+    }
+    dropped
+}
+
+fn drop_unnamed_metrics(
+    req: &mut opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    first: &mut Option<String>,
+) -> u64 {
+    let mut dropped = 0u64;
+    let mut removed_any = false;
+    for rm in &mut req.resource_metrics {
+        for sm in &mut rm.scope_metrics {
+            sm.metrics.retain(|m| {
+                if !m.name.is_empty() {
+                    return true;
+                }
+                removed_any = true;
+                dropped += crate::pipeline::data_point_count(m.data.as_ref()) as u64;
+                first.get_or_insert_with(|| "a metric has no name".to_string());
+                false
+            });
+        }
+        if removed_any {
+            rm.scope_metrics.retain(|sm| !sm.metrics.is_empty());
+        }
+    }
+    if removed_any {
+        req.resource_metrics
+            .retain(|rm| !rm.scope_metrics.is_empty());
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn span(name: &str, trace_id: Vec<u8>, span_id: Vec<u8>) -> Span {
+        Span {
+            name: name.into(),
+            trace_id,
+            span_id,
+            ..Default::default()
+        }
+    }
+
+    fn traces(groups: Vec<Vec<Span>>) -> Telemetry {
+        Telemetry::Traces(ExportTraceServiceRequest {
+            resource_spans: groups
+                .into_iter()
+                .map(|spans| ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn valid_requests_are_untouched() {
+        let mut t = traces(vec![vec![span("ok", vec![1; 16], vec![2; 8])]]);
+        let before = t.clone();
+        assert_eq!(drop_invalid(&mut t), None);
+        assert_eq!(t, before);
+    }
+
+    #[test]
+    fn bad_spans_are_removed_and_emptied_groups_go() {
+        let mut t = traces(vec![
+            vec![
+                span("ok", vec![1; 16], vec![2; 8]),
+                span("short", vec![1; 15], vec![2; 8]),
+            ],
+            vec![span("zero", vec![0; 16], vec![2; 8])],
+            vec![span("nospan", vec![1; 16], vec![])],
+        ]);
+        let r = drop_invalid(&mut t).unwrap();
+        assert_eq!(r.count, 3);
+        assert!(
+            r.message
+                .contains("span `short`: trace_id has 15 bytes, must be 16"),
+            "{}",
+            r.message
+        );
+        let Telemetry::Traces(req) = t else {
+            unreachable!()
+        };
+        assert_eq!(req.resource_spans.len(), 1);
+        assert_eq!(req.resource_spans[0].scope_spans[0].spans[0].name, "ok");
+    }
+
+    #[test]
+    fn bad_parent_span_id_is_rejected_but_empty_is_fine() {
+        let mut root = span("root", vec![1; 16], vec![2; 8]);
+        let mut bad = span("child", vec![1; 16], vec![3; 8]);
+        bad.parent_span_id = vec![2; 4];
+        root.parent_span_id = vec![];
+        let mut t = traces(vec![vec![root, bad]]);
+        let r = drop_invalid(&mut t).unwrap();
+        assert_eq!(r.count, 1);
+        assert!(
+            r.message.contains("parent_span_id has 4 bytes"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn log_records_may_omit_ids_but_not_give_wrong_ones() {
+        let rec = |trace_id: Vec<u8>, span_id: Vec<u8>| LogRecord {
+            trace_id,
+            span_id,
+            ..Default::default()
+        };
+        let mut t = Telemetry::Logs(ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        rec(vec![], vec![]),
+                        rec(vec![1; 16], vec![2; 8]),
+                        rec(vec![1; 3], vec![]),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        });
+        let r = drop_invalid(&mut t).unwrap();
+        assert_eq!(r.count, 1);
+        assert_eq!(t.item_count(), 2);
+    }
+
+    #[test]
+    fn unnamed_metrics_reject_all_their_points() {
+        let gauge = |name: &str, points: usize| Metric {
+            name: name.into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: vec![NumberDataPoint::default(); points],
+            })),
+            ..Default::default()
+        };
+        let mut t = Telemetry::Metrics(ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![gauge("", 3), gauge("load", 2)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        });
+        let r = drop_invalid(&mut t).unwrap();
+        assert_eq!(r.count, 3);
+        assert_eq!(t.item_count(), 2);
+        assert!(r.message.contains("no name"));
+    }
+}
