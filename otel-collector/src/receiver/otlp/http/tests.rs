@@ -390,9 +390,11 @@ async fn invalid_spans_are_rejected_with_partial_success() {
     assert_eq!(v["partialSuccess"]["rejectedSpans"], "2", "{v}");
     let msg = v["partialSuccess"]["errorMessage"].as_str().unwrap();
     assert!(msg.contains("span `short`: trace_id has 15 bytes"), "{msg}");
-    let got = sink.got.lock().unwrap();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].item_count(), 1);
+    {
+        let got = sink.got.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].item_count(), 1);
+    }
 
     // Protobuf: the same answer as an ExportLogsServiceResponse; nothing valid left → no consume.
     let req = ExportLogsServiceRequest {
@@ -407,7 +409,6 @@ async fn invalid_spans_are_rejected_with_partial_success() {
             ..Default::default()
         }],
     };
-    drop(got);
     let (status, _, resp) = post(&r, "/v1/logs", PROTOBUF, None, req.encode_to_vec()).await;
     assert_eq!(status, StatusCode::OK);
     let answer = ExportLogsServiceResponse::decode(&resp[..]).unwrap();
