@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer as _};
+use opentelemetry::trace::{SpanKind, TraceContextExt};
 use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -221,19 +221,15 @@ async fn db_select<F: Future>(name: &'static str, table: &'static str, work: F) 
     if !crate::telemetry::traces_enabled() {
         return work.await;
     }
-    let tracer = crate::http::tracer();
     let parent = crate::http::current_otel_context();
-    let span = tracer
-        .span_builder(name)
-        .with_kind(SpanKind::Client)
-        .with_attributes([
+    let cx = crate::http::start_span(name, SpanKind::Client, parent, |_| {
+        vec![
             KeyValue::new(SERVICE_FIELD, "demo-frontend"),
             KeyValue::new("db.system.name", "in-memory"),
             KeyValue::new("db.operation.name", "SELECT"),
             KeyValue::new("db.collection.name", table),
-        ])
-        .start_with_context(tracer, &parent);
-    let cx = parent.with_span(span);
+        ]
+    });
     let out = work.with_context(cx.clone()).await;
     cx.span().end();
     out

@@ -16,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::global::BoxedTracer;
+use opentelemetry::global::{BoxedSpan, BoxedTracer};
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue, StringValue};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -206,20 +206,16 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
     let parent = opentelemetry::global::get_text_map_propagator(|p| {
         p.extract(&HeaderExtractor(req.headers()))
     });
-    let tracer = tracer();
-    let cx = if !crate::telemetry::traces_enabled() {
-        parent
-    } else {
-        let name = match &route {
-            Some(r) => format!("{method} {}", r.as_str()),
-            None => method.to_string(),
-        };
+    let cx = start_span(method, SpanKind::Server, parent, |span| {
+        if let Some(r) = &route {
+            span.update_name(format!("{method} {}", r.as_str()));
+        }
         let user_agent = req
             .headers()
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let mut attributes = Vec::with_capacity(11);
+        let mut attributes = Vec::with_capacity(7);
         attributes.extend([
             KeyValue::new(SERVICE_FIELD, ctx.service.service_name()),
             KeyValue::new("http.request.method", method),
@@ -231,13 +227,8 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
         if let Some(r) = &route {
             attributes.push(KeyValue::new("http.route", r.clone()));
         }
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &parent);
-        parent.with_span(span)
-    };
+        attributes
+    });
 
     let log_span = tracing::info_span!(
         target: ACCESS_LOG_TARGET,
@@ -321,6 +312,31 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
         .record(start.elapsed().as_secs_f64(), &attrs);
     ctx.metrics.active.add(-1, &active_attrs);
     response
+}
+
+/// Starts a span of `kind` under `parent` with the global tracer and returns the context that
+/// holds it; `parent` unchanged when traces are not exported. `describe` runs only when the
+/// sampler records the span: it may rename it and returns its attributes, so a request the
+/// sampler drops formats no name and copies no attribute values.
+pub(crate) fn start_span(
+    name: &'static str,
+    kind: SpanKind,
+    parent: Context,
+    describe: impl FnOnce(&mut BoxedSpan) -> Vec<KeyValue>,
+) -> Context {
+    if !crate::telemetry::traces_enabled() {
+        return parent;
+    }
+    let tracer = tracer();
+    let mut span = tracer
+        .span_builder(name)
+        .with_kind(kind)
+        .start_with_context(tracer, &parent);
+    if span.is_recording() {
+        let attributes = describe(&mut span);
+        span.set_attributes(attributes);
+    }
+    parent.with_span(span)
 }
 
 /// The OpenTelemetry context new spans are children of: the current `tracing` span's (a
@@ -428,24 +444,16 @@ impl TracedClient {
         // of the current `tracing` span's OpenTelemetry context (or of the request's server
         // span when the call is made outside any `tracing` span).
         let parent = current_otel_context();
-        let cx = if crate::telemetry::traces_enabled() {
-            let tracer = tracer();
-            let span = tracer
-                .span_builder("POST")
-                .with_kind(SpanKind::Client)
-                .with_attributes([
-                    KeyValue::new(SERVICE_FIELD, self.caller.service_name()),
-                    KeyValue::new("http.request.method", "POST"),
-                    KeyValue::new("server.address", host.clone()),
-                    KeyValue::new("server.port", port),
-                    KeyValue::new("url.full", url.clone()),
-                    KeyValue::new("peer.service", service),
-                ])
-                .start_with_context(tracer, &parent);
-            parent.with_span(span)
-        } else {
-            parent
-        };
+        let cx = start_span("POST", SpanKind::Client, parent, |_| {
+            vec![
+                KeyValue::new(SERVICE_FIELD, self.caller.service_name()),
+                KeyValue::new("http.request.method", "POST"),
+                KeyValue::new("server.address", host.clone()),
+                KeyValue::new("server.port", port),
+                KeyValue::new("url.full", url.clone()),
+                KeyValue::new("peer.service", service),
+            ]
+        });
         let mut headers = HeaderMap::new();
         opentelemetry::global::get_text_map_propagator(|p| {
             p.inject_context(&cx, &mut HeaderInjector(&mut headers))

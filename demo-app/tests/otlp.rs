@@ -374,3 +374,70 @@ async fn business_metrics_count_orders() {
     // 1+2+3+4 units of product 1 left the initial 5000.
     assert_eq!(level, Some(5_000 - 10));
 }
+
+/// With a sampler that drops every trace, nothing is exported as a span (the attributes of
+/// unsampled spans are not even built), requests still succeed and the metrics still count them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_requests_export_no_spans_but_count_in_metrics() {
+    let (sink, otlp) = start_sink().await;
+    let app = start_demo_app(
+        otlp,
+        &[
+            ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
+            ("OTEL_TRACES_SAMPLER", "always_off"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let order = client
+        .post(format!("{}/api/orders", app.front))
+        .json(&serde_json::json!({"user_id": 2, "items": [{"product_id": 3, "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201);
+    for _ in 0..3 {
+        let r = client
+            .get(format!("{}/api/products", app.front))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(app.terminate().await, "demo-app must exit 0 after SIGTERM");
+    let spans: usize = sink
+        .traces
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    assert_eq!(spans, 0, "always_off exports no spans");
+    let mut products = 0u64;
+    for req in sink.metrics.lock().unwrap().iter() {
+        for rm in &req.resource_metrics {
+            for m in rm.scope_metrics.iter().flat_map(|sm| &sm.metrics) {
+                if m.name != "http.server.request.duration" {
+                    continue;
+                }
+                if let Some(Data::Histogram(h)) = &m.data {
+                    products += h
+                        .data_points
+                        .iter()
+                        .filter(|p| {
+                            attr_str(&p.attributes, "http.route").as_deref()
+                                == Some("/api/products")
+                        })
+                        .map(|p| p.count)
+                        .sum::<u64>();
+                }
+            }
+        }
+    }
+    assert_eq!(
+        products, 3,
+        "the duration histogram counts unsampled requests"
+    );
+}
