@@ -1,0 +1,1 @@
+//! `${env:VAR}` / `${env:VAR:-default}` substitution in parsed YAML configuration values.

@@ -1,0 +1,1 @@
+//! Helpers the integration tests of several crates share. Dev-dependency only.
