@@ -244,11 +244,7 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
         }
     }
 
-    let active_attrs = [
-        KeyValue::new("http.request.method", method),
-        KeyValue::new("url.scheme", "http"),
-    ];
-    ctx.metrics.active.add(1, &active_attrs);
+    let _active = ctx.metrics.active.start(method);
 
     let fault = route.as_ref().and_then(|r| ctx.faults.decide(r.as_str()));
     let faults = ctx.faults.clone();
@@ -310,7 +306,6 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
     ctx.metrics
         .duration
         .record(start.elapsed().as_secs_f64(), &attrs);
-    ctx.metrics.active.add(-1, &active_attrs);
     response
 }
 
