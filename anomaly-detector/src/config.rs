@@ -1,4 +1,5 @@
-//! Service configuration: the YAML file, `${env:VAR}` substitution, the environment overrides
+//! Service configuration: the YAML file, `${env:VAR}` substitution in its values (`config-env`,
+//! an unset variable without a default is an error), the environment overrides
 //! (`PROMETHEUS_URL`, `ALERTMANAGER_URL`, `DETECTOR_ADDR`) and validation.
 //!
 //! Every default lives in the `default_*` functions at the bottom of this file; the structs use
@@ -34,21 +35,30 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The YAML is malformed or has unknown/mistyped keys.
+    /// The file is not valid YAML.
     #[error("invalid config file {path}: {source}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The YAML error, which names the key and line.
+        /// The YAML error, which names the line.
         source: serde_yaml::Error,
     },
-    /// `${env:VAR}` names a variable that is not set and has no `:-default`.
-    #[error("config file {path} uses ${{env:{var}}} but {var} is not set (set it, or write ${{env:{var}:-default}})")]
-    MissingEnv {
+    /// A `${env:VAR}` reference cannot be substituted (unset without `:-default`, malformed,
+    /// or another provider).
+    #[error("config file {path}: {error}")]
+    Substitution {
         /// The file.
         path: PathBuf,
-        /// The variable.
-        var: String,
+        /// What is wrong, with the key path and the fix.
+        error: config_env::SubstError,
+    },
+    /// A key is unknown or a value has the wrong type.
+    #[error("invalid config file {path}: {message}")]
+    Schema {
+        /// The file.
+        path: PathBuf,
+        /// serde's message, prefixed with the key path.
+        message: String,
     },
     /// A value is present but not acceptable.
     #[error("invalid config: {key}: {message}")]
@@ -294,22 +304,31 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses YAML text after `${env:VAR}` substitution with `lookup` (no overrides, no validation).
+    /// Parses YAML text, substitutes `${env:VAR}` references in its values with `lookup` (an
+    /// unset variable without a default is an error), then deserializes it (no overrides, no
+    /// validation).
     ///
     /// # Errors
-    /// [`ConfigError::MissingEnv`] or [`ConfigError::Parse`].
+    /// [`ConfigError::Parse`], [`ConfigError::Substitution`] or [`ConfigError::Schema`].
     pub fn from_yaml(
         text: &str,
         path: &Path,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let text = substitute_env(text, &lookup).map_err(|var| ConfigError::MissingEnv {
-            path: path.to_path_buf(),
-            var,
+        let mut doc: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        config_env::substitute(&mut doc, &lookup, config_env::Unset::Error).map_err(|error| {
+            ConfigError::Substitution {
+                path: path.to_path_buf(),
+                error,
+            }
         })?;
-        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+        deserialize(doc).map_err(|message| ConfigError::Schema {
             path: path.to_path_buf(),
-            source,
+            message,
         })
     }
 
@@ -531,31 +550,20 @@ fn check_tls(tls: &TlsConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Replaces `${env:VAR}` and `${env:VAR:-default}`; returns the name of a missing variable.
-fn substitute_env(text: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("${env:") {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 6..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[pos..]);
-            return Ok(out);
-        };
-        let spec = &after[..end];
-        let (var, default) = match spec.split_once(":-") {
-            Some((v, d)) => (v, Some(d)),
-            None => (spec, None),
-        };
-        match (lookup(var), default) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => return Err(var.to_string()),
+/// Deserializes the substituted document through its YAML text.
+///
+/// Going through text (not `serde_yaml::from_value`) keeps plain scalars such as `tier: 1` or a
+/// numeric `${env:SECRET}` acceptable for string fields. Positions are dropped from the message:
+/// they would point into the re-serialized text, not the file; the key path stays.
+fn deserialize(doc: serde_yaml::Value) -> Result<Config, String> {
+    let text = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
+    serde_yaml::from_str(&text).map_err(|e| {
+        let message = e.to_string();
+        match message.find(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
         }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    })
 }
 
 fn default_evaluation_interval() -> Duration {
@@ -703,6 +711,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("SECRET is not set"), "{err}");
+        assert!(err.contains("webhooks[0].secret"), "{err}");
+    }
+
+    #[test]
+    fn env_value_cannot_inject_yaml_and_numbers_fit_strings() {
+        let text = "prometheus:\n  url: ${env:P_URL}\n  retry: {max_attempts: '${env:N}'}\nwebhooks: [{name: w, url: 'http://127.0.0.1:2', secret: '${env:SECRET}'}]\ndetections: [{name: a, query: up, labels: {tier: 1}, webhooks: [w]}]\n";
+        let c = Config::from_yaml(text, Path::new("t.yaml"), |v| match v {
+            "P_URL" => Some("http://p:1\nextra: 1".into()),
+            "N" => Some("7".into()),
+            "SECRET" => Some("12345".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.prometheus.url, "http://p:1\nextra: 1");
+        assert_eq!(c.prometheus.retry.max_attempts, 7);
+        assert_eq!(c.webhooks[0].secret, Some(Secret("12345".into())));
+        assert_eq!(c.detections[0].labels["tier"], "1");
+    }
+
+    #[test]
+    fn unknown_key_error_names_path_not_a_misleading_line() {
+        let err = parse(&format!("{MINIMAL}    stepp: 1m\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("detections[0]") && err.contains("stepp"),
+            "{err}"
+        );
+        assert!(!err.contains(" at line "), "{err}");
     }
 
     #[test]

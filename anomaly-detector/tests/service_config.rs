@@ -74,6 +74,24 @@ fn shipped_config_is_valid_and_targets_red_metrics() {
 }
 
 #[test]
+fn shipped_config_substitutes_webhook_variables() {
+    let text = std::fs::read_to_string(shipped()).unwrap();
+    let c = Config::from_yaml(&text, &shipped(), |v| match v {
+        "DETECTOR_WEBHOOK_URL" => Some("http://hooks.example:8080/in".into()),
+        "DETECTOR_WEBHOOK_SECRET" => Some("123456".into()),
+        _ => None,
+    })
+    .unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.webhooks[0].url, "http://hooks.example:8080/in");
+    let secret = c.webhooks[0].secret.as_ref().unwrap();
+    assert_eq!(secret.0, "123456", "a numeric secret stays a string");
+    let c = Config::from_yaml(&text, &shipped(), |_| None).unwrap();
+    assert_eq!(c.webhooks[0].url, "http://127.0.0.1:9095/webhook");
+    assert_eq!(c.webhooks[0].secret.as_ref().unwrap().0, "demo-secret");
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let out = detector(
         &["--config", shipped().to_str().unwrap(), "--check"],
@@ -101,7 +119,7 @@ fn errors_name_the_problem() {
         ("typo.yaml", "prometheus: {url: 'http://127.0.0.1:9090'}\ndetections: [{name: a, query: up, stepp: 1m}]\n", "stepp"),
         ("nodet.yaml", "prometheus: {url: 'http://127.0.0.1:9090'}\ndetections: []\n", "detections"),
         ("hook.yaml", "prometheus: {url: 'http://127.0.0.1:9090'}\ndetections: [{name: a, query: up, webhooks: [ops]}]\n", "webhook \"ops\" is not defined"),
-        ("env.yaml", "prometheus: {url: '${env:NO_SUCH_VAR_FOR_TEST}'}\ndetections: [{name: a, query: up}]\n", "NO_SUCH_VAR_FOR_TEST is not set"),
+        ("env.yaml", "prometheus: {url: '${env:NO_SUCH_VAR_FOR_TEST}'}\ndetections: [{name: a, query: up}]\n", "prometheus.url: environment variable NO_SUCH_VAR_FOR_TEST is not set"),
         ("dur.yaml", "prometheus: {url: 'http://127.0.0.1:9090'}\nevaluation_interval: soon\ndetections: [{name: a, query: up}]\n", "evaluation_interval"),
     ];
     for (name, text, needle) in cases {

@@ -1,7 +1,7 @@
 //! The collector's configuration in the upstream otelcol YAML format.
 //!
 //! Loading goes: read each `--config` file → parse YAML → substitute `${env:VAR}` references
-//! ([`env`]) → merge the files in order (maps deeply, later wins, lists replaced — as upstream)
+//! ([`config_env`], unset variables become empty with a warning) → merge the files in order (maps deeply, later wins, lists replaced — as upstream)
 //! → parse each component by its type (the part of the id before `/`) → check the service graph.
 //! Every problem is reported with its full key path (`receivers.otlp.protocols.grpc.endpointt`)
 //! and the fix; all problems found are reported at once.
@@ -14,7 +14,6 @@
 
 pub mod duration;
 pub mod endpoint;
-pub mod env;
 pub mod error;
 mod service;
 pub mod suggest;
@@ -31,6 +30,7 @@ use crate::extension::ExtensionConfig;
 use crate::pipeline::Signal;
 use crate::processor::ProcessorConfig;
 use crate::receiver::ReceiverConfig;
+use config_env::{key_text, Unset};
 use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -249,12 +249,14 @@ impl Config {
                     message: e.to_string(),
                 })?
             };
-            env::substitute(&mut v, "", lookup, &mut warnings).map_err(|m| {
-                ConfigError::Invalid(vec![Problem {
-                    path: String::new(),
-                    message: format!("{m} (in {name})"),
-                }])
-            })?;
+            let found =
+                config_env::substitute(&mut v, lookup, Unset::EmptyWithWarning).map_err(|e| {
+                    ConfigError::Invalid(vec![Problem {
+                        path: String::new(),
+                        message: format!("{e} (in {name})"),
+                    }])
+                })?;
+            warnings.extend(found);
             merge(&mut merged, v);
         }
         Config::from_value(merged, warnings)
@@ -277,7 +279,7 @@ impl Config {
             }
         };
         for key in top.keys() {
-            let k = env::key_text(key);
+            let k = key_text(key);
             if !TOP_LEVEL_KEYS.contains(&k.as_str()) {
                 problems.push(unknown_key(&k, &k, TOP_LEVEL_KEYS));
             }
@@ -702,7 +704,7 @@ fn parse_section<T: ComponentKind>(
         }
     };
     for (k, v) in map {
-        let id_text = env::key_text(&k);
+        let id_text = key_text(&k);
         let path = format!("{}.{id_text}", T::SECTION);
         broken.insert((T::SECTION, id_text.clone()));
         let id = match ComponentId::parse(&id_text) {

@@ -217,6 +217,25 @@ fn env_default_applies() {
 }
 
 #[test]
+fn unset_env_warns_and_other_providers_fail() {
+    let c = load(&[&GOOD.replace("127.0.0.1:4317", "${env:BIND}:4317")]).unwrap();
+    assert!(
+        c.warnings.iter().any(
+            |w| w.starts_with("receivers.otlp.protocols.grpc.endpoint: ")
+                && w.contains("BIND is not set")
+        ),
+        "{:?}",
+        c.warnings
+    );
+    let e = load(&[GOOD, "exporters:\n  debug:\n    x: ${file:/t}\n"]).unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.contains("exporters.debug.x") && s.contains("`file` provider") && s.contains("doc1.yaml"),
+        "{s}"
+    );
+}
+
+#[test]
 fn invalid_yaml_names_the_file() {
     let e = load(&[GOOD, "a: [unclosed"]).unwrap_err();
     let s = e.to_string();

@@ -141,7 +141,7 @@ pub(crate) fn to_any(v: &serde_yaml::Value) -> Result<AnyValue, String> {
                 .iter()
                 .map(|(k, v)| {
                     Ok(KeyValue {
-                        key: crate::config::env::key_text(k),
+                        key: config_env::key_text(k),
                         value: Some(to_any(v)?),
                         ..Default::default()
                     })
