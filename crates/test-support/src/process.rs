@@ -155,7 +155,7 @@ impl Drop for Procs {
 }
 
 /// Prints the last lines of `log` to stderr under the name of its process.
-pub fn print_log_tail(name: &str, log: &Path) {
+fn print_log_tail(name: &str, log: &Path) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
