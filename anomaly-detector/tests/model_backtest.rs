@@ -3,19 +3,12 @@
 //! `cargo test -p anomaly-detector --test model_backtest`.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use anomaly_detector::backtest::{
     read_series, run_backtest_with, BacktestError, BacktestOptions, ScoreColumn,
 };
 use anomaly_detector::model::ModelConfig;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("detector-model-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
+use test_support::TempDir;
 
 fn write_series(path: &std::path::Path, n: usize, spike: Option<usize>) {
     let mut text = String::from("timestamp,value\n");
@@ -41,7 +34,7 @@ fn write_series(path: &std::path::Path, n: usize, spike: Option<usize>) {
 
 #[test]
 fn output_mirrors_the_tree_in_nab_format() {
-    let dir = scratch("tree");
+    let dir = TempDir::new("detector-model-tree");
     let (input, output) = (dir.join("in"), dir.join("out"));
     write_series(&input.join("catA/one.csv"), 288 * 4, Some(288 * 3 + 40));
     write_series(&input.join("catB/deeper/two.csv"), 500, None);
@@ -74,12 +67,11 @@ fn output_mirrors_the_tree_in_nab_format() {
     let best = (0..rows.len()).max_by(|&a, &b| rows[a].1.total_cmp(&rows[b].1));
     assert_eq!(best, Some(288 * 3 + 40));
     assert!(output.join("catB/deeper/two.csv").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn errors_name_the_input() {
-    let dir = scratch("errors");
+    let dir = TempDir::new("detector-model-errors");
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).expect("mkdir");
     let err = run_backtest_with(
@@ -104,12 +96,11 @@ fn errors_name_the_input() {
         msg.contains("bad.csv") && msg.contains("row 2") && msg.contains("last tuesday"),
         "{msg}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_single_file_input_and_empty_values_work() {
-    let dir = scratch("single");
+    let dir = TempDir::new("detector-model-single");
     let file = dir.join("series.csv");
     std::fs::write(
         &file,
@@ -134,5 +125,4 @@ fn a_single_file_input_and_empty_values_work() {
             .starts_with("1396310700,,"),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,9 +17,7 @@
 //! Run: `cargo test -p anomaly-detector --test service_live -- --nocapture` (about 1 minute).
 
 use std::io::Write as _;
-use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,25 +27,12 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
+use test_support::prometheus::Prometheus;
+use test_support::{free_port, require_bin, Procs, TempDir};
 
 const SECRET: &str = "live-test-secret";
 const NORMAL: f64 = 0.1;
 const SPIKE: f64 = 0.3;
-
-/// Kills the child processes we started, also when the test panics (then prints their logs).
-struct Procs(Vec<(&'static str, Child)>, PathBuf);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            dump_logs(&self.1);
-        }
-        for (_, c) in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 #[derive(Default)]
 struct Received {
@@ -59,28 +44,6 @@ struct Received {
 struct TestServer {
     value: Arc<AtomicU64>,
     received: Arc<Received>,
-}
-
-fn binary(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/bin", "/usr/local/bin"])
-    {
-        let p = Path::new(dir).join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("`{name}` not found in PATH: run `make deps` (installs the Debian packages prometheus and prometheus-alertmanager)");
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn unix_now() -> f64 {
@@ -135,18 +98,6 @@ async fn start_test_server() -> (TestServer, u16) {
     (server, port)
 }
 
-fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> (&'static str, Child) {
-    let out = std::fs::File::create(log).unwrap();
-    let err = out.try_clone().unwrap();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    (name, child)
-}
-
 async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
@@ -169,36 +120,15 @@ async fn get_text(http: &reqwest::Client, url: &str) -> Option<String> {
     r.text().await.ok()
 }
 
-fn dump_logs(dir: &Path) {
-    for name in ["detector.log", "prometheus.log", "alertmanager.log"] {
-        if let Ok(t) = std::fs::read_to_string(dir.join(name)) {
-            let tail: Vec<&str> = t.lines().rev().take(30).collect();
-            eprintln!("--- {name} (last lines) ---");
-            for l in tail.into_iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detects_and_resolves_through_real_prometheus_and_alertmanager() {
-    let prometheus = binary("prometheus");
-    let promtool = binary("promtool");
-    let alertmanager = binary("prometheus-alertmanager");
+    let promtool = require_bin("promtool");
+    let alertmanager = require_bin("prometheus-alertmanager");
     let started = Instant::now();
 
-    let dir = std::env::temp_dir().join(format!(
-        "anomaly-detector-live-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let dir = TempDir::new("anomaly-detector-live");
     std::fs::create_dir_all(dir.join("prom-data")).unwrap();
     std::fs::create_dir_all(dir.join("am-data")).unwrap();
-    let guard_dir = scopeguard(dir.clone());
 
     let (server, tport) = start_test_server().await;
     let (prom_port, am_port, det_port) = (free_port(), free_port(), free_port());
@@ -226,13 +156,9 @@ async fn detects_and_resolves_through_real_prometheus_and_alertmanager() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['127.0.0.1:{tport}']}}]\n"
-        ),
-    )
-    .unwrap();
+    let scrape_configs = format!(
+        "scrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['127.0.0.1:{tport}']}}]\n"
+    );
     std::fs::write(
         dir.join("alertmanager.yml"),
         format!(
@@ -268,19 +194,17 @@ detections:
     )
     .unwrap();
 
-    let mut procs = Procs(Vec::new(), dir.clone());
-    procs.0.push(spawn(
-        "alertmanager",
-        Command::new(&alertmanager)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address="),
-        &dir.join("alertmanager.log"),
-    ));
+    let mut procs = Procs::default();
+    let mut am_cmd = Command::new(&alertmanager);
+    am_cmd
+        .arg(format!(
+            "--config.file={}",
+            dir.join("alertmanager.yml").display()
+        ))
+        .arg(format!("--storage.path={}", dir.join("am-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+        .arg("--cluster.listen-address=");
+    procs.spawn("alertmanager", am_cmd, dir.join("alertmanager.log"));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -292,279 +216,225 @@ detections:
     .await;
 
     // The detector starts while Prometheus is down.
-    procs.0.push(spawn(
-        "detector",
-        Command::new(env!("CARGO_BIN_EXE_anomaly-detector"))
-            .arg("--config")
-            .arg(dir.join("detector.yaml"))
-            .env("DETECTOR_ADDR", format!("127.0.0.1:{det_port}"))
-            .env("LIVE_TEST_SECRET", SECRET)
-            .env("RUST_LOG", "info,anomaly_detector=debug")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("PROMETHEUS_URL")
-            .env_remove("ALERTMANAGER_URL"),
-        &dir.join("detector.log"),
-    ));
+    let mut det_cmd = Command::new(env!("CARGO_BIN_EXE_anomaly-detector"));
+    det_cmd
+        .arg("--config")
+        .arg(dir.join("detector.yaml"))
+        .env("DETECTOR_ADDR", format!("127.0.0.1:{det_port}"))
+        .env("LIVE_TEST_SECRET", SECRET)
+        .env("RUST_LOG", "info,anomaly_detector=debug")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("PROMETHEUS_URL")
+        .env_remove("ALERTMANAGER_URL");
+    let detector = procs.spawn("detector", det_cmd, dir.join("detector.log"));
     let det = format!("http://127.0.0.1:{det_port}");
     let metrics_url = format!("{det}/metrics");
     let health_url = format!("{det}/health");
-    {
-        wait_for(
-            "a failed cycle with reason connect",
-            Duration::from_secs(20),
-            async || {
-                get_text(&http, &metrics_url).await.filter(|m| {
-                    m.contains(
-                        "anomaly_detector_failures_total{detection=\"latency\",reason=\"connect\"}",
-                    )
-                })
-            },
-        )
-        .await;
-        let health: serde_json::Value =
-            serde_json::from_str(&get_text(&http, &health_url).await.unwrap()).unwrap();
-        assert_eq!(health["status"], "degraded", "{health}");
-        assert_eq!(health["detections"][0]["status"], "failure", "{health}");
-
-        // Prometheus comes up: the detector recovers by itself.
-        procs.0.push(spawn(
-            "prometheus",
-            Command::new(&prometheus)
-                .arg(format!(
-                    "--config.file={}",
-                    dir.join("prometheus.yml").display()
-                ))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.join("prom-data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-                .arg("--storage.tsdb.retention.time=1d"),
-            &dir.join("prometheus.log"),
-        ));
-        let prom_ready = format!("http://127.0.0.1:{prom_port}/-/ready");
-        wait_for("Prometheus ready", Duration::from_secs(30), async || {
-            get_text(&http, &prom_ready).await
-        })
-        .await;
-        let health = wait_for(
-            "the detector to recover",
-            Duration::from_secs(30),
-            async || {
-                let h: serde_json::Value =
-                    serde_json::from_str(&get_text(&http, &health_url).await?).ok()?;
-                (h["status"] == "ok" && h["detections"][0]["series"] == 1).then_some(h)
-            },
-        )
-        .await;
-        eprintln!("recovered: {health}");
-        let metrics = get_text(&http, &metrics_url).await.unwrap();
-        let series = format!("detection=\"latency\",instance=\"127.0.0.1:{tport}\",job=\"app\",route=\"/api/orders\"");
-        for g in [
-            "anomaly_score",
-            "anomaly_expected_value",
-            "anomaly_lower_bound",
-            "anomaly_upper_bound",
-        ] {
-            assert!(
-                metrics.contains(&format!("{g}{{{series}}}")),
-                "{g} missing:\n{metrics}"
-            );
-        }
-        // The exposition passes Prometheus' own linter.
-        let mut check = Command::new(&promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        check
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(metrics.as_bytes())
-            .unwrap();
-        let out = check.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "promtool check metrics: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The history was replayed: far more points than cycles.
-        let points: f64 = metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("anomaly_detector_points_evaluated_total{detection=\"latency\"} ")
+    wait_for(
+        "a failed cycle with reason connect",
+        Duration::from_secs(20),
+        async || {
+            get_text(&http, &metrics_url).await.filter(|m| {
+                m.contains(
+                    "anomaly_detector_failures_total{detection=\"latency\",reason=\"connect\"}",
+                )
             })
-            .expect("points counter")
-            .parse()
-            .unwrap();
-        assert!(points > 1000.0, "history replayed, got {points} points");
-        assert!(
-            !metrics.contains("model=\"warming_up\""),
-            "history must end warm-up:\n{metrics}"
-        );
+        },
+    )
+    .await;
+    let health: serde_json::Value =
+        serde_json::from_str(&get_text(&http, &health_url).await.unwrap()).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["detections"][0]["status"], "failure", "{health}");
 
-        // Let a few live points through, then spike.
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        assert!(
-            server.received.am.lock().unwrap().is_empty(),
-            "no alert before the spike"
-        );
-        let spike_at = Instant::now();
-        server.value.store(SPIKE.to_bits(), Ordering::SeqCst);
-        let firing = wait_for(
-            "Alertmanager to deliver the firing alert",
-            Duration::from_secs(60),
-            async || {
-                server
-                    .received
-                    .am
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .find(|p| p["status"] == "firing")
-                    .cloned()
-            },
-        )
+    // Prometheus comes up: the detector recovers by itself.
+    let _prometheus = Prometheus::new(&scrape_configs)
+        .port(prom_port)
+        .data_dir(dir.join("prom-data"))
+        .flag("--storage.tsdb.retention.time=1d")
+        .start()
         .await;
-        eprintln!(
-            "firing delivered by Alertmanager {:.1}s after the spike",
-            spike_at.elapsed().as_secs_f64()
-        );
-        let alert = &firing["alerts"][0];
-        assert_eq!(alert["labels"]["alertname"], "AnomalyDetected");
-        assert_eq!(alert["labels"]["detection"], "latency");
-        assert_eq!(alert["labels"]["route"], "/api/orders");
-        assert_eq!(alert["labels"]["team"], "test");
-        assert!(matches!(
-            alert["labels"]["severity"].as_str(),
-            Some("warning" | "critical")
-        ));
-        let desc = alert["annotations"]["description"].as_str().unwrap();
-        assert!(desc.starts_with("Observed 0.3 vs expected"), "{desc}");
+    let health = wait_for(
+        "the detector to recover",
+        Duration::from_secs(30),
+        async || {
+            let h: serde_json::Value =
+                serde_json::from_str(&get_text(&http, &health_url).await?).ok()?;
+            (h["status"] == "ok" && h["detections"][0]["series"] == 1).then_some(h)
+        },
+    )
+    .await;
+    eprintln!("recovered: {health}");
+    let metrics = get_text(&http, &metrics_url).await.unwrap();
+    let series = format!(
+        "detection=\"latency\",instance=\"127.0.0.1:{tport}\",job=\"app\",route=\"/api/orders\""
+    );
+    for g in [
+        "anomaly_score",
+        "anomaly_expected_value",
+        "anomaly_lower_bound",
+        "anomaly_upper_bound",
+    ] {
         assert!(
-            alert["annotations"]["model"].is_string() && alert["annotations"]["score"].is_string()
-        );
-
-        // The signed webhook got the same anomaly, with a valid signature.
-        let (sig, body) = wait_for("the signed webhook", Duration::from_secs(20), async || {
-            server.received.signed.lock().unwrap().first().cloned()
-        })
-        .await;
-        let sig = sig.expect("X-Signature-256 header");
-        assert!(
-            anomaly_detector::alert::verify(SECRET.as_bytes(), &body, &sig),
-            "signature {sig} does not verify"
-        );
-        let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(payload["status"], "firing");
-        assert_eq!(
-            payload["alerts"][0]["labels"]["alertname"],
-            "AnomalyDetected"
-        );
-
-        let anomalies: serde_json::Value = serde_json::from_str(
-            &get_text(&http, &format!("{det}/api/v1/anomalies"))
-                .await
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            anomalies["firing"].as_array().unwrap().len(),
-            1,
-            "{anomalies}"
-        );
-        let summary: serde_json::Value = serde_json::from_str(
-            &get_text(&http, &format!("{det}/api/v1/services/app/summary"))
-                .await
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(summary["firing_count"], 1, "{summary}");
-
-        // Back to normal: the resolution reaches Alertmanager's receiver.
-        let normal_at = Instant::now();
-        server.value.store(0f64.to_bits(), Ordering::SeqCst);
-        wait_for(
-            "Alertmanager to deliver the resolution",
-            Duration::from_secs(90),
-            async || {
-                server
-                    .received
-                    .am
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .find(|p| p["status"] == "resolved")
-                    .cloned()
-            },
-        )
-        .await;
-        eprintln!(
-            "resolution delivered by Alertmanager {:.1}s after the return to normal",
-            normal_at.elapsed().as_secs_f64()
-        );
-        let signed = server.received.signed.lock().unwrap().clone();
-        let sent_firing = signed
-            .iter()
-            .filter(|(_, b)| {
-                serde_json::from_slice::<serde_json::Value>(b).unwrap()["status"] == "firing"
-            })
-            .count();
-        assert_eq!(
-            sent_firing, 1,
-            "webhook deduplicates the re-sent firing alert"
-        );
-        let metrics = get_text(&http, &metrics_url).await.unwrap();
-        assert!(
-            metrics.contains(
-                "anomaly_detector_alerts_sent_total{sink=\"alertmanager\",status=\"resolved\"}"
-            ),
-            "{metrics}"
+            metrics.contains(&format!("{g}{{{series}}}")),
+            "{g} missing:\n{metrics}"
         );
     }
+    // The exposition passes Prometheus' own linter.
+    let mut check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The history was replayed: far more points than cycles.
+    let points: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("anomaly_detector_points_evaluated_total{detection=\"latency\"} ")
+        })
+        .expect("points counter")
+        .parse()
+        .unwrap();
+    assert!(points > 1000.0, "history replayed, got {points} points");
+    assert!(
+        !metrics.contains("model=\"warming_up\""),
+        "history must end warm-up:\n{metrics}"
+    );
+
+    // Let a few live points through, then spike.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        server.received.am.lock().unwrap().is_empty(),
+        "no alert before the spike"
+    );
+    let spike_at = Instant::now();
+    server.value.store(SPIKE.to_bits(), Ordering::SeqCst);
+    let firing = wait_for(
+        "Alertmanager to deliver the firing alert",
+        Duration::from_secs(60),
+        async || {
+            server
+                .received
+                .am
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|p| p["status"] == "firing")
+                .cloned()
+        },
+    )
+    .await;
+    eprintln!(
+        "firing delivered by Alertmanager {:.1}s after the spike",
+        spike_at.elapsed().as_secs_f64()
+    );
+    let alert = &firing["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "AnomalyDetected");
+    assert_eq!(alert["labels"]["detection"], "latency");
+    assert_eq!(alert["labels"]["route"], "/api/orders");
+    assert_eq!(alert["labels"]["team"], "test");
+    assert!(matches!(
+        alert["labels"]["severity"].as_str(),
+        Some("warning" | "critical")
+    ));
+    let desc = alert["annotations"]["description"].as_str().unwrap();
+    assert!(desc.starts_with("Observed 0.3 vs expected"), "{desc}");
+    assert!(alert["annotations"]["model"].is_string() && alert["annotations"]["score"].is_string());
+
+    // The signed webhook got the same anomaly, with a valid signature.
+    let (sig, body) = wait_for("the signed webhook", Duration::from_secs(20), async || {
+        server.received.signed.lock().unwrap().first().cloned()
+    })
+    .await;
+    let sig = sig.expect("X-Signature-256 header");
+    assert!(
+        anomaly_detector::alert::verify(SECRET.as_bytes(), &body, &sig),
+        "signature {sig} does not verify"
+    );
+    let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(payload["status"], "firing");
+    assert_eq!(
+        payload["alerts"][0]["labels"]["alertname"],
+        "AnomalyDetected"
+    );
+
+    let anomalies: serde_json::Value = serde_json::from_str(
+        &get_text(&http, &format!("{det}/api/v1/anomalies"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        anomalies["firing"].as_array().unwrap().len(),
+        1,
+        "{anomalies}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        &get_text(&http, &format!("{det}/api/v1/services/app/summary"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["firing_count"], 1, "{summary}");
+
+    // Back to normal: the resolution reaches Alertmanager's receiver.
+    let normal_at = Instant::now();
+    server.value.store(0f64.to_bits(), Ordering::SeqCst);
+    wait_for(
+        "Alertmanager to deliver the resolution",
+        Duration::from_secs(90),
+        async || {
+            server
+                .received
+                .am
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|p| p["status"] == "resolved")
+                .cloned()
+        },
+    )
+    .await;
+    eprintln!(
+        "resolution delivered by Alertmanager {:.1}s after the return to normal",
+        normal_at.elapsed().as_secs_f64()
+    );
+    let signed = server.received.signed.lock().unwrap().clone();
+    let sent_firing = signed
+        .iter()
+        .filter(|(_, b)| {
+            serde_json::from_slice::<serde_json::Value>(b).unwrap()["status"] == "firing"
+        })
+        .count();
+    assert_eq!(
+        sent_firing, 1,
+        "webhook deduplicates the re-sent firing alert"
+    );
+    let metrics = get_text(&http, &metrics_url).await.unwrap();
+    assert!(
+        metrics.contains(
+            "anomaly_detector_alerts_sent_total{sink=\"alertmanager\",status=\"resolved\"}"
+        ),
+        "{metrics}"
+    );
 
     // Graceful shutdown on SIGTERM.
-    let pos = procs.0.iter().position(|(n, _)| *n == "detector").unwrap();
-    let (_, mut det_child) = procs.0.remove(pos);
-    let status = Command::new("kill")
-        .args(["-TERM", &det_child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let exit = loop {
-        if let Some(s) = det_child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "detector did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let exit = procs.terminate(detector, Duration::from_secs(15)).await;
     assert!(exit.success(), "detector exit status {exit}");
-    drop(procs);
-    drop(guard_dir);
     eprintln!("live test took {:.1}s", started.elapsed().as_secs_f64());
-}
-
-/// Removes the temporary directory when dropped (kept when `KEEP_TEST_DIR` is set).
-struct DirGuard(PathBuf);
-
-impl Drop for DirGuard {
-    fn drop(&mut self) {
-        if std::env::var_os("KEEP_TEST_DIR").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        } else {
-            let _ = writeln!(std::io::stderr(), "kept {}", self.0.display());
-        }
-    }
-}
-
-fn scopeguard(dir: PathBuf) -> DirGuard {
-    DirGuard(dir)
 }

@@ -13,14 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use test_support::free_port;
 
 /// Names of the spans in an OTLP/JSON ExportTraceServiceRequest.
 fn span_names(v: &serde_json::Value) -> Vec<(String, serde_json::Value)> {

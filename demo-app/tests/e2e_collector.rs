@@ -19,15 +19,15 @@
 //! `cargo build -p otel-collector && cargo test -p demo-app --test e2e_collector`.
 
 mod common;
-#[path = "../../node-agent/tests/e2e_support/mod.rs"]
-mod e2e_support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e_support::*;
 use serde_json::Value;
+use test_support::collector::{collector_bin, start_collector};
+use test_support::prometheus::{honor_labels_scrape_config, query, query_until, start_prometheus};
+use test_support::{free_port, require_bin, Procs, TempDir};
 
 /// Bound of every wait for data to arrive.
 const WAIT: Duration = Duration::from_secs(60);
@@ -139,7 +139,7 @@ async fn through_collector(protocol: &str) {
     let otlp_port = free_port();
     let otlp_http_port = free_port();
     let exporter_port = free_port();
-    let traces_file = dir.path("traces.jsonl");
+    let traces_file = dir.join("traces.jsonl");
     let config = format!(
         r#"receivers:
   otlp:
@@ -181,8 +181,10 @@ service:
         &[otlp_port, otlp_http_port, exporter_port],
     )
     .await;
-    let (_, prom) =
-        start_prometheus(&mut procs, &dir, &[format!("127.0.0.1:{exporter_port}")]).await;
+    let targets = [format!("127.0.0.1:{exporter_port}")];
+    let prometheus =
+        start_prometheus(&honor_labels_scrape_config("otel-collector", &targets), &[]).await;
+    let prom = prometheus.url();
     let port = if protocol == "grpc" {
         otlp_port
     } else {
@@ -271,11 +273,11 @@ service:
     }
     let sel = r#"http_server_request_duration_seconds_count{job="demo/demo-frontend",http_route="/api/products"}"#;
     let count_q = format!("sum({sel})");
-    query_until(&prom, &count_q, WAIT, |r| {
+    query_until(prom, &count_q, WAIT, |r| {
         r.len() == 1 && r[0].value >= N as f64
     })
     .await;
-    let series = query(&prom, sel).await;
+    let series = query(prom, sel).await;
     assert_eq!(series.len(), 1, "one series (GET, 200): {series:#?}");
     let s = &series[0];
     assert_eq!(s.value, N as f64, "{s:?}");
@@ -289,14 +291,14 @@ service:
         "instance = service.instance.id: {s:?}"
     );
     let inf = query(
-        &prom,
+        prom,
         r#"sum(http_server_request_duration_seconds_bucket{job="demo/demo-frontend",http_route="/api/products",le="+Inf"})"#,
     )
     .await;
     assert_eq!(inf.len(), 1, "{inf:?}");
     assert_eq!(inf[0].value, N as f64, "+Inf bucket = count");
     let sum = query(
-        &prom,
+        prom,
         r#"sum(http_server_request_duration_seconds_sum{job="demo/demo-frontend",http_route="/api/products"})"#,
     )
     .await;
@@ -306,7 +308,7 @@ service:
     );
     // The order's business counter and the in-flight gauge made it through too.
     let orders = query(
-        &prom,
+        prom,
         r#"demo_orders_created_total{job="demo/demo-frontend"}"#,
     )
     .await;
@@ -315,7 +317,7 @@ service:
     assert_eq!(orders[0].value, 1.0, "one order: {orders:?}");
     // (Polled: an export may fall between a request's duration record and its decrement.)
     query_until(
-        &prom,
+        prom,
         r#"sum(http_server_active_requests{job="demo/demo-frontend"})"#,
         WAIT,
         |r| r.len() == 1 && r[0].value == 0.0,
@@ -323,7 +325,7 @@ service:
     .await;
     // Later exports and scrapes do not count anything twice.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let again = query(&prom, &count_q).await;
+    let again = query(prom, &count_q).await;
     assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!(again[0].value, N as f64, "count changed without requests");
 

@@ -11,14 +11,13 @@
 //! dir: `cargo test --workspace` builds it; alone, run
 //! `cargo build -p otel-collector && cargo test -p node-agent --test e2e_collector_prometheus`.
 
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use e2e_support::*;
+use test_support::collector::{collector_bin, start_collector};
+use test_support::prometheus::{honor_labels_scrape_config, query_until, start_prometheus, Sample};
+use test_support::{free_port, require_bin, Procs, TempDir};
 
 /// Bound of every wait for data to show up in Prometheus.
 const WAIT: Duration = Duration::from_secs(60);
@@ -126,8 +125,10 @@ service:
         &[otlp_port, exporter_port],
     )
     .await;
-    let (_, prom) =
-        start_prometheus(&mut procs, &dir, &[format!("127.0.0.1:{exporter_port}")]).await;
+    let targets = [format!("127.0.0.1:{exporter_port}")];
+    let prometheus =
+        start_prometheus(&honor_labels_scrape_config("otel-collector", &targets), &[]).await;
+    let prom = prometheus.url();
 
     let (user_before, _, cores) = proc_stat();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_node-agent"));
@@ -145,12 +146,12 @@ service:
         .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
         .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=e2e")
         .env("RUST_LOG", "info");
-    let agent_i = procs.spawn("node-agent", agent, dir.path("node-agent.log"));
+    let agent_i = procs.spawn("node-agent", agent, dir.join("node-agent.log"));
 
     // target_info: one per resource; job = service.name, instance = service.instance.id
     // (the host name), the other resource attributes as labels.
     let host = hostname();
-    let info = query_until(&prom, r#"target_info{job="node-agent"}"#, WAIT, |r| {
+    let info = query_until(prom, r#"target_info{job="node-agent"}"#, WAIT, |r| {
         !r.is_empty()
     })
     .await;
@@ -184,7 +185,7 @@ service:
         ]
         .map(String::from),
     );
-    let cpu = query_until(&prom, total_sel, WAIT, |r| labels(r, "cpu_mode") == modes).await;
+    let cpu = query_until(prom, total_sel, WAIT, |r| labels(r, "cpu_mode") == modes).await;
     let (user_after, all_after, _) = proc_stat();
     for s in &cpu {
         assert_eq!(s.label("instance"), host, "{s:?}");
@@ -206,10 +207,10 @@ service:
     );
     // Counters keep increasing with new collections.
     let sum_sel = format!("sum({total_sel})");
-    query_until(&prom, &sum_sel, WAIT, |r| r.len() == 1 && r[0].value > sum1).await;
+    query_until(prom, &sum_sel, WAIT, |r| r.len() == 1 && r[0].value > sum1).await;
     // Per core: one series per cpuN line of /proc/stat.
     let per_core = query_until(
-        &prom,
+        prom,
         r#"count(count by (cpu_logical_number) (system_cpu_time_seconds_total{job="node-agent",cpu_logical_number!=""}))"#,
         WAIT,
         |r| r.len() == 1,
@@ -219,7 +220,7 @@ service:
 
     // Memory: the states add up to MemTotal.
     let mem = query_until(
-        &prom,
+        prom,
         r#"system_memory_usage_bytes{job="node-agent"}"#,
         WAIT,
         |r| {
@@ -238,7 +239,7 @@ service:
 
     // Network: loopback carries this very test's traffic (OTLP, scrapes, queries).
     let lo = query_until(
-        &prom,
+        prom,
         r#"system_network_io_bytes_total{job="node-agent",network_interface_name="lo"}"#,
         WAIT,
         |r| {
@@ -260,7 +261,7 @@ service:
 
     // Filesystem: for a reported mount point, used + free + reserved = the size statvfs gives.
     let fs = query_until(
-        &prom,
+        prom,
         r#"system_filesystem_usage_bytes{job="node-agent"}"#,
         WAIT,
         |r| !r.is_empty(),
@@ -298,7 +299,7 @@ service:
 
     // Processes: the top-N (5 by CPU ∪ 5 by memory) with their identifying labels.
     let pcpu = query_until(
-        &prom,
+        prom,
         r#"process_cpu_time_seconds_total{job="node-agent"}"#,
         WAIT,
         |r| !r.is_empty(),
@@ -315,7 +316,7 @@ service:
         assert!(s.value >= 0.0, "{s:?}");
     }
     let rss = query_until(
-        &prom,
+        prom,
         r#"process_memory_usage_bytes{job="node-agent"}"#,
         WAIT,
         |r| !r.is_empty(),

@@ -4,88 +4,23 @@
 //!
 //! Run: `cargo test -p node-agent --test tls_export` (needs `openssl`, see `make deps`).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
+use test_support::tls::TestCerts;
+use test_support::TempDir;
 
 mod common;
 use common::Sink;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run openssl ({e}): run `make deps` (Debian package openssl)")
-        });
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn make_certs(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec![
-        "req",
-        "-x509",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=node-agent test CA",
-    ];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "server.pem",
-        ],
-    );
-}
-
 #[tokio::test]
 async fn grpc_export_over_tls_with_custom_ca() {
-    let dir = std::env::temp_dir().join(format!("node-agent-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    make_certs(&dir);
+    let dir = TempDir::new("node-agent-tls");
+    let certs = TestCerts::create(&dir);
     let identity = tonic::transport::Identity::from_pem(
-        std::fs::read(dir.join("server.pem")).unwrap(),
-        std::fs::read(dir.join("server.key")).unwrap(),
+        std::fs::read(&certs.cert).unwrap(),
+        std::fs::read(&certs.key).unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -107,7 +42,7 @@ async fn grpc_export_over_tls_with_custom_ca() {
             format!("https://127.0.0.1:{port}"),
         )
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .env("OTEL_EXPORTER_OTLP_CERTIFICATE", dir.join("ca.pem"))
+        .env("OTEL_EXPORTER_OTLP_CERTIFICATE", &certs.ca)
         .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
         .env("RUST_LOG", "node_agent=info")
         .stdout(Stdio::null())
@@ -129,7 +64,6 @@ async fn grpc_export_over_tls_with_custom_ca() {
     let st = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(ok, "no export arrived over TLS");
     assert!(st.success());
     let req = got.lock().unwrap()[0].1.clone();

@@ -9,9 +9,10 @@
 
 mod core_support;
 
-use core_support::{free_port, python, repo_root, scratch, Collector};
+use core_support::Collector;
 use std::io::Write;
 use std::process::Command;
+use test_support::{free_port, python, workspace_root, TempDir};
 
 const GOOD_JSON: &str = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"good","kind":1,"startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#;
 
@@ -80,7 +81,7 @@ async fn post(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_http_and_grpc_input_gets_clear_errors_and_collector_keeps_serving() {
     let py = python();
-    let dir = scratch("bad-input");
+    let dir = TempDir::new("bad-input");
     let (g, h, m) = (free_port(), free_port(), free_port());
     let mut col = Collector::start(&dir, "bad", &config(g, h, m, "batch", ""), &[g, h, m]);
     let c = reqwest::Client::new();
@@ -168,7 +169,7 @@ async fn bad_http_and_grpc_input_gets_clear_errors_and_collector_keeps_serving()
     assert!(col.running(), "collector died:\n{}", col.logs());
 
     let out = Command::new(&py)
-        .arg(repo_root().join("otel-collector/tests/python/core_bad_grpc.py"))
+        .arg(workspace_root().join("otel-collector/tests/python/core_bad_grpc.py"))
         .arg(format!("127.0.0.1:{g}"))
         .output()
         .expect("run the Python gRPC client");
@@ -225,13 +226,12 @@ async fn bad_http_and_grpc_input_gets_clear_errors_and_collector_keeps_serving()
     );
     let status = col.terminate();
     assert!(status.success(), "exit {status}:\n{}", col.logs());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() {
     let py = python();
-    let dir = scratch("memlimit");
+    let dir = TempDir::new("memlimit");
     let (g, h, m) = (free_port(), free_port(), free_port());
     let mut col = Collector::start(
         &dir,
@@ -246,14 +246,13 @@ async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() 
     assert!(text.contains("soft limit"), "{text}");
     assert_eq!(retry.as_deref(), Some("1"));
     let out = Command::new(&py)
-        .arg(repo_root().join("otel-collector/tests/python/core_bad_grpc.py"))
+        .arg(workspace_root().join("otel-collector/tests/python/core_bad_grpc.py"))
         .arg(format!("127.0.0.1:{g}"))
         .output()
         .expect("run the Python gRPC client");
     let codes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(codes["after_all"], "RESOURCE_EXHAUSTED", "{codes}");
     assert!(col.terminate().success(), "{}", col.logs());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Invalid spans (wrong-length or all-zero ids) are taken out of a request: the sender gets
@@ -263,7 +262,7 @@ async fn invalid_spans_get_partial_success_over_grpc_and_the_rest_arrives() {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    let dir = scratch("bad-partial");
+    let dir = TempDir::new("bad-partial");
     let (g, h, m) = (free_port(), free_port(), free_port());
     let mut col = Collector::start(&dir, "partial", &config(g, h, m, "batch", ""), &[g, h, m]);
     let span = |name: &str, trace_id: Vec<u8>, span_id: Vec<u8>| Span {
@@ -327,5 +326,4 @@ async fn invalid_spans_get_partial_success_over_grpc_and_the_rest_arrives() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(col.terminate().success(), "{}", col.logs());
-    let _ = std::fs::remove_dir_all(&dir);
 }

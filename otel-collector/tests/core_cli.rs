@@ -5,15 +5,16 @@
 
 mod core_support;
 
-use core_support::{free_port, scratch, Collector};
+use core_support::Collector;
 use std::process::Command;
+use test_support::{free_port, workspace_root, TempDir};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_otel-collector"))
 }
 
 fn sample() -> std::path::PathBuf {
-    core_support::repo_root().join("otel-collector/config/otel-collector.yaml")
+    workspace_root().join("otel-collector/config/otel-collector.yaml")
 }
 
 #[test]
@@ -34,7 +35,7 @@ fn validate_accepts_the_shipped_sample() {
 
 #[test]
 fn validate_reports_every_problem_with_key_paths() {
-    let dir = scratch("cli-validate");
+    let dir = TempDir::new("cli-validate");
     let f = dir.join("bad.yaml");
     std::fs::write(
         &f,
@@ -65,12 +66,11 @@ fn validate_reports_every_problem_with_key_paths() {
     let out = bin().arg("validate").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --config"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn print_config_merges_in_order_and_substitutes() {
-    let dir = scratch("cli-print");
+    let dir = TempDir::new("cli-print");
     let over = dir.join("over.yaml");
     std::fs::write(
         &over,
@@ -104,12 +104,11 @@ fn print_config_merges_in_order_and_substitutes() {
         doc["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].as_str(),
         Some("127.0.0.1:4317")
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn port_in_use_fails_start_with_the_endpoint_named() {
-    let dir = scratch("cli-port");
+    let dir = TempDir::new("cli-port");
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let f = dir.join("c.yaml");
@@ -129,12 +128,11 @@ fn port_in_use_fails_start_with_the_endpoint_named() {
         err.contains("receivers.otlp.protocols.grpc.endpoint"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn sigint_and_sigterm_exit_zero() {
-    let dir = scratch("cli-signal");
+    let dir = TempDir::new("cli-signal");
     let port = free_port();
     let cfg = format!("receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\nprocessors:\n  batch:\nexporters:\n  debug:\nservice:\n  telemetry: {{metrics: {{level: none}}}}\n  pipelines:\n    logs: {{receivers: [otlp], processors: [batch], exporters: [debug]}}\n");
     let mut c = Collector::start(&dir, "sig", &cfg, &[port]);
@@ -156,12 +154,11 @@ fn sigint_and_sigterm_exit_zero() {
     assert!(c.logs().contains("collector stopped"), "{}", c.logs());
     let mut c = Collector::start(&dir, "sig2", &cfg, &[port]);
     assert!(c.terminate().success(), "{}", c.logs());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
-    let dir = scratch("cli-hup");
+    let dir = TempDir::new("cli-hup");
     let (p1, p2) = (free_port(), free_port());
     let cfg = |port: u16| {
         format!("receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\nexporters:\n  debug:\nservice:\n  telemetry: {{metrics: {{level: none}}}}\n  pipelines:\n    traces: {{receivers: [otlp], exporters: [debug]}}\n")
@@ -200,7 +197,6 @@ fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
         c.logs()
     );
     assert!(c.terminate().success(), "{}", c.logs());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Reads `THP_enabled` from /proc/PID/status (Linux 5.0 and later).
@@ -215,7 +211,7 @@ fn thp_enabled(pid: u32) -> String {
 
 #[test]
 fn transparent_huge_pages_are_off_unless_asked_for() {
-    let dir = scratch("cli-thp");
+    let dir = TempDir::new("cli-thp");
     let port = free_port();
     let cfg = format!("receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\nexporters:\n  debug:\nservice:\n  telemetry: {{metrics: {{level: none}}}}\n  pipelines:\n    logs: {{receivers: [otlp], exporters: [debug]}}\n");
     let mut c = Collector::start(&dir, "thp", &cfg, &[port]);
@@ -245,5 +241,4 @@ fn transparent_huge_pages_are_off_unless_asked_for() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(got, inherited);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,8 +6,9 @@
 
 mod core_support;
 
-use core_support::{free_port, scratch, Collector};
+use core_support::Collector;
 use std::time::{Duration, Instant};
+use test_support::{free_port, TempDir};
 
 fn spans_json(names: &[&str]) -> String {
     let spans: Vec<String> = names
@@ -60,7 +61,7 @@ fn spans_in(path: &std::path::Path) -> Vec<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_connector_and_exporter_fan_out() {
-    let dir = scratch("fanout");
+    let dir = TempDir::new("fanout");
     let port = free_port();
     let (a, b, direct) = (
         dir.join("a.jsonl"),
@@ -154,5 +155,4 @@ service:
         "the direct pipeline sees the data unmodified by the other pipelines"
     );
     assert!(col.terminate().success(), "{}", col.logs());
-    let _ = std::fs::remove_dir_all(&dir);
 }

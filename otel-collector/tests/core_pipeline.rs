@@ -7,10 +7,11 @@
 
 mod core_support;
 
-use core_support::{free_port, python, scratch, Collector};
+use core_support::Collector;
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use test_support::{free_port, python, workspace_root, TempDir};
 
 /// The scalar of an OTLP JSON AnyValue as plain JSON (ints may be strings or numbers).
 fn scalar(v: &Value) -> Value {
@@ -168,7 +169,7 @@ fn missing(expected: &Value, seen: &Seen) -> Vec<String> {
 #[test]
 fn sdk_and_json_data_crosses_two_collectors_intact() {
     let py = python();
-    let dir = scratch("pipeline");
+    let dir = TempDir::new("pipeline");
     let out = dir.join("out.jsonl");
     let (down, up_grpc, up_http) = (free_port(), free_port(), free_port());
     let downstream = format!(
@@ -225,7 +226,7 @@ service:
     let mut a = Collector::start(&dir, "upstream", &upstream, &[up_grpc, up_http]);
 
     let sent = Command::new(&py)
-        .arg(core_support::repo_root().join("otel-collector/tests/python/core_send.py"))
+        .arg(workspace_root().join("otel-collector/tests/python/core_send.py"))
         .args(["--grpc", &format!("127.0.0.1:{up_grpc}")])
         .args(["--http", &format!("http://127.0.0.1:{up_http}")])
         .args(["--run", "pipeline"])
@@ -264,5 +265,4 @@ service:
     let sb = b.terminate();
     assert!(sa.success(), "upstream exit {sa}:\n{}", a.logs());
     assert!(sb.success(), "downstream exit {sb}:\n{}", b.logs());
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,8 +9,6 @@
 //!
 //! Run: `cargo test --release -p otel-collector --test prom_bench -- --ignored --nocapture`.
 
-mod prom_support;
-
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -27,11 +25,11 @@ use otel_collector::exporter::prometheusremotewrite::{
     RemoteWriteConfig, RemoteWriteExporter, RemoteWriteQueue,
 };
 use otel_collector::pipeline::{Consumer, Shutdown, Telemetry};
-use prom_support::*;
 use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use test_support::{free_port, require_bin, TempDir};
 use tokio_util::sync::CancellationToken;
 
 fn kv(k: &str, v: &str) -> KeyValue {
@@ -317,7 +315,7 @@ fn bench_scrape() {
         let dir = TempDir::new("node-exporter");
         let mut child = std::process::Command::new(node_exporter)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--collector.textfile.directory={}", dir.0.display()))
+            .arg(format!("--collector.textfile.directory={}", dir.display()))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -405,7 +403,7 @@ fn bench_collector_remote_write() {
         });
         let otlp = free_port();
         let dir = TempDir::new("bench-rw");
-        let config = dir.0.join("collector.yaml");
+        let config = dir.join("collector.yaml");
         std::fs::write(
             &config,
             format!(

@@ -28,6 +28,9 @@ use prom_support::*;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use test_support::prometheus::{query, query_until, query_with, start_prometheus, Prometheus};
+use test_support::tls::TestCerts;
+use test_support::{free_port, TempDir};
 use tokio_util::sync::CancellationToken;
 
 fn exporter(endpoint: String) -> Arc<RemoteWriteExporter> {
@@ -70,8 +73,8 @@ async fn remote_write_into_prometheus_matches_otel_names_and_values() {
     let intake = start_intake(consumer).await;
     run_sdk_app(&format!("http://{intake}"), &[("PROM_APP_ROUNDS", "2")]).await;
     drain(&e).await;
-    assert_sdk_series(&prom.url(), 2.0).await;
-    assert_trace_exemplars(&prom.url(), "http_server_request_duration_seconds_bucket").await;
+    assert_sdk_series(prom.url(), 2.0).await;
+    assert_trace_exemplars(prom.url(), "http_server_request_duration_seconds_bucket").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +85,7 @@ async fn remote_write_into_victoria_metrics() {
     let intake = start_intake(consumer).await;
     run_sdk_app(&format!("http://{intake}"), &[("PROM_APP_ROUNDS", "2")]).await;
     drain(&e).await;
-    assert_sdk_series(&vm.url(), 2.0).await;
+    assert_sdk_series(vm.url(), 2.0).await;
 }
 
 /// A proxy in front of the real receiver: 0 = answer 500, 1 = forward, 2 = forward after 1.5 s
@@ -230,7 +233,7 @@ async fn endpoint_down_then_500_then_recovering_loses_nothing() {
     p.mode.store(1, Ordering::SeqCst);
     drain(&e).await;
     let total = query_until(
-        &prom.url(),
+        prom.url(),
         "sum(count_over_time(fault_gauge[10m]))",
         Duration::from_secs(20),
         |r| !r.is_empty(),
@@ -241,9 +244,9 @@ async fn endpoint_down_then_500_then_recovering_loses_nothing() {
         (BATCHES * SERIES) as f64,
         "every accepted sample exactly once"
     );
-    let series = query(&prom.url(), "count(fault_gauge)").await;
+    let series = query(prom.url(), "count(fault_gauge)").await;
     assert_eq!(series[0].value, SERIES as f64);
-    let last = query(&prom.url(), "max(max_over_time(fault_gauge[10m]))").await;
+    let last = query(prom.url(), "max(max_over_time(fault_gauge[10m]))").await;
     assert_eq!(last[0].value, (BATCHES - 1) as f64);
     assert!(
         !prom.log_text().contains("out of order"),
@@ -252,152 +255,22 @@ async fn endpoint_down_then_500_then_recovering_loses_nothing() {
     );
 }
 
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let bin = require_bin("openssl");
-    let out = std::process::Command::new(bin)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_write_over_tls_with_a_private_ca() {
     let dir = TempDir::new("tls");
-    let d = dir.0.as_path();
-    // A private CA and a server certificate for 127.0.0.1 signed by it.
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=test-ca",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext file");
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    std::fs::write(
-        d.join("web.yml"),
-        format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
-            d.join("server.pem").display(),
-            d.join("server.key").display()
-        ),
-    )
-    .expect("web config");
-
-    // Prometheus serving HTTPS only.
-    let bin = require_bin("prometheus");
-    let data = TempDir::new("prom-tls");
-    let port = free_port();
-    std::fs::write(
-        data.0.join("prometheus.yml"),
-        "global:\n  scrape_interval: 1s\n",
-    )
-    .expect("config");
-    let log = data.0.join("prometheus.log");
-    let child = std::process::Command::new(bin)
-        .arg(format!(
-            "--config.file={}",
-            data.0.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            data.0.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--web.config.file={}", d.join("web.yml").display()))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn prometheus");
-    let prom = Server {
-        child,
-        port,
-        _dir: data,
-        log,
-    };
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(d.join("ca.pem")).expect("ca"))
-        .expect("ca pem");
-    let client = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .expect("client");
-    let base = format!("https://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !client
-        .get(format!("{base}/-/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "prometheus (TLS) not ready: {}",
-            prom.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let certs = TestCerts::create(&dir);
+    let prom = Prometheus::new("")
+        .flag("--web.enable-remote-write-receiver")
+        .tls(&certs)
+        .start()
+        .await;
+    let base = prom.url();
 
     let mut config = RemoteWriteConfig {
         endpoint: format!("{base}/api/v1/write"),
         ..Default::default()
     };
-    config.tls.ca_file = Some(d.join("ca.pem"));
+    config.tls.ca_file = Some(certs.ca.clone());
     let e = RemoteWriteExporter::start(
         "prometheusremotewrite/tls",
         config,
@@ -412,22 +285,7 @@ async fn remote_write_over_tls_with_a_private_ca() {
         .await
         .expect("queued");
     drain(&e).await;
-    let url = reqwest::Url::parse_with_params(
-        &format!("{base}/api/v1/query"),
-        &[("query", "count(fault_gauge)")],
-    )
-    .expect("url");
-    let body: serde_json::Value = client
-        .get(url)
-        .send()
-        .await
-        .expect("query")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        body["data"]["result"][0]["value"][1],
-        SERIES.to_string(),
-        "{body}"
-    );
+    let series = query_with(&certs.client(), base, "count(fault_gauge)").await;
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(series[0].value, SERIES as f64, "{series:?}");
 }

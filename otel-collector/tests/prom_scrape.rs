@@ -12,6 +12,9 @@ use otel_collector::pipeline::SharedConsumer;
 use prom_support::*;
 use std::sync::Arc;
 use std::time::Duration;
+use test_support::prometheus::{
+    honor_labels_scrape_config, query, query_until, start_prometheus, Server,
+};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -33,9 +36,7 @@ async fn scrape_setup(
     let consumer: SharedConsumer = Arc::new(exporter.clone());
     let intake = start_intake(consumer).await;
     let prom = start_prometheus(
-        &format!(
-            "scrape_configs:\n  - job_name: otelcol\n    honor_labels: true\n    static_configs:\n      - targets: ['{addr}']\n"
-        ),
+        &honor_labels_scrape_config("otelcol", &[addr.to_string()]),
         extra,
     )
     .await;
@@ -48,7 +49,7 @@ async fn prometheus_scrapes_sdk_metrics_with_otel_names_and_labels() {
     run_sdk_app(&format!("http://{intake}"), &[("PROM_APP_ROUNDS", "2")]).await;
     let base = prom.url();
 
-    assert_sdk_series(&base, 2.0).await;
+    assert_sdk_series(base, 2.0).await;
 
     // Metadata (TYPE/HELP) as Prometheus recorded it from the scrape.
     let meta: serde_json::Value =
@@ -81,17 +82,17 @@ async fn delta_temporality_sdk_is_accumulated_to_cumulative() {
     .await;
     let base = prom.url();
     let orders = query_until(
-        &base,
+        base,
         "orders_placed_total{payment_method=\"card\"}",
         WAIT,
         |r| r.len() == 1,
     )
     .await;
     assert_eq!(orders[0].value, 15.0, "3 delta exports of 5 add up");
-    let count = query(&base, "http_server_request_duration_seconds_count").await;
+    let count = query(base, "http_server_request_duration_seconds_count").await;
     assert_eq!(count[0].value, 300.0, "{count:?}");
     let bucket = query(
-        &base,
+        base,
         "http_server_request_duration_seconds_bucket{le=\"0.5\"}",
     )
     .await;
@@ -117,13 +118,13 @@ async fn openmetrics_scrape_carries_exemplars_and_namespace() {
     .await;
     run_sdk_app(&format!("http://{intake}"), &[]).await;
     let base = prom.url();
-    let orders = query_until(&base, "otel_orders_placed_total", WAIT, |r| r.len() == 2).await;
+    let orders = query_until(base, "otel_orders_placed_total", WAIT, |r| r.len() == 2).await;
     assert!(
         orders.iter().all(|s| s.label("region") == "eu"),
         "{orders:?}"
     );
-    let cpu = query(&base, "otel_system_cpu_utilization_ratio").await;
+    let cpu = query(base, "otel_system_cpu_utilization_ratio").await;
     assert_eq!(cpu.len(), 1, "{cpu:?}");
     // Exemplars of the histogram buckets, parsed by Prometheus from the OpenMetrics scrape.
-    assert_trace_exemplars(&base, "otel_http_server_request_duration_seconds_bucket").await;
+    assert_trace_exemplars(base, "otel_http_server_request_duration_seconds_bucket").await;
 }

@@ -1,48 +1,13 @@
 //! Helpers of the `core_*` integration tests: run the real `otel-collector` binary on free
-//! loopback ports with a generated config, wait for it, stop it with SIGTERM.
+//! loopback ports with a generated config, wait for it, stop it with SIGTERM (synchronously:
+//! these tests do not run a Tokio runtime around the process).
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-/// A free loopback port (bound then released; the collector binds it right after).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// A fresh scratch directory under the system temp dir.
-pub fn scratch(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let d = std::env::temp_dir().join(format!("otelcol-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("create scratch dir");
-    d
-}
-
-/// The repository root (the crate's parent directory).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("crate has a parent dir")
-        .to_path_buf()
-}
-
-/// The test venv's Python, or a panic telling how to get it.
-pub fn python() -> PathBuf {
-    let p = repo_root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run `make deps` (installs the OpenTelemetry Python SDK used by this test)",
-        p.display()
-    );
-    p
-}
 
 /// A running collector process, killed on drop if still running.
 pub struct Collector {

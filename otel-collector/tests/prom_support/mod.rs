@@ -1,6 +1,7 @@
-//! Shared helpers of the `prom_*` integration tests: start a real Prometheus / VictoriaMetrics on
-//! a free loopback port with a temporary data dir, query it, run the Python SDK app, and a
-//! minimal OTLP/HTTP (protobuf) intake that hands batches to an exporter.
+//! Shared helpers of the `prom_*` integration tests: start a real VictoriaMetrics on a free
+//! loopback port with a temporary data dir, run the Python SDK app and check the series it
+//! produces, and a minimal OTLP/HTTP (protobuf) intake that hands batches to an exporter.
+//! Prometheus itself and PromQL queries come from `test_support::prometheus`.
 //!
 //! The intake is a test stand-in for the collector's OTLP receiver, so these tests exercise the
 //! exporters with real SDK payloads without depending on the rest of the pipeline.
@@ -17,240 +18,26 @@ use otel_collector::pipeline::{SharedConsumer, Telemetry};
 use prost::Message;
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Repository root (the parent of the crate dir).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("crate has a parent")
-        .to_path_buf()
-}
-
-/// Finds `name` on PATH or panics telling to run `make deps`.
-pub fn require_bin(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{name} not found on PATH: run `make deps` (installs the Debian package)");
-}
-
-/// The venv Python with the OpenTelemetry SDK, or a panic telling to run `make deps`.
-pub fn python() -> PathBuf {
-    let p = repo_root().join(".venv/bin/python");
-    assert!(p.is_file(), "{} missing: run `make deps`", p.display());
-    p
-}
-
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
-
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "otelcol-{tag}-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos() ^ rand_u64()
-        ));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-}
-
-fn rand_u64() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(0);
-    h.finish() as u128
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A server process killed on drop.
-pub struct Server {
-    pub child: Child,
-    pub port: u16,
-    pub _dir: TempDir,
-    pub log: PathBuf,
-}
-
-impl Server {
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_ready(url: &str, what: &str, server: &mut Server) {
-    let client = reqwest::Client::new();
-    // Generous: the machine may be busy compiling.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(r) = client.get(url).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        if let Ok(Some(status)) = server.child.try_wait() {
-            panic!("{what} exited early ({status}):\n{}", server.log_text());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{what} not ready at {url} within 30s:\n{}",
-        server.log_text()
-    );
-}
-
-/// Starts Prometheus on a free loopback port with `scrape_configs_yaml` (may be empty) and
-/// `extra` flags.
-pub async fn start_prometheus(scrape_configs_yaml: &str, extra: &[&str]) -> Server {
-    let bin = require_bin("prometheus");
-    let dir = TempDir::new("prom");
-    let port = free_port();
-    let cfg = dir.0.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{scrape_configs_yaml}"),
-    )
-    .expect("write prometheus.yml");
-    let log = dir.0.join("prometheus.log");
-    let logf = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.0.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(logf)
-        .spawn()
-        .expect("spawn prometheus");
-    let mut s = Server {
-        child,
-        port,
-        _dir: dir,
-        log,
-    };
-    let ready = format!("{}/-/ready", s.url());
-    wait_ready(&ready, "prometheus", &mut s).await;
-    s
-}
+use test_support::prometheus::{query, query_until, Server};
+use test_support::{free_port, python, require_bin, TempDir};
 
 /// Starts VictoriaMetrics on a free loopback port; queries see new samples at once.
 pub async fn start_victoria_metrics() -> Server {
-    let bin = require_bin("victoria-metrics");
     let dir = TempDir::new("vm");
     let port = free_port();
-    let log = dir.0.join("vm.log");
-    let logf = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(bin)
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg(format!("-storageDataPath={}", dir.0.join("data").display()))
+    let mut cmd = Command::new(require_bin("victoria-metrics"));
+    cmd.arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg(format!("-storageDataPath={}", dir.join("data").display()))
         .arg("-search.latencyOffset=0s")
         .arg("-search.disableCache")
-        .arg("-retentionPeriod=1d")
-        .stdout(Stdio::null())
-        .stderr(logf)
-        .spawn()
-        .expect("spawn victoria-metrics");
-    let mut s = Server {
-        child,
-        port,
-        _dir: dir,
-        log,
-    };
-    let ready = format!("{}/health", s.url());
-    wait_ready(&ready, "victoria-metrics", &mut s).await;
-    s
-}
-
-/// One result of an instant query: labels and value.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub labels: serde_json::Map<String, Value>,
-    pub value: f64,
-}
-
-impl Sample {
-    pub fn label(&self, k: &str) -> &str {
-        self.labels.get(k).and_then(Value::as_str).unwrap_or("")
-    }
-}
-
-/// Runs an instant query against `/api/v1/query` (Prometheus and VictoriaMetrics).
-pub async fn query(base: &str, promql: &str) -> Vec<Sample> {
-    let client = reqwest::Client::new();
-    let url =
-        reqwest::Url::parse_with_params(&format!("{base}/api/v1/query"), &[("query", promql)])
-            .expect("query URL");
-    let resp = client.get(url).send().await.expect("query request");
-    let body: Value = resp.json().await.expect("query JSON");
-    assert_eq!(body["status"], "success", "{promql}: {body}");
-    body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| Sample {
-            labels: r["metric"].as_object().cloned().unwrap_or_default(),
-            value: r["value"][1]
-                .as_str()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(f64::NAN),
-        })
-        .collect()
-}
-
-/// Polls `promql` until `ok` holds for its result (or panics after `timeout` with the last one).
-pub async fn query_until(
-    base: &str,
-    promql: &str,
-    timeout: Duration,
-    ok: impl Fn(&[Sample]) -> bool,
-) -> Vec<Sample> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let r = query(base, promql).await;
-        if ok(&r) {
-            return r;
-        }
-        if Instant::now() > deadline {
-            panic!("{promql}: condition not met within {timeout:?}; last result: {r:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        .arg("-retentionPeriod=1d");
+    let url = format!("http://127.0.0.1:{port}");
+    let mut vm = Server::spawn("victoria-metrics", cmd, url, port, dir);
+    vm.wait_ready("/health", &reqwest::Client::new()).await;
+    vm
 }
 
 async fn intake(State(consumer): State<SharedConsumer>, body: Bytes) -> StatusCode {
