@@ -204,10 +204,10 @@ def main():
     expected = sent_on * SPANS_PER_REQUEST
     try:
         got = int(sink_line.split("spans=")[1].split()[0])
-        sampled = "OTEL_TRACES_SAMPLER" in passthrough
-        print(f"spans delivered: {got} of ~{expected:.0f} {'before sampling' if sampled else 'created'} "
-              f"({got / expected * 100:.0f}%; {'sampling and ' if sampled else ''}the batch span processor's "
-              f"full queue drop the rest; sink nice={SINK_NICE})")
+        sampler = passthrough.get("OTEL_TRACES_SAMPLER", "parentbased_ratelimited (the app's default)")
+        print(f"spans delivered: {got} of ~{expected:.0f} before sampling ({got / expected * 100:.1f}%; "
+              f"sampler {sampler} {passthrough.get('OTEL_TRACES_SAMPLER_ARG', '')}; the rest is not sampled "
+              f"or dropped by the batch span processor's full queue, see its drop report; sink nice={SINK_NICE})")
     except (IndexError, ValueError):
         pass
     drops = exp.drop_lines

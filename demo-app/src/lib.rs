@@ -16,6 +16,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod otlp_runtime;
 pub mod payment;
+pub mod sampler;
 pub mod server;
 pub mod telemetry;
 

@@ -124,6 +124,9 @@ pub enum TelemetryError {
         "OTEL_EXPORTER_OTLP_PROTOCOL={0:?} is not supported: use grpc, http/protobuf or http/json"
     )]
     Protocol(String),
+    /// `OTEL_TRACES_SAMPLER_ARG` is not valid for the chosen sampler.
+    #[error("{0}")]
+    Sampler(String),
     /// The OTLP exporter could not be built (bad endpoint, headers, ...).
     #[error("cannot build the OTLP exporter (check OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS): {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
@@ -418,9 +421,16 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
         let bsp = BatchSpanProcessor::builder(ServiceRouter::new(routes))
             .with_batch_config(batch_config())
             .build();
-        let tp = SdkTracerProvider::builder()
-            .with_span_processor(bsp)
-            .build();
+        let mut builder = SdkTracerProvider::builder().with_span_processor(bsp);
+        let sampler = crate::sampler::from_env(
+            std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+            std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+        )
+        .map_err(TelemetryError::Sampler)?;
+        if let Some(sampler) = sampler {
+            builder = builder.with_sampler(sampler);
+        }
+        let tp = builder.build();
         // The HTTP server and client spans are made with this provider directly.
         opentelemetry::global::set_tracer_provider(tp.clone());
         TRACES_ENABLED.store(true, Ordering::Relaxed);

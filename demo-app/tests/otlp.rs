@@ -441,3 +441,73 @@ async fn unsampled_requests_export_no_spans_but_count_in_metrics() {
         "the duration histogram counts unsampled requests"
     );
 }
+
+/// `parentbased_ratelimited` (the default sampler) takes at most its rate of new traces per
+/// second; a sampled order still has the spans of all three services (children follow the
+/// parent), and requests over the budget are served but not traced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_sampler_caps_new_traces_and_keeps_whole_traces() {
+    let (sink, otlp) = start_sink().await;
+    let app = start_demo_app(
+        otlp,
+        &[
+            ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_ratelimited"),
+            ("OTEL_TRACES_SAMPLER_ARG", "2"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let order: Value = client
+        .post(format!("{}/api/orders", app.front))
+        .json(&serde_json::json!({"user_id": 2, "items": [{"product_id": 3, "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_trace = order["trace_id"].as_str().unwrap().to_string();
+    const READS: usize = 30;
+    for _ in 0..READS {
+        let r = client
+            .get(format!("{}/api/products", app.front))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(app.terminate().await, "demo-app must exit 0 after SIGTERM");
+
+    let mut traces: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for req in sink.traces.lock().unwrap().iter() {
+        for rs in &req.resource_spans {
+            let svc = service_name(&rs.resource);
+            for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                traces
+                    .entry(hex(&s.trace_id))
+                    .or_default()
+                    .insert(svc.clone());
+            }
+        }
+    }
+    assert_eq!(
+        traces.get(&order_trace).cloned().unwrap_or_default(),
+        BTreeSet::from([
+            "demo-frontend".to_string(),
+            "demo-inventory".to_string(),
+            "demo-payment".to_string()
+        ]),
+        "the first trace (within the budget) is whole"
+    );
+    // 2 tokens at start, 2 more per second of the test.
+    let budget = 2 + (elapsed * 2.0).ceil() as usize;
+    assert!(
+        traces.len() <= budget && traces.len() < READS,
+        "{} traces for {} requests in {elapsed:.2} s (budget {budget})",
+        traces.len(),
+        READS + 1
+    );
+}
