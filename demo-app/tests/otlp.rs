@@ -24,44 +24,72 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// POSTs an order of `quantity` of `product_id` for `user_id`; asserts 201 and returns the body.
+async fn place_order(
+    client: &reqwest::Client,
+    front: &str,
+    user_id: u64,
+    product_id: u64,
+    quantity: u64,
+) -> Value {
+    let r = client
+        .post(format!("{front}/api/orders"))
+        .json(&serde_json::json!({"user_id": user_id, "items": [{"product_id": product_id, "quantity": quantity}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        201,
+        "order of {quantity} x product {product_id}"
+    );
+    r.json().await.unwrap()
+}
+
+/// GETs `/api/products` `n` times, asserting 200 each time.
+async fn read_products(client: &reqwest::Client, front: &str, n: usize) {
+    for _ in 0..n {
+        let r = client
+            .get(format!("{front}/api/products"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+/// Every span the sink received, with the `service.name` of its resource.
+fn received_spans(sink: &common::Sink) -> Vec<(String, Span)> {
+    let mut out = Vec::new();
+    for req in sink.traces.lock().unwrap().iter() {
+        for rs in &req.resource_spans {
+            let svc = service_name(&rs.resource);
+            for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                out.push((svc.clone(), s.clone()));
+            }
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_order_is_one_trace_across_three_services() {
     let (sink, otlp) = start_sink().await;
     let app = start_demo_app(otlp, &[("OTEL_METRIC_EXPORT_INTERVAL", "60000")]).await;
     let client = reqwest::Client::new();
-    let order: Value = client
-        .post(format!("{}/api/orders", app.front))
-        .json(&serde_json::json!({"user_id": 2, "items": [{"product_id": 3, "quantity": 2}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order = place_order(&client, &app.front, 2, 3, 2).await;
     let trace_id = order["trace_id"].as_str().unwrap().to_string();
     assert_eq!(
         trace_id.len(),
         32,
         "order answer carries the trace id: {order}"
     );
-    let r = client
-        .get(format!("{}/api/products", app.front))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    read_products(&client, &app.front, 1).await;
     assert!(app.terminate().await, "demo-app must exit 0 after SIGTERM");
 
     // A list read: its `db.query` span is a child of its server span, in the same trace.
-    let all: Vec<Span> = sink
-        .traces
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|r| &r.resource_spans)
-        .flat_map(|rs| &rs.scope_spans)
-        .flat_map(|ss| ss.spans.clone())
-        .collect();
+    let received = received_spans(&sink);
+    let all: Vec<&Span> = received.iter().map(|(_, s)| s).collect();
     let db = all
         .iter()
         .find(|s| s.name == "SELECT products")
@@ -80,19 +108,10 @@ async fn one_order_is_one_trace_across_three_services() {
     assert_eq!(server.trace_id, db.trace_id);
 
     // (service, span) for every span of the order's trace.
-    let mut spans: Vec<(String, Span)> = Vec::new();
-    for req in sink.traces.lock().unwrap().iter() {
-        for rs in &req.resource_spans {
-            let svc = service_name(&rs.resource);
-            for ss in &rs.scope_spans {
-                for s in &ss.spans {
-                    if hex(&s.trace_id) == trace_id {
-                        spans.push((svc.clone(), s.clone()));
-                    }
-                }
-            }
-        }
-    }
+    let spans: Vec<(String, Span)> = received
+        .into_iter()
+        .filter(|(_, s)| hex(&s.trace_id) == trace_id)
+        .collect();
     let services: BTreeSet<&str> = spans.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
         services,
@@ -323,15 +342,7 @@ async fn business_metrics_count_orders() {
     let client = reqwest::Client::new();
     let mut total_usd = 0.0;
     for q in 1..=4u64 {
-        let r: Value = client
-            .post(format!("{}/api/orders", app.front))
-            .json(&serde_json::json!({"user_id": q, "items": [{"product_id": 1, "quantity": q}]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = place_order(&client, &app.front, q, 1, q).await;
         total_usd += r["total_cents"].as_f64().unwrap() / 100.0;
     }
     assert!(app.terminate().await);
@@ -389,31 +400,10 @@ async fn unsampled_requests_export_no_spans_but_count_in_metrics() {
     )
     .await;
     let client = reqwest::Client::new();
-    let order = client
-        .post(format!("{}/api/orders", app.front))
-        .json(&serde_json::json!({"user_id": 2, "items": [{"product_id": 3, "quantity": 1}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(order.status(), 201);
-    for _ in 0..3 {
-        let r = client
-            .get(format!("{}/api/products", app.front))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    place_order(&client, &app.front, 2, 3, 1).await;
+    read_products(&client, &app.front, 3).await;
     assert!(app.terminate().await, "demo-app must exit 0 after SIGTERM");
-    let spans: usize = sink
-        .traces
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|r| &r.resource_spans)
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len())
-        .sum();
+    let spans = received_spans(&sink).len();
     assert_eq!(spans, 0, "always_off exports no spans");
     let mut products = 0u64;
     for req in sink.metrics.lock().unwrap().iter() {
@@ -459,39 +449,16 @@ async fn rate_limited_sampler_caps_new_traces_and_keeps_whole_traces() {
     .await;
     let client = reqwest::Client::new();
     let started = std::time::Instant::now();
-    let order: Value = client
-        .post(format!("{}/api/orders", app.front))
-        .json(&serde_json::json!({"user_id": 2, "items": [{"product_id": 3, "quantity": 1}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order = place_order(&client, &app.front, 2, 3, 1).await;
     let order_trace = order["trace_id"].as_str().unwrap().to_string();
     const READS: usize = 30;
-    for _ in 0..READS {
-        let r = client
-            .get(format!("{}/api/products", app.front))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    read_products(&client, &app.front, READS).await;
     let elapsed = started.elapsed().as_secs_f64();
     assert!(app.terminate().await, "demo-app must exit 0 after SIGTERM");
 
     let mut traces: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for req in sink.traces.lock().unwrap().iter() {
-        for rs in &req.resource_spans {
-            let svc = service_name(&rs.resource);
-            for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-                traces
-                    .entry(hex(&s.trace_id))
-                    .or_default()
-                    .insert(svc.clone());
-            }
-        }
+    for (svc, span) in received_spans(&sink) {
+        traces.entry(hex(&span.trace_id)).or_default().insert(svc);
     }
     assert_eq!(
         traces.get(&order_trace).cloned().unwrap_or_default(),
