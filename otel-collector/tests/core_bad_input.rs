@@ -47,6 +47,17 @@ service:
     )
 }
 
+/// The collector's own metrics page on `port`, as text.
+async fn self_metrics(c: &reqwest::Client, port: u16) -> String {
+    c.get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// (name, content type, content encoding, body, expected status, expected text in the answer).
 type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
 
@@ -204,14 +215,7 @@ async fn bad_http_and_grpc_input_gets_clear_errors_and_collector_keeps_serving()
     }
 
     // Self-metrics: every good span was counted as accepted, per transport.
-    let text = c
-        .get(format!("http://127.0.0.1:{m}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = self_metrics(&c, m).await;
     assert!(
         text.contains(
             r#"otelcol_receiver_accepted_spans_total{receiver="otlp",transport="http"} 7"#
@@ -301,14 +305,7 @@ async fn invalid_spans_get_partial_success_over_grpc_and_the_rest_arrives() {
     let c = reqwest::Client::new();
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let text = c
-            .get(format!("http://127.0.0.1:{m}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self_metrics(&c, m).await;
         let accepted = text.contains(
             r#"otelcol_receiver_accepted_spans_total{receiver="otlp",transport="grpc"} 2"#,
         );
