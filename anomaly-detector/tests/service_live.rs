@@ -40,6 +40,18 @@ struct Received {
     signed: Mutex<Vec<(Option<String>, Bytes)>>,
 }
 
+impl Received {
+    /// The first Alertmanager payload received with `status` (`firing` or `resolved`).
+    fn am_payload(&self, status: &str) -> Option<serde_json::Value> {
+        self.am
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|p| p["status"] == status)
+            .cloned()
+    }
+}
+
 #[derive(Clone)]
 struct TestServer {
     value: Arc<AtomicU64>,
@@ -327,16 +339,7 @@ detections:
     let firing = wait_for(
         "Alertmanager to deliver the firing alert",
         Duration::from_secs(60),
-        async || {
-            server
-                .received
-                .am
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|p| p["status"] == "firing")
-                .cloned()
-        },
+        async || server.received.am_payload("firing"),
     )
     .await;
     eprintln!(
@@ -398,16 +401,7 @@ detections:
     wait_for(
         "Alertmanager to deliver the resolution",
         Duration::from_secs(90),
-        async || {
-            server
-                .received
-                .am
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|p| p["status"] == "resolved")
-                .cloned()
-        },
+        async || server.received.am_payload("resolved"),
     )
     .await;
     eprintln!(
