@@ -64,89 +64,90 @@ fn span_problem(s: &opentelemetry_proto::tonic::trace::v1::Span) -> Option<Strin
         .map(|p| format!("span `{}`: {p}", s.name))
 }
 
-fn drop_invalid_spans(
-    req: &mut opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+/// Removes the items `problem` objects to from a resource → scope → item tree, then the
+/// scopes and resources left empty. `problem` gives an item's weight (items or data points it
+/// stands for) and why it is invalid; the first reason goes to `first`. Returns the weight
+/// removed.
+fn retain_valid<R, S, T>(
+    resources: &mut Vec<R>,
+    scopes: fn(&mut R) -> &mut Vec<S>,
+    items: fn(&mut S) -> &mut Vec<T>,
+    mut problem: impl FnMut(&T) -> Option<(u64, String)>,
     first: &mut Option<String>,
 ) -> u64 {
-    let mut dropped = 0u64;
-    for rs in &mut req.resource_spans {
-        for ss in &mut rs.scope_spans {
-            ss.spans.retain(|s| match span_problem(s) {
+    let mut weight = 0u64;
+    let mut removed = false;
+    for resource in resources.iter_mut() {
+        let scope_list = scopes(resource);
+        for scope in scope_list.iter_mut() {
+            items(scope).retain(|item| match problem(item) {
                 None => true,
-                Some(p) => {
-                    dropped += 1;
-                    first.get_or_insert(p);
+                Some((w, why)) => {
+                    weight += w;
+                    removed = true;
+                    first.get_or_insert(why);
                     false
                 }
             });
         }
-        if dropped > 0 {
-            rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+        if removed {
+            scope_list.retain_mut(|scope| !items(scope).is_empty());
         }
     }
-    if dropped > 0 {
-        req.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+    if removed {
+        resources.retain_mut(|resource| !scopes(resource).is_empty());
     }
-    dropped
+    weight
+}
+
+fn drop_invalid_spans(
+    req: &mut opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    first: &mut Option<String>,
+) -> u64 {
+    retain_valid(
+        &mut req.resource_spans,
+        |rs| &mut rs.scope_spans,
+        |ss| &mut ss.spans,
+        |s| span_problem(s).map(|p| (1, p)),
+        first,
+    )
 }
 
 fn drop_invalid_logs(
     req: &mut opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
     first: &mut Option<String>,
 ) -> u64 {
-    let mut dropped = 0u64;
-    for rl in &mut req.resource_logs {
-        for sl in &mut rl.scope_logs {
-            sl.log_records.retain(|r| {
-                let problem = id_problem("trace_id", &r.trace_id, 16, true)
-                    .or_else(|| id_problem("span_id", &r.span_id, 8, true));
-                match problem {
-                    None => true,
-                    Some(p) => {
-                        dropped += 1;
-                        first.get_or_insert(format!("log record: {p}"));
-                        false
-                    }
-                }
-            });
-        }
-        if dropped > 0 {
-            rl.scope_logs.retain(|sl| !sl.log_records.is_empty());
-        }
-    }
-    if dropped > 0 {
-        req.resource_logs.retain(|rl| !rl.scope_logs.is_empty());
-    }
-    dropped
+    retain_valid(
+        &mut req.resource_logs,
+        |rl| &mut rl.scope_logs,
+        |sl| &mut sl.log_records,
+        |r| {
+            id_problem("trace_id", &r.trace_id, 16, true)
+                .or_else(|| id_problem("span_id", &r.span_id, 8, true))
+                .map(|p| (1, format!("log record: {p}")))
+        },
+        first,
+    )
 }
 
 fn drop_unnamed_metrics(
     req: &mut opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
     first: &mut Option<String>,
 ) -> u64 {
-    let mut dropped = 0u64;
-    let mut removed_any = false;
-    for rm in &mut req.resource_metrics {
-        for sm in &mut rm.scope_metrics {
-            sm.metrics.retain(|m| {
-                if !m.name.is_empty() {
-                    return true;
-                }
-                removed_any = true;
-                dropped += crate::pipeline::data_point_count(m.data.as_ref()) as u64;
-                first.get_or_insert_with(|| "a metric has no name".to_string());
-                false
-            });
-        }
-        if removed_any {
-            rm.scope_metrics.retain(|sm| !sm.metrics.is_empty());
-        }
-    }
-    if removed_any {
-        req.resource_metrics
-            .retain(|rm| !rm.scope_metrics.is_empty());
-    }
-    dropped
+    retain_valid(
+        &mut req.resource_metrics,
+        |rm| &mut rm.scope_metrics,
+        |sm| &mut sm.metrics,
+        |m| {
+            m.name.is_empty().then(|| {
+                (
+                    crate::pipeline::data_point_count(m.data.as_ref()) as u64,
+                    "a metric has no name".to_string(),
+                )
+            })
+        },
+        first,
+    )
 }
 
 #[cfg(test)]
