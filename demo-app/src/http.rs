@@ -17,9 +17,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::global::{BoxedSpan, BoxedTracer};
-use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue, StringValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::field::Empty;
@@ -203,9 +204,10 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
         None => StringValue::from(r.to_owned()),
     });
 
-    let parent = opentelemetry::global::get_text_map_propagator(|p| {
-        p.extract(&HeaderExtractor(req.headers()))
-    });
+    // The W3C propagator directly rather than the global one (`telemetry::init` installs the
+    // same kind there for other users): the global lookup takes a lock and a dynamic call per
+    // request, and W3C is what the services speak to each other.
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(req.headers()));
     let cx = start_span(method, SpanKind::Server, parent, |span| {
         if let Some(r) = &route {
             span.update_name(format!("{method} {}", r.as_str()));
@@ -450,9 +452,7 @@ impl TracedClient {
             ]
         });
         let mut headers = HeaderMap::new();
-        opentelemetry::global::get_text_map_propagator(|p| {
-            p.inject_context(&cx, &mut HeaderInjector(&mut headers))
-        });
+        TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut headers));
 
         let start = Instant::now();
         let result = async {

@@ -69,6 +69,32 @@ pub const DEFAULT_OTEL_FILTER: &str = "warn,demo_app=debug";
 /// Always appended to the OpenTelemetry filter so the pipeline never traces itself.
 const OTEL_FILTER_OFF: &str = "demo_app::access=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off";
 
+/// True when the tracer provider's sampler makes a child follow its parent's decision: the
+/// default [`crate::sampler::NAME`] and every `parentbased_*` sampler; not `always_on`,
+/// `always_off` or `traceidratio`, which decide for every span on their own.
+pub fn sampler_follows_parent(otel_traces_sampler: Option<&str>) -> bool {
+    match otel_traces_sampler.map(str::trim) {
+        None | Some("") => true,
+        Some(v) => v.starts_with("parentbased_"),
+    }
+}
+
+/// False while the current OpenTelemetry context holds a span the sampler dropped.
+///
+/// The business spans and span events come from `tracing`; a span the layer sees costs a span
+/// builder, its attributes and a sampler call even when the sampler then drops it, which at
+/// saturation with the default sampler is almost every span. With a parent-based sampler the
+/// child of a dropped span is always dropped, so the layer can skip it up front. The handlers
+/// run inside the server span's context (see [`crate::http`]), which is where this looks.
+pub fn inside_sampled_or_no_span() -> bool {
+    use opentelemetry::trace::TraceContextExt as _;
+    opentelemetry::Context::map_current(|cx| {
+        let span = cx.span();
+        let sc = span.span_context();
+        !sc.is_valid() || sc.is_sampled()
+    })
+}
+
 fn otel_filter() -> EnvFilter {
     let base = std::env::var("DEMO_OTEL_FILTER")
         .ok()
@@ -386,6 +412,16 @@ impl<E: SpanExporter> SpanExporter for ServiceRouter<E> {
     }
 }
 
+/// The OpenTelemetry layer's filter: [`otel_filter`] and, when children follow their parent's
+/// sampling decision, nothing inside a dropped trace ([`inside_sampled_or_no_span`]).
+fn otel_layer_filter<S>(follows: bool) -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::filter::{filter_fn, FilterExt};
+    otel_filter().and(filter_fn(move |_| !follows || inside_sampled_or_no_span()))
+}
+
 /// Installs the global log subscriber, the W3C trace-context propagator and, unless export is
 /// off, the OTLP trace and metric pipelines. Must run inside a Tokio runtime (the gRPC
 /// exporter needs one).
@@ -447,7 +483,9 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
                 // Parents come from the tracing span tree; attaching the OTel context on every
                 // poll (enter/exit) costs a thread-local push per poll and buys nothing here.
                 .with_context_activation(false)
-                .with_filter(otel_filter()),
+                .with_filter(otel_layer_filter(sampler_follows_parent(
+                    std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+                ))),
         );
         telemetry.tracer_provider = Some(tp);
     } else {
@@ -528,6 +566,77 @@ mod tests {
             status: Status::Unset,
             instrumentation_scope: InstrumentationScope::builder("t").build(),
         }
+    }
+
+    #[test]
+    fn parent_based_samplers_are_recognised() {
+        for v in [
+            None,
+            Some(""),
+            Some(" parentbased_always_on"),
+            Some(crate::sampler::NAME),
+        ] {
+            assert!(sampler_follows_parent(v), "{v:?}");
+        }
+        for v in ["always_on", "always_off", "traceidratio"] {
+            assert!(!sampler_follows_parent(Some(v)), "{v}");
+        }
+    }
+
+    /// Counts the spans and events a layer is given.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<(usize, usize)>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Seen {
+        fn on_new_span(
+            &self,
+            _: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            self.0.lock().unwrap().0 += 1;
+        }
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.lock().unwrap().1 += 1;
+        }
+    }
+
+    /// A span and an event made while `cx` (if any) is the current OpenTelemetry context;
+    /// returns how many of them a layer behind [`otel_layer_filter`] saw.
+    fn seen_by_otel_layer(follows: bool, cx: Option<opentelemetry::Context>) -> (usize, usize) {
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(seen.clone().with_filter(otel_layer_filter(follows)));
+        tracing::subscriber::with_default(subscriber, || {
+            let _attached = cx.map(opentelemetry::Context::attach);
+            let span = tracing::info_span!("business.step");
+            span.in_scope(|| tracing::debug!("step event"));
+        });
+        let counts = *seen.0.lock().unwrap();
+        counts
+    }
+
+    fn remote_parent(flags: TraceFlags) -> opentelemetry::Context {
+        use opentelemetry::trace::TraceContextExt as _;
+        opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+            opentelemetry::trace::TraceId::from(7u128),
+            opentelemetry::trace::SpanId::from(7u64),
+            flags,
+            true,
+            TraceState::default(),
+        ))
+    }
+
+    #[test]
+    fn otel_layer_skips_spans_and_events_inside_a_dropped_trace() {
+        let dropped = remote_parent(TraceFlags::default());
+        let sampled = remote_parent(TraceFlags::SAMPLED);
+        assert_eq!(seen_by_otel_layer(true, Some(dropped.clone())), (0, 0));
+        assert_eq!(seen_by_otel_layer(true, Some(sampled)), (1, 1));
+        // No span at all: a new root, which the sampler decides on.
+        assert_eq!(seen_by_otel_layer(true, None), (1, 1));
+        // A sampler that does not follow the parent decides for each span itself.
+        assert_eq!(seen_by_otel_layer(false, Some(dropped)), (1, 1));
     }
 
     #[tokio::test]
