@@ -16,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::global::{BoxedSpan, BoxedTracer};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue, StringValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::Span as SdkSpan;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::field::Empty;
@@ -157,14 +157,6 @@ impl Injector for HeaderInjector<'_> {
             self.0.insert(k, v);
         }
     }
-}
-
-/// The tracer of the HTTP server and client spans: the global provider's, which
-/// [`crate::telemetry::init`] installs (a no-op tracer when export is off or in tests without
-/// telemetry). Fetched once, on the first request, which comes after `init`.
-pub(crate) fn tracer() -> &'static BoxedTracer {
-    static TRACER: std::sync::OnceLock<BoxedTracer> = std::sync::OnceLock::new();
-    TRACER.get_or_init(|| opentelemetry::global::tracer("demo-app"))
 }
 
 /// Route templates of all services plus the shared ones, so a matched route can be recorded as
@@ -311,7 +303,7 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
     response
 }
 
-/// Starts a span of `kind` under `parent` with the global tracer and returns the context that
+/// Starts a span of `kind` under `parent` with the exporting tracer and returns the context that
 /// holds it; `parent` unchanged when traces are not exported. `describe` runs only when the
 /// sampler records the span: it may rename it and returns its attributes, so a request the
 /// sampler drops formats no name and copies no attribute values.
@@ -319,12 +311,11 @@ pub(crate) fn start_span(
     name: &'static str,
     kind: SpanKind,
     parent: Context,
-    describe: impl FnOnce(&mut BoxedSpan) -> Vec<KeyValue>,
+    describe: impl FnOnce(&mut SdkSpan) -> Vec<KeyValue>,
 ) -> Context {
-    if !crate::telemetry::traces_enabled() {
+    let Some(tracer) = crate::telemetry::tracer() else {
         return parent;
-    }
-    let tracer = tracer();
+    };
     let mut span = tracer
         .span_builder(name)
         .with_kind(kind)

@@ -19,7 +19,7 @@
 //!
 //! Tests: `cargo test -p demo-app telemetry` and the end-to-end `tests/otlp.rs`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use opentelemetry::metrics::{Meter, MeterProvider as _};
@@ -30,7 +30,8 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
+    BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanData,
+    SpanExporter,
 };
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt;
@@ -48,13 +49,19 @@ pub const SERVICE_FIELD: &str = "demo.service";
 /// always off for OpenTelemetry.
 pub const ACCESS_LOG_TARGET: &str = "demo_app::access";
 
-/// Set by [`init`] when spans are exported; the HTTP middleware and client make no spans
-/// otherwise.
-static TRACES_ENABLED: AtomicBool = AtomicBool::new(false);
+/// Set by [`init`] when spans are exported: the tracer of the HTTP server and client and the
+/// `db.query` spans. They make no spans while it is unset.
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// True once [`init`] installed an exporting tracer provider.
 pub fn traces_enabled() -> bool {
-    TRACES_ENABLED.load(Ordering::Relaxed)
+    TRACER.get().is_some()
+}
+
+/// The tracer [`init`] installed, if spans are exported. The SDK's own type, not the global
+/// `BoxedTracer`, so a span costs no boxing and no dynamic calls.
+pub(crate) fn tracer() -> Option<&'static SdkTracer> {
+    TRACER.get()
 }
 
 /// Default `RUST_LOG` directives.
@@ -469,8 +476,10 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
         let tp = builder.build();
         // The HTTP server and client spans are made with this provider directly.
         opentelemetry::global::set_tracer_provider(tp.clone());
-        TRACES_ENABLED.store(true, Ordering::Relaxed);
         let tracer = tp.tracer("demo-app");
+        // A second `init` in one process fails below (the subscriber is global), so the
+        // first tracer is the one.
+        let _ = TRACER.set(tracer.clone());
         otel_layer = Some(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
