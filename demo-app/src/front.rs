@@ -23,7 +23,6 @@ use opentelemetry::trace::{SpanKind, TraceContextExt};
 use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::SimLatency;
 use crate::http::{error_response, CallError, Downstream, TracedClient};
@@ -352,14 +351,18 @@ async fn create_order(
         order.total_cents = total,
         enduser.id = req.user_id,
     );
-    let trace_id = {
-        let sc = span.context().span().span_context().clone();
+    // The request's trace id from its server span (the current OpenTelemetry context), so an
+    // order the sampler dropped, whose `order.place` span is not made at all, answers with its
+    // trace id too, as its log lines do.
+    let trace_id = opentelemetry::Context::map_current(|cx| {
+        let span = cx.span();
+        let sc = span.span_context();
         if sc.is_valid() {
             sc.trace_id().to_string()
         } else {
             String::new()
         }
-    };
+    });
     async {
         let stock = StockRequest {
             order_id: order_id.clone(),

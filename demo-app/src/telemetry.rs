@@ -425,8 +425,12 @@ fn otel_layer_filter<S>(follows: bool) -> impl tracing_subscriber::layer::Filter
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    use tracing_subscriber::filter::{filter_fn, FilterExt};
-    otel_filter().and(filter_fn(move |_| !follows || inside_sampled_or_no_span()))
+    use tracing_subscriber::filter::{dynamic_filter_fn, FilterExt};
+    // A dynamic filter: its answer depends on the moment, so tracing asks it for every span
+    // and event (a `filter_fn` answer is cached per call site on first use).
+    otel_filter().and(dynamic_filter_fn(move |_, _| {
+        !follows || inside_sampled_or_no_span()
+    }))
 }
 
 /// Installs the global log subscriber, the W3C trace-context propagator and, unless export is
@@ -610,19 +614,29 @@ mod tests {
         }
     }
 
-    /// A span and an event made while `cx` (if any) is the current OpenTelemetry context;
-    /// returns how many of them a layer behind [`otel_layer_filter`] saw.
-    fn seen_by_otel_layer(follows: bool, cx: Option<opentelemetry::Context>) -> (usize, usize) {
+    /// For each context of `contexts` in turn (`None`: no current span), one span and one event
+    /// from the same call sites while it is current; returns what a layer behind
+    /// [`otel_layer_filter`] saw of each: (spans, events).
+    fn seen_by_otel_layer(
+        follows: bool,
+        contexts: &[Option<opentelemetry::Context>],
+    ) -> Vec<(usize, usize)> {
         let seen = Seen::default();
         let subscriber = tracing_subscriber::registry()
             .with(seen.clone().with_filter(otel_layer_filter(follows)));
         tracing::subscriber::with_default(subscriber, || {
-            let _attached = cx.map(opentelemetry::Context::attach);
-            let span = tracing::info_span!("business.step");
-            span.in_scope(|| tracing::debug!("step event"));
-        });
-        let counts = *seen.0.lock().unwrap();
-        counts
+            contexts
+                .iter()
+                .map(|cx| {
+                    let before = *seen.0.lock().unwrap();
+                    let _attached = cx.clone().map(opentelemetry::Context::attach);
+                    let span = tracing::info_span!("business.step");
+                    span.in_scope(|| tracing::debug!("step event"));
+                    let after = *seen.0.lock().unwrap();
+                    (after.0 - before.0, after.1 - before.1)
+                })
+                .collect()
+        })
     }
 
     fn remote_parent(flags: TraceFlags) -> opentelemetry::Context {
@@ -638,14 +652,24 @@ mod tests {
 
     #[test]
     fn otel_layer_skips_spans_and_events_inside_a_dropped_trace() {
-        let dropped = remote_parent(TraceFlags::default());
-        let sampled = remote_parent(TraceFlags::SAMPLED);
-        assert_eq!(seen_by_otel_layer(true, Some(dropped.clone())), (0, 0));
-        assert_eq!(seen_by_otel_layer(true, Some(sampled)), (1, 1));
-        // No span at all: a new root, which the sampler decides on.
-        assert_eq!(seen_by_otel_layer(true, None), (1, 1));
+        let dropped = Some(remote_parent(TraceFlags::default()));
+        let sampled = Some(remote_parent(TraceFlags::SAMPLED));
+        // The decision is taken per span, not cached per call site: the first use (sampled
+        // here) must not decide for the later ones. No span at all means a new root, which
+        // the sampler decides on.
+        let contexts = [
+            sampled.clone(),
+            dropped.clone(),
+            None,
+            dropped.clone(),
+            sampled,
+        ];
+        assert_eq!(
+            seen_by_otel_layer(true, &contexts),
+            [(1, 1), (0, 0), (1, 1), (0, 0), (1, 1)]
+        );
         // A sampler that does not follow the parent decides for each span itself.
-        assert_eq!(seen_by_otel_layer(false, Some(dropped)), (1, 1));
+        assert_eq!(seen_by_otel_layer(false, &[dropped]), [(1, 1)]);
     }
 
     #[tokio::test]

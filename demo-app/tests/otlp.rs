@@ -387,7 +387,8 @@ async fn business_metrics_count_orders() {
 }
 
 /// With a sampler that drops every trace, nothing is exported as a span (the attributes of
-/// unsampled spans are not even built), requests still succeed and the metrics still count them.
+/// unsampled spans are not even built, and the business spans not made), requests still
+/// succeed, an order still answers with its trace id, and the metrics still count every request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsampled_requests_export_no_spans_but_count_in_metrics() {
     let (sink, otlp) = start_sink().await;
@@ -395,16 +396,21 @@ async fn unsampled_requests_export_no_spans_but_count_in_metrics() {
         otlp,
         &[
             ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
-            ("OTEL_TRACES_SAMPLER", "always_off"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_always_off"),
         ],
     )
     .await;
     let client = reqwest::Client::new();
-    place_order(&client, &app.front, 2, 3, 1).await;
+    let order = place_order(&client, &app.front, 2, 3, 1).await;
+    let trace_id = order["trace_id"].as_str().unwrap_or_default();
+    assert!(
+        trace_id.len() == 32 && trace_id.chars().any(|c| c != '0'),
+        "an unsampled order still has a trace id: {order}"
+    );
     read_products(&client, &app.front, 3).await;
     assert!(app.terminate().await, "demo-app must exit 0 after SIGTERM");
     let spans = received_spans(&sink).len();
-    assert_eq!(spans, 0, "always_off exports no spans");
+    assert_eq!(spans, 0, "parentbased_always_off exports no spans");
     let mut products = 0u64;
     for req in sink.metrics.lock().unwrap().iter() {
         for rm in &req.resource_metrics {
