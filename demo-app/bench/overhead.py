@@ -4,16 +4,21 @@
 Starts, in one run, a local OTLP gRPC sink (examples/otlp_sink), one demo-app with
 OTEL_SDK_DISABLED=true (baseline: no spans, no metrics export) and one demo-app exporting traces
 and metrics over OTLP gRPC to the sink. Drives each alternately with the same loadgen runs:
-  * closed loop (N workers back to back): maximum requests/s and its p99;
+  * closed loop (N workers back to back): maximum requests/s and its p99, in many short pairs
+    of back-to-back slices (off then on, then on then off): the shared machine's speed moves
+    within seconds, so short pairs see the same machine and long rounds do not;
   * open loop at a fixed rate: p99 at a normal load.
 Simulated work latency is off (DEMO_LATENCY_SCALE=0) so the CPU cost of instrumentation is
 what differs; logs are at WARN in both so stdout logging does not dilute the difference. The
 sink runs under `nice -n 19` so its decoding is not billed to the app.
-Prints both columns side by side with the ratio. Everything listens on 127.0.0.1 port 0,
-every run is bounded by --duration, and all processes are stopped at the end.
+Prints both columns side by side with the ratio, the distribution of the per-pair throughput
+losses, the verdict on their median, and each app's CPU time per request (from /proc/PID/stat).
+Everything listens on 127.0.0.1 port 0, every run is bounded by --duration, and all processes
+are stopped at the end.
 
 Usage: overhead.py BIN_DIR   (BIN_DIR holds demo-app, loadgen and examples/otlp_sink)
-Env: BENCH_DURATION (10s), BENCH_CONCURRENCY (32), BENCH_RPS (300), BENCH_ROUNDS (3),
+Env: BENCH_PAIRS (24) closed-loop pairs of BENCH_SLICE (2s) each, BENCH_CONCURRENCY (32);
+BENCH_ROUNDS (3) open-loop rounds of BENCH_DURATION (10s) at BENCH_RPS (300);
 BENCH_SINK_NICE (19; 0 makes the sink compete with the app for CPU, as a collector on the
 same small host would). OTEL_BSP_*, OTEL_TRACES_SAMPLER* and DEMO_OTEL_FILTER are passed to the
 exporting app.
@@ -30,6 +35,8 @@ DURATION = os.environ.get("BENCH_DURATION", "10s")
 CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "32")
 RPS = os.environ.get("BENCH_RPS", "300")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+PAIRS = int(os.environ.get("BENCH_PAIRS", "24"))
+SLICE = os.environ.get("BENCH_SLICE", "2s")
 SINK_NICE = os.environ.get("BENCH_SINK_NICE", "19")
 # Spans per request of loadgen's mix: per 20 requests, 10 product reads and 6 user reads make
 # 2 spans each (server + db.query), 4 orders make 9 each (3 server, 2 client, order.place,
@@ -98,9 +105,9 @@ def demo_app(extra_env):
     return p, url
 
 
-def loadgen(url, args):
+def loadgen(url, duration, args):
     out = subprocess.run(
-        [f"{BIN}/loadgen", "--target", url, "--duration", DURATION, "--progress", "60s", "--json", *args],
+        [f"{BIN}/loadgen", "--target", url, "--duration", duration, "--progress", "60s", "--json", *args],
         capture_output=True, text=True, timeout=600, check=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -113,10 +120,10 @@ def cpu_seconds(p):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured_run(p, url, args):
+def measured_run(p, url, duration, args):
     """loadgen against url; the result gains cpu_us_per_request, the app's CPU per request."""
     before = cpu_seconds(p)
-    r = loadgen(url, args)
+    r = loadgen(url, duration, args)
     used = cpu_seconds(p) - before
     r["cpu_us_per_request"] = used * 1e6 / r["sent"] if r["sent"] else float("nan")
     return r
@@ -159,15 +166,18 @@ def main():
                                   CONCURRENCY, "--json"], capture_output=True, text=True, timeout=120, check=True)
             warm[key] = json.loads(out.stdout.strip().splitlines()[-1])["sent"]
         apps = {"off": (base, base_url), "on": (exp, exp_url)}
+        # off-on, then on-off: a drift of the machine's speed within a pair hits both alike.
+        orders = [("off", "on"), ("on", "off")]
+        for i in range(PAIRS):
+            for key in orders[i % 2]:
+                p, url = apps[key]
+                results[key]["closed"].append(measured_run(p, url, SLICE, ["--concurrency", CONCURRENCY]))
+            if (i + 1) % 6 == 0:
+                print(f"closed loop: {i + 1}/{PAIRS} pairs", file=sys.stderr, flush=True)
         for i in range(ROUNDS):
-            # off-on, then on-off: a drift of the machine's load during the run hits both alike.
-            order = ("off", "on") if i % 2 == 0 else ("on", "off")
-            for key in order:
+            for key in orders[i % 2]:
                 p, url = apps[key]
-                results[key]["closed"].append(measured_run(p, url, ["--concurrency", CONCURRENCY]))
-            for key in order:
-                p, url = apps[key]
-                results[key]["open"].append(measured_run(p, url, ["--rps", RPS]))
+                results[key]["open"].append(measured_run(p, url, DURATION, ["--rps", RPS]))
     finally:
         for p in (base, exp):
             stop(p)
@@ -200,7 +210,8 @@ def main():
         ("errors (all runs)", "closed", "err"),
     ]
     print()
-    print(f"bench-demo-app: instrumentation overhead, {ROUNDS} alternating rounds x {DURATION} per cell, same run")
+    print(f"bench-demo-app: instrumentation overhead, same run: closed loop {PAIRS} alternating pairs x {SLICE}, "
+          f"open loop {ROUNDS} rounds x {DURATION}")
     print(f"{'metric':<38} {'no export':>14} {'OTLP export':>14} {'ratio':>8}")
     print(f"{'':<38} {'(SDK disabled)':>14} {'(to sink)':>14} {'on/off':>8}")
     for label, mode, field in rows:
@@ -210,25 +221,27 @@ def main():
             on += agg("on", "open", "err")
         ratio = f"{on / off:.3f}" if off else "-"
         print(f"{label:<38} {off:>14.2f} {on:>14.2f} {ratio:>8}")
-    # The shared machine's noise moves single runs by +-20%. Each round's two closed-loop runs
-    # are back to back, so the verdict uses the median over rounds of each round's own loss
-    # (paired); the loss of the medians and of the means are shown next to it.
+    # The shared machine's noise moves single runs by +-20%. The two slices of a pair are back
+    # to back, so the verdict uses the median of the per-pair losses; the loss of the medians
+    # and of the means are shown next to it.
     med = {k: median([r["achieved_rps"] for r in results[k]["closed"]]) for k in ("off", "on")}
-    paired = [1 - on["achieved_rps"] / off["achieved_rps"]
-              for off, on in zip(results["off"]["closed"], results["on"]["closed"])]
+    paired = sorted(1 - on["achieved_rps"] / off["achieved_rps"]
+                    for off, on in zip(results["off"]["closed"], results["on"]["closed"]))
     loss = median(paired)
+    quartiles = (paired[len(paired) // 4], paired[(3 * len(paired)) // 4])
     loss_medians = 1 - med["on"] / med["off"]
     loss_mean = 1 - agg("on", "closed", "rps") / agg("off", "closed", "rps")
     verdict = "PASS" if loss < TARGET_LOSS else "FAIL"
-    print(f"closed loop requests/s, median of rounds: off {med['off']:.0f}, on {med['on']:.0f}")
-    print("per-round loss: " + ", ".join(f"{x * 100:.1f}%" for x in paired))
-    print(f"throughput loss with export (median of per-round losses): {loss * 100:.1f}% "
+    print(f"closed loop requests/s, median of slices: off {med['off']:.0f}, on {med['on']:.0f}")
+    print(f"per-pair loss over {len(paired)} pairs: quartiles {quartiles[0] * 100:.1f}% .. "
+          f"{quartiles[1] * 100:.1f}%, min {paired[0] * 100:.1f}%, max {paired[-1] * 100:.1f}%")
+    print(f"throughput loss with export (median of per-pair losses): {loss * 100:.1f}% "
           f"(of the medians: {loss_medians * 100:.1f}%, of the means: {loss_mean * 100:.1f}%; "
           f"target < {TARGET_LOSS * 100:.0f}%): {verdict}")
     # CPU per request does not depend on how the cores were shared with loadgen, so it moves
     # less with the machine's noise; it includes the export thread of the exporting app.
     cpu = {k: median([r["cpu_us_per_request"] for r in results[k]["closed"]]) for k in ("off", "on")}
-    print(f"app CPU per request, closed loop (median of rounds): off {cpu['off']:.1f} us, "
+    print(f"app CPU per request, closed loop (median of slices): off {cpu['off']:.1f} us, "
           f"on {cpu['on']:.1f} us (+{(cpu['on'] / cpu['off'] - 1) * 100:.1f}%)")
     sink_line = sink_out.strip().splitlines()[-1] if sink_out.strip() else "otlp-sink: no summary"
     print(sink_line)
@@ -245,7 +258,7 @@ def main():
     drops = exp.drop_lines
     print("exporting app's own drop report: " + (" | ".join(drops) if drops else
           "none (no span dropped by the batch span processor)"))
-    print("per-run closed-loop rps: off=" + ", ".join(f"{r['achieved_rps']:.0f}" for r in results["off"]["closed"])
+    print("per-slice closed-loop rps: off=" + ", ".join(f"{r['achieved_rps']:.0f}" for r in results["off"]["closed"])
           + " on=" + ", ".join(f"{r['achieved_rps']:.0f}" for r in results["on"]["closed"]))
 
 

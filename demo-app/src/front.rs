@@ -221,7 +221,7 @@ async fn db_select<F: Future>(name: &'static str, table: &'static str, work: F) 
         return work.await;
     }
     let parent = crate::http::current_otel_context();
-    let cx = crate::http::start_span(name, SpanKind::Client, parent, |_| {
+    let scope = crate::http::start_span(name, SpanKind::Client, parent, |_| {
         vec![
             KeyValue::new(SERVICE_FIELD, "demo-frontend"),
             KeyValue::new("db.system.name", "in-memory"),
@@ -229,8 +229,10 @@ async fn db_select<F: Future>(name: &'static str, table: &'static str, work: F) 
             KeyValue::new("db.collection.name", table),
         ]
     });
-    let out = work.with_context(cx.clone()).await;
-    cx.span().end();
+    let out = work.with_context(scope.cx.clone()).await;
+    if let Some(span) = scope.span() {
+        span.end();
+    }
     out
 }
 

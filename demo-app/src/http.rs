@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::trace::{Span as _, SpanKind, SpanRef, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue, StringValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::Span as SdkSpan;
@@ -200,7 +200,7 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
     // same kind there for other users): the global lookup takes a lock and a dynamic call per
     // request, and W3C is what the services speak to each other.
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(req.headers()));
-    let cx = start_span(method, SpanKind::Server, parent, |span| {
+    let scope = start_span(method, SpanKind::Server, parent, |span| {
         if let Some(r) = &route {
             span.update_name(format!("{method} {}", r.as_str()));
         }
@@ -232,7 +232,7 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
         trace_id = Empty,
     );
     if !log_span.is_disabled() {
-        let sc = cx.span().span_context().clone();
+        let sc = scope.cx.span().span_context().clone();
         if sc.is_valid() {
             log_span.record("trace_id", tracing::field::display(sc.trace_id()));
         }
@@ -276,13 +276,11 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
         next.run(req).await
     }
     .instrument(log_span)
-    .with_context(cx.clone())
+    .with_context(scope.cx.clone())
     .await;
 
     let status = response.status();
     let code = i64::from(status.as_u16());
-    let span = cx.span();
-    span.set_attribute(KeyValue::new("http.response.status_code", code));
     let mut attrs = Vec::with_capacity(5);
     attrs.push(KeyValue::new("http.request.method", method));
     if let Some(r) = route {
@@ -290,21 +288,43 @@ async fn track(State(ctx): State<Arc<ServerCtx>>, req: Request, next: Next) -> R
     }
     attrs.push(KeyValue::new("http.response.status_code", code));
     attrs.push(KeyValue::new("url.scheme", "http"));
-    if status.is_server_error() {
-        let kind = status.as_str().to_owned();
-        span.set_attribute(KeyValue::new("error.type", kind.clone()));
-        span.set_status(Status::error(format!("HTTP {code}")));
-        attrs.push(KeyValue::new("error.type", kind));
+    let error_type = status
+        .is_server_error()
+        .then(|| KeyValue::new("error.type", status.as_str().to_owned()));
+    if let Some(span) = scope.span() {
+        span.set_attribute(KeyValue::new("http.response.status_code", code));
+        if let Some(kind) = &error_type {
+            span.set_attribute(kind.clone());
+            span.set_status(Status::error(format!("HTTP {code}")));
+        }
+        span.end();
     }
-    span.end();
+    attrs.extend(error_type);
     ctx.metrics
         .duration
         .record(start.elapsed().as_secs_f64(), &attrs);
     response
 }
 
-/// Starts a span of `kind` under `parent` with the exporting tracer and returns the context that
-/// holds it; `parent` unchanged when traces are not exported. `describe` runs only when the
+/// The context a piece of work runs in, and the span [`start_span`] started for it, if any.
+pub(crate) struct SpanScope {
+    /// The new span's context, or the parent unchanged when no span was made.
+    pub(crate) cx: Context,
+    started: bool,
+}
+
+impl SpanScope {
+    /// The span this scope started, to annotate and end; `None` when none was made (the
+    /// parent's span is not this code's to end).
+    pub(crate) fn span(&self) -> Option<SpanRef<'_>> {
+        self.started.then(|| self.cx.span())
+    }
+}
+
+/// Starts a span of `kind` under `parent` with the exporting tracer. No span is made when
+/// traces are not exported, nor under a parent the sampler dropped when children follow their
+/// parent (the child would be dropped too; the work runs in the parent's context, whose trace
+/// id still reaches the logs and the downstream services). `describe` runs only when the
 /// sampler records the span: it may rename it and returns its attributes, so a request the
 /// sampler drops formats no name and copies no attribute values.
 pub(crate) fn start_span(
@@ -312,10 +332,15 @@ pub(crate) fn start_span(
     kind: SpanKind,
     parent: Context,
     describe: impl FnOnce(&mut SdkSpan) -> Vec<KeyValue>,
-) -> Context {
-    let Some(tracer) = crate::telemetry::tracer() else {
-        return parent;
+) -> SpanScope {
+    let unchanged = |cx| SpanScope { cx, started: false };
+    let Some(exporting) = crate::telemetry::tracer() else {
+        return unchanged(parent);
     };
+    if exporting.children_follow_parent && crate::telemetry::holds_dropped_span(&parent) {
+        return unchanged(parent);
+    }
+    let tracer = &exporting.tracer;
     let mut span = tracer
         .span_builder(name)
         .with_kind(kind)
@@ -324,7 +349,10 @@ pub(crate) fn start_span(
         let attributes = describe(&mut span);
         span.set_attributes(attributes);
     }
-    parent.with_span(span)
+    SpanScope {
+        cx: parent.with_span(span),
+        started: true,
+    }
 }
 
 /// The OpenTelemetry context new spans are children of: the current `tracing` span's (a
@@ -432,7 +460,7 @@ impl TracedClient {
         // of the current `tracing` span's OpenTelemetry context (or of the request's server
         // span when the call is made outside any `tracing` span).
         let parent = current_otel_context();
-        let cx = start_span("POST", SpanKind::Client, parent, |_| {
+        let scope = start_span("POST", SpanKind::Client, parent, |_| {
             vec![
                 KeyValue::new(SERVICE_FIELD, self.caller.service_name()),
                 KeyValue::new("http.request.method", "POST"),
@@ -443,7 +471,7 @@ impl TracedClient {
             ]
         });
         let mut headers = HeaderMap::new();
-        TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut headers));
+        TraceContextPropagator::new().inject_context(&scope.cx, &mut HeaderInjector(&mut headers));
 
         let start = Instant::now();
         let result = async {
@@ -480,29 +508,19 @@ impl TracedClient {
         }
         .await;
 
-        let span = cx.span();
         let mut attrs = vec![
             KeyValue::new("http.request.method", "POST"),
             KeyValue::new("server.address", host),
             KeyValue::new("server.port", port),
         ];
-        match &result {
-            Ok((status, _)) => {
-                let code = KeyValue::new("http.response.status_code", i64::from(*status));
-                span.set_attribute(code.clone());
-                attrs.push(code);
-            }
-            Err(CallError::Status { status, .. }) => {
-                let code = KeyValue::new("http.response.status_code", i64::from(*status));
-                span.set_attribute(code.clone());
-                attrs.push(code);
-                if *status >= 500 {
-                    let kind = KeyValue::new("error.type", status.to_string());
-                    span.set_attribute(kind.clone());
-                    span.set_status(Status::error(format!("HTTP {status}")));
-                    attrs.push(kind);
-                }
-            }
+        let (code, error_type, error) = match &result {
+            Ok((status, _)) => (Some(*status), None, None),
+            Err(CallError::Status { status, .. }) if *status >= 500 => (
+                Some(*status),
+                Some(status.to_string()),
+                Some(format!("HTTP {status}")),
+            ),
+            Err(CallError::Status { status, .. }) => (Some(*status), None, None),
             Err(e) => {
                 let kind = if matches!(e, CallError::Transport { source, .. } if source.is_timeout())
                 {
@@ -510,12 +528,23 @@ impl TracedClient {
                 } else {
                     "transport"
                 };
-                attrs.push(KeyValue::new("error.type", kind));
-                span.set_attribute(KeyValue::new("error.type", kind));
-                span.set_status(Status::error(e.to_string()));
+                (None, Some(kind.to_owned()), Some(e.to_string()))
             }
+        };
+        // The outcome goes on the metric and, when one was made, on the span.
+        let outcome: Vec<KeyValue> = code
+            .map(|c| KeyValue::new("http.response.status_code", i64::from(c)))
+            .into_iter()
+            .chain(error_type.map(|k| KeyValue::new("error.type", k)))
+            .collect();
+        attrs.extend(outcome.iter().cloned());
+        if let Some(span) = scope.span() {
+            span.set_attributes(outcome);
+            if let Some(message) = error {
+                span.set_status(Status::error(message));
+            }
+            span.end();
         }
-        span.end();
         self.metrics
             .duration
             .record(start.elapsed().as_secs_f64(), &attrs);

@@ -49,18 +49,28 @@ pub const SERVICE_FIELD: &str = "demo.service";
 /// always off for OpenTelemetry.
 pub const ACCESS_LOG_TARGET: &str = "demo_app::access";
 
-/// Set by [`init`] when spans are exported: the tracer of the HTTP server and client and the
-/// `db.query` spans. They make no spans while it is unset.
-static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+/// The tracer of the HTTP server and client and the `db.query` spans, with what its sampler
+/// does with children.
+#[derive(Debug)]
+pub(crate) struct ExportingTracer {
+    /// The SDK's own type, not the global `BoxedTracer`, so a span costs no boxing and no
+    /// dynamic calls.
+    pub(crate) tracer: SdkTracer,
+    /// The sampler follows the parent's decision ([`sampler_follows_parent`]).
+    pub(crate) children_follow_parent: bool,
+}
+
+/// Set by [`init`] when spans are exported. The HTTP middleware and client make no spans while
+/// it is unset.
+static TRACER: OnceLock<ExportingTracer> = OnceLock::new();
 
 /// True once [`init`] installed an exporting tracer provider.
 pub fn traces_enabled() -> bool {
     TRACER.get().is_some()
 }
 
-/// The tracer [`init`] installed, if spans are exported. The SDK's own type, not the global
-/// `BoxedTracer`, so a span costs no boxing and no dynamic calls.
-pub(crate) fn tracer() -> Option<&'static SdkTracer> {
+/// The tracer [`init`] installed, if spans are exported.
+pub(crate) fn tracer() -> Option<&'static ExportingTracer> {
     TRACER.get()
 }
 
@@ -94,12 +104,15 @@ pub fn sampler_follows_parent(otel_traces_sampler: Option<&str>) -> bool {
 /// child of a dropped span is always dropped, so the layer can skip it up front. The handlers
 /// run inside the server span's context (see [`crate::http`]), which is where this looks.
 pub fn inside_sampled_or_no_span() -> bool {
+    opentelemetry::Context::map_current(|cx| !holds_dropped_span(cx))
+}
+
+/// True when `cx` holds a span (local or remote) the sampler dropped.
+pub fn holds_dropped_span(cx: &opentelemetry::Context) -> bool {
     use opentelemetry::trace::TraceContextExt as _;
-    opentelemetry::Context::map_current(|cx| {
-        let span = cx.span();
-        let sc = span.span_context();
-        !sc.is_valid() || sc.is_sampled()
-    })
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid() && !sc.is_sampled()
 }
 
 fn otel_filter() -> EnvFilter {
@@ -481,9 +494,13 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
         // The HTTP server and client spans are made with this provider directly.
         opentelemetry::global::set_tracer_provider(tp.clone());
         let tracer = tp.tracer("demo-app");
+        let follows = sampler_follows_parent(std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref());
         // A second `init` in one process fails below (the subscriber is global), so the
         // first tracer is the one.
-        let _ = TRACER.set(tracer.clone());
+        let _ = TRACER.set(ExportingTracer {
+            tracer: tracer.clone(),
+            children_follow_parent: follows,
+        });
         otel_layer = Some(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
@@ -496,9 +513,7 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
                 // Parents come from the tracing span tree; attaching the OTel context on every
                 // poll (enter/exit) costs a thread-local push per poll and buys nothing here.
                 .with_context_activation(false)
-                .with_filter(otel_layer_filter(sampler_follows_parent(
-                    std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
-                ))),
+                .with_filter(otel_layer_filter(follows)),
         );
         telemetry.tracer_provider = Some(tp);
     } else {

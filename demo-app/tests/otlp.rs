@@ -388,7 +388,8 @@ async fn business_metrics_count_orders() {
 
 /// With a sampler that drops every trace, nothing is exported as a span (the attributes of
 /// unsampled spans are not even built, and the business spans not made), requests still
-/// succeed, an order still answers with its trace id, and the metrics still count every request.
+/// succeed, an order still answers with its trace id, the downstream services still get that
+/// trace id (their log lines carry it), and the metrics still count every request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsampled_requests_export_no_spans_but_count_in_metrics() {
     let (sink, otlp) = start_sink().await;
@@ -397,6 +398,8 @@ async fn unsampled_requests_export_no_spans_but_count_in_metrics() {
         &[
             ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
             ("OTEL_TRACES_SAMPLER", "parentbased_always_off"),
+            // The downstream steps log at DEBUG, inside their request's log span.
+            ("RUST_LOG", "info,demo_app=debug"),
         ],
     )
     .await;
@@ -407,6 +410,23 @@ async fn unsampled_requests_export_no_spans_but_count_in_metrics() {
         trace_id.len() == 32 && trace_id.chars().any(|c| c != '0'),
         "an unsampled order still has a trace id: {order}"
     );
+    for (target, message) in [
+        ("demo_app::inventory", "stock reserved"),
+        ("demo_app::payment", "payment captured"),
+    ] {
+        let line = app
+            .wait_for_log(|v| v["target"] == target && v["fields"]["message"] == message)
+            .await
+            .unwrap_or_else(|| panic!("no {target} log line {message:?}"));
+        let request_span = line["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|s| s["name"] == "request"));
+        assert_eq!(
+            request_span.map(|s| &s["trace_id"]),
+            Some(&serde_json::json!(trace_id)),
+            "the {target} step of the unsampled order logs the order's trace id: {line}"
+        );
+    }
     read_products(&client, &app.front, 3).await;
     assert!(app.terminate().await, "demo-app must exit 0 after SIGTERM");
     let spans = received_spans(&sink).len();

@@ -110,6 +110,8 @@ pub fn service_name(r: &Option<Resource>) -> String {
 pub struct DemoApp {
     pub child: Child,
     pub front: String,
+    /// Its JSON log lines so far (stdout).
+    pub logs: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 /// Starts the real binary exporting to `otlp` with `extra` environment.
@@ -147,15 +149,41 @@ pub async fn start_demo_app(otlp: SocketAddr, extra: &[(&str, &str)]) -> DemoApp
     })
     .await
     .expect("demo-app did not start listening within 30s");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep draining stdout (so the child never blocks on a full pipe) into `logs`.
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                sink.lock().unwrap().push(v);
+            }
+        }
+    });
     DemoApp {
         child,
         front: format!("http://{front}"),
+        logs,
     }
 }
 
 impl DemoApp {
+    /// The first log line `matches` accepts, waiting up to 10 s for it to be written.
+    pub async fn wait_for_log(
+        &self,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = self.logs.lock().unwrap().iter().find(|v| matches(v)) {
+                return Some(v.clone());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGTERM, then wait (bounded) for a clean exit; returns whether it exited 0.
     pub async fn terminate(mut self) -> bool {
         let pid = self.child.id().expect("child pid");
