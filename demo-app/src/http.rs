@@ -358,6 +358,12 @@ pub(crate) fn start_span(
 /// The OpenTelemetry context new spans are children of: the current `tracing` span's (a
 /// business span), else the request's server span (the current OpenTelemetry context).
 pub(crate) fn current_otel_context() -> Context {
+    // Inside a dropped trace, with children following their parent, no business span was made
+    // (see `telemetry::otel_layer_filter`): the `tracing` lookup would find nothing.
+    let follows = crate::telemetry::tracer().is_some_and(|t| t.children_follow_parent);
+    if follows && !crate::telemetry::inside_sampled_or_no_span() {
+        return Context::current();
+    }
     let cx = tracing::Span::current().context();
     if cx.has_active_span() {
         cx

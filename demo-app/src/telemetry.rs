@@ -482,8 +482,9 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
             .with_batch_config(batch_config())
             .build();
         let mut builder = SdkTracerProvider::builder().with_span_processor(bsp);
+        let sampler_env = std::env::var("OTEL_TRACES_SAMPLER").ok();
         let sampler = crate::sampler::from_env(
-            std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+            sampler_env.as_deref(),
             std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
         )
         .map_err(TelemetryError::Sampler)?;
@@ -494,7 +495,7 @@ pub fn init(opts: &TelemetryOptions) -> Result<Telemetry, TelemetryError> {
         // The HTTP server and client spans are made with this provider directly.
         opentelemetry::global::set_tracer_provider(tp.clone());
         let tracer = tp.tracer("demo-app");
-        let follows = sampler_follows_parent(std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref());
+        let follows = sampler_follows_parent(sampler_env.as_deref());
         // A second `init` in one process fails below (the subscriber is global), so the
         // first tracer is the one.
         let _ = TRACER.set(ExportingTracer {
