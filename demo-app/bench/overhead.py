@@ -105,10 +105,10 @@ def demo_app(extra_env):
     return p, url
 
 
-def loadgen(url, duration, args):
+def loadgen(url, duration, args, timeout=600):
     out = subprocess.run(
         [f"{BIN}/loadgen", "--target", url, "--duration", duration, "--progress", "60s", "--json", *args],
-        capture_output=True, text=True, timeout=600, check=True,
+        capture_output=True, text=True, timeout=timeout, check=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -162,9 +162,7 @@ def main():
         # Warm-up (connections, allocator) not counted.
         warm = {}
         for key, url in (("off", base_url), ("on", exp_url)):
-            out = subprocess.run([f"{BIN}/loadgen", "--target", url, "--duration", "3s", "--concurrency",
-                                  CONCURRENCY, "--json"], capture_output=True, text=True, timeout=120, check=True)
-            warm[key] = json.loads(out.stdout.strip().splitlines()[-1])["sent"]
+            warm[key] = loadgen(url, "3s", ["--concurrency", CONCURRENCY], timeout=120)["sent"]
         apps = {"off": (base, base_url), "on": (exp, exp_url)}
         # off-on, then on-off: a drift of the machine's speed within a pair hits both alike.
         orders = [("off", "on"), ("on", "off")]
