@@ -417,7 +417,7 @@ async fn insights_against_real_prometheus() {
     }
     let one = env
         .get_ok(&format!(
-            "/api/v1/services/demo/demo-frontend/metrics/latency_p95?from={from}&to={to}&step=5m"
+            "/api/v1/services/demo%2Fdemo-frontend/metrics/latency_p95?from={from}&to={to}&step=5m"
         ))
         .await;
     assert_eq!(one["job"], "demo/demo-frontend");
