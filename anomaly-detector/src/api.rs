@@ -32,7 +32,7 @@ use utoipa::OpenApi;
 use crate::config::ServerConfig;
 use crate::history::{HistoryQuery, MAX_PAGE};
 use crate::insights::catalogue::{Dimension, Metric};
-use crate::insights::live::{Live, LiveSnapshot};
+use crate::insights::live::{Live, LiveHistory, LiveSnapshot};
 use crate::insights::range::{format, only, parse_time, time_range};
 use crate::insights::{
     self, ApiError, Breakdown, Format, Insights, MetricAnswer, MetricsAnswer, Params,
@@ -112,7 +112,7 @@ pub struct AppState {
         metrics, health, live_page, anomalies, services, service_metrics, service_metric,
         service_summary, service_breakdown, stream, openapi
     ),
-    components(schemas(ApiError, SourceStatus, AnomalyRecord, LiveSnapshot)),
+    components(schemas(ApiError, SourceStatus, AnomalyRecord, LiveSnapshot, LiveHistory)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -172,8 +172,15 @@ impl Guards {
     /// # Errors
     /// [`GuardError::TokenFile`] when the token file is unreadable or empty.
     pub fn from_config(s: &ServerConfig) -> Result<Self, GuardError> {
-        let token = match (&s.auth.token, &s.auth.token_file) {
-            (Some(t), _) => Some(t.0.trim().to_string()),
+        // An empty `token` (e.g. `${env:DETECTOR_API_TOKEN:-}` unset) means no auth.
+        let inline = s
+            .auth
+            .token
+            .as_ref()
+            .map(|t| t.0.trim())
+            .filter(|t| !t.is_empty());
+        let token = match (inline, &s.auth.token_file) {
+            (Some(t), _) => Some(t.to_string()),
             (None, Some(f)) => {
                 let text = std::fs::read_to_string(f).map_err(|e| GuardError::TokenFile {
                     path: f.display().to_string(),
@@ -1203,18 +1210,28 @@ async fn service_breakdown(
 }
 
 #[utoipa::path(get, path = "/api/v1/stream", tag = "live",
-    summary = "Live updates as Server-Sent Events: an event `snapshot` (JSON LiveSnapshot) every insights.live_interval.",
+    summary = "Live updates as Server-Sent Events: first an event `history` (JSON LiveHistory: the last 10 minutes of CPU and memory per host), then an event `snapshot` (JSON LiveSnapshot) every insights.live_interval.",
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "text/event-stream of `snapshot` events whose data is a LiveSnapshot.", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "text/event-stream: one `history` event (LiveHistory), then `snapshot` events (LiveSnapshot).", body = String, content_type = "text/event-stream"),
         (status = 401, description = "Bearer token required.", body = ApiError),
         (status = 429, description = "Rate limit exceeded (see Retry-After).", body = ApiError),
     ))]
 async fn stream(
     State(s): State<AppState>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    use futures::StreamExt as _;
     let rx = s.live.subscribe();
-    let events = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
+    let insights = s.insights.clone();
+    // First the last minutes (so the charts start filled), then every snapshot.
+    let past = futures::stream::once(async move {
+        let h = insights::live::history(&insights).await;
+        Ok(Event::default()
+            .event("history")
+            .json_data(&h)
+            .unwrap_or_else(|_| Event::default().event("error").data("serialization failed")))
+    });
+    let snapshots = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
         if !first && rx.changed().await.is_err() {
             return None;
         }
@@ -1223,10 +1240,9 @@ async fn stream(
             .event("snapshot")
             .json_data(&*snap)
             .unwrap_or_else(|_| Event::default().event("error").data("serialization failed"));
-        // The first (possibly stale, time 0) value only when it has data.
         Some((Ok(ev), (rx, false)))
     });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Sse::new(past.chain(snapshots)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 #[cfg(test)]
@@ -1614,6 +1630,27 @@ mod tests {
             h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none(),
             "off by default"
         );
+    }
+
+    #[test]
+    fn guards_from_config() {
+        let mut s = ServerConfig::default();
+        assert!(!Guards::from_config(&s).unwrap().auth_enabled());
+        s.auth.token = Some(crate::config::Secret(String::new()));
+        assert!(
+            !Guards::from_config(&s).unwrap().auth_enabled(),
+            "empty token: no auth"
+        );
+        let f = std::env::temp_dir().join(format!("ad-token-{}", std::process::id()));
+        std::fs::write(&f, "tok\n").unwrap();
+        s.auth.token = None;
+        s.auth.token_file = Some(f.clone());
+        let g = Guards::from_config(&s).unwrap();
+        assert_eq!(g.token, Some(digest("tok")), "file content, trimmed");
+        std::fs::write(&f, "  \n").unwrap();
+        let err = Guards::from_config(&s).unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
+        let _ = std::fs::remove_file(&f);
     }
 
     #[tokio::test]

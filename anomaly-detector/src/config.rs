@@ -209,7 +209,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// The token itself (use `${env:VAR}`; redacted in `--check`).
+    /// The token itself (use `${env:VAR}`; redacted in `--check`); empty = no auth.
     #[serde(default)]
     pub token: Option<Secret>,
     /// A file whose content (trimmed) is the token, e.g. a Kubernetes secret mount.
@@ -709,7 +709,12 @@ fn check_server(s: &ServerConfig) -> Result<(), ConfigError> {
     if r.enabled && r.burst == 0 {
         return Err(invalid("server.rate_limit.burst", "must be at least 1"));
     }
-    if s.auth.token.is_some() && s.auth.token_file.is_some() {
+    let inline = s
+        .auth
+        .token
+        .as_ref()
+        .is_some_and(|t| !t.0.trim().is_empty());
+    if inline && s.auth.token_file.is_some() {
         return Err(invalid("server.auth", "set token or token_file, not both"));
     }
     if let Some(f) = &s.auth.token_file {

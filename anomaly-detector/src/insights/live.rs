@@ -89,6 +89,96 @@ pub struct LiveSnapshot {
     pub sources: Sources,
 }
 
+/// One past point of a host (for the charts' first minutes).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct HostPoint {
+    /// Unix seconds.
+    pub time: i64,
+    /// Busy share of all cores.
+    pub cpu_total: Option<f64>,
+    /// Used memory in bytes.
+    pub memory_used_bytes: Option<f64>,
+    /// Total memory in bytes.
+    pub memory_total_bytes: Option<f64>,
+}
+
+/// The recent past of one host.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct HostHistory {
+    /// The node-agent's `instance`.
+    pub instance: String,
+    /// Oldest first.
+    pub points: Vec<HostPoint>,
+}
+
+/// The event `history` sent once when a stream opens: the last [`HISTORY_WINDOW`] seconds.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct LiveHistory {
+    /// Hosts seen.
+    pub hosts: Vec<HostHistory>,
+}
+
+/// Seconds of past data sent when a stream opens.
+pub const HISTORY_WINDOW: i64 = 600;
+
+/// The last [`HISTORY_WINDOW`] seconds of CPU and memory per host (empty when Prometheus
+/// cannot say; the snapshot events carry the source status).
+pub async fn history(insights: &Insights) -> LiveHistory {
+    let end = super::now();
+    let step = insights.cfg.live_interval.as_secs().max(1);
+    let c = insights.client();
+    let cancel = CancellationToken::new();
+    let q = |query: &'static str| {
+        c.query_range(
+            query,
+            end - HISTORY_WINDOW,
+            end,
+            std::time::Duration::from_secs(step),
+            &cancel,
+        )
+    };
+    let (cpu, used, total) = futures::join!(q(Q_TOTAL), q(Q_MEM_USED), q(Q_MEM_TOTAL));
+    let (Ok(cpu), Ok(used), Ok(total)) = (cpu, used, total) else {
+        return LiveHistory::default();
+    };
+    let index = |v: Vec<crate::prometheus::RangeSeries>| -> BTreeMap<String, BTreeMap<i64, f64>> {
+        v.into_iter()
+            .map(|s| {
+                (
+                    s.labels.get("instance").cloned().unwrap_or_default(),
+                    s.points
+                        .into_iter()
+                        .filter(|(_, x)| x.is_finite())
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let (cpu, used, total) = (index(cpu), index(used), index(total));
+    let hosts = cpu
+        .iter()
+        .map(|(inst, points)| {
+            let mut times: Vec<i64> = points.keys().copied().collect();
+            times.extend(used.get(inst).into_iter().flat_map(|m| m.keys().copied()));
+            times.sort_unstable();
+            times.dedup();
+            HostHistory {
+                instance: inst.clone(),
+                points: times
+                    .into_iter()
+                    .map(|t| HostPoint {
+                        time: t,
+                        cpu_total: points.get(&t).copied(),
+                        memory_used_bytes: used.get(inst).and_then(|m| m.get(&t)).copied(),
+                        memory_total_bytes: total.get(inst).and_then(|m| m.get(&t)).copied(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    LiveHistory { hosts }
+}
+
 /// The publisher of live snapshots.
 #[derive(Debug)]
 pub struct Live {

@@ -38,6 +38,6 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(stack):
          "--max-response-time", "30",
          "--seed", "18",
          "--no-color"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=stack.tmp)
     print(out.stdout[-6000:], out.stderr[-2000:])
     assert out.returncode == 0, "schemathesis found problems (see output above)"
