@@ -1,7 +1,7 @@
 //! Insights API overhead and anomaly-store memory (`make bench-detector-api`).
 //!
-//! 1. 24 h of RED metrics for 10 services at 15 s (3 routes × 2 status codes each, histogram
-//!    with 5 buckets) are backfilled into a real Prometheus with `promtool`.
+//! 1. 24 h of RED metrics for 10 services at 15 s (2 routes × 2 status codes each, histogram
+//!    with 3 buckets) are backfilled into a real Prometheus with `promtool`.
 //! 2. The detector runs in-process; `GET .../summary` and `GET .../breakdown?by=route` over the
 //!    24 h are timed (p50/p99 of `ROUNDS` requests per service, round-robin), and so are the
 //!    very PromQL queries each answer needs, sent straight to Prometheus with the same
@@ -28,43 +28,45 @@ const DAY: i64 = 86_400;
 const ROUNDS: usize = 30;
 const EVENTS: u64 = 100_000;
 
-fn openmetrics(start: i64, end: i64) -> String {
-    let mut om = String::with_capacity(300 << 20);
-    om.push_str("# TYPE http_server_request_duration_seconds histogram\n");
-    let bounds = ["0.05", "0.1", "0.5", "1", "+Inf"];
+/// Writes the OpenMetrics backfill to `path` (streamed: about 100 MB).
+fn openmetrics(path: &std::path::Path, start: i64, end: i64) {
+    use std::io::Write as _;
+    let mut om = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut emit = |s: String| om.write_all(s.as_bytes()).unwrap();
+    let w = &mut emit;
+    w("# TYPE http_server_request_duration_seconds histogram\n".into());
+    let bounds = ["0.1", "0.5", "+Inf"];
     for s in 0..SERVICES {
-        for (ri, route) in ["/api/a", "/api/b", "/api/c"].iter().enumerate() {
+        for (ri, route) in ["/api/a", "/api/b"].iter().enumerate() {
             for (code, rate) in [("200", 1.0 + ri as f64), ("500", 0.05)] {
                 let l = format!(
                     "job=\"bench/svc-{s}\",instance=\"i-{s}\",http_route=\"{route}\",http_request_method=\"GET\",http_response_status_code=\"{code}\""
                 );
                 for t in (start + 7..end).step_by(STEP as usize) {
-                    let n = rate * (t - start) as f64;
-                    for (i, le) in bounds.iter().enumerate() {
-                        let share = [0.5, 0.8, 0.95, 0.99, 1.0][i];
-                        om.push_str(&format!(
+                    let n = (rate * (t - start) as f64).floor();
+                    for (le, share) in bounds.iter().zip([0.6, 0.95, 1.0]) {
+                        w(format!(
                             "http_server_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {} {t}\n",
                             (n * share).floor()
                         ));
                     }
-                    om.push_str(&format!(
-                        "http_server_request_duration_seconds_count{{{l}}} {} {t}\n",
-                        n.floor()
+                    w(format!(
+                        "http_server_request_duration_seconds_count{{{l}}} {n} {t}\n"
                     ));
                 }
             }
         }
     }
-    om.push_str("# TYPE target_info gauge\n");
+    w("# TYPE target_info gauge\n".into());
     for s in 0..SERVICES {
         for t in (start + 7..end).step_by(60) {
-            om.push_str(&format!(
+            w(format!(
                 "target_info{{job=\"bench/svc-{s}\",instance=\"i-{s}\"}} 1 {t}\n"
             ));
         }
     }
-    om.push_str("# EOF\n");
-    om
+    w("# EOF\n".into());
+    om.flush().unwrap();
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -207,7 +209,7 @@ async fn main() {
     let end = now - now.rem_euclid(STEP) - 60;
     let start = end - DAY - 600;
     let t = Instant::now();
-    std::fs::write(dir.join("data.om"), openmetrics(start, end)).unwrap();
+    openmetrics(&dir.join("data.om"), start, end);
     let out = Command::new(&promtool)
         .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
         .arg(dir.join("data.om"))

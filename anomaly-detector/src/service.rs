@@ -183,9 +183,8 @@ async fn prune_history(history: Arc<History>, cancel: CancellationToken) {
             _ = tick.tick() => {}
         }
         let h = history.clone();
-        match tokio::task::spawn_blocking(move || h.prune(unix_now())).await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "anomaly history retention failed"),
-            Ok(Ok(_)) | Err(_) => {}
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || h.prune(unix_now())).await {
+            tracing::warn!(error = %e, "anomaly history retention failed");
         }
     }
 }

@@ -201,8 +201,8 @@ fn quantile(q: f64, cumulative: &[f64; 4]) -> f64 {
 fn cumulative(job: &str) -> [f64; 4] {
     let mut c = [0.0; 4];
     for r in routes().iter().filter(|r| r.job == job) {
-        for i in 0..3 {
-            c[i] += r.rate * r.buckets[i];
+        for (ci, share) in c.iter_mut().zip(r.buckets) {
+            *ci += r.rate * share;
         }
         c[3] += r.rate;
     }

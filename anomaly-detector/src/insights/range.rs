@@ -118,7 +118,7 @@ const STEP_FORMS: [&str; 2] = ["seconds, e.g. 15", "a duration, e.g. 15s, 5m, 1h
 /// 400 naming `name`.
 pub fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
     if let Ok(x) = v.parse::<f64>() {
-        if x.is_finite() && x >= 0.0 && x < 1e11 {
+        if (0.0..1e11).contains(&x) {
             return Ok(x.floor() as i64);
         }
     }
@@ -136,7 +136,7 @@ fn parse_step(v: &str) -> Result<i64, ApiError> {
         Err(_) => humantime::parse_duration(v).ok().map(|d| d.as_secs_f64()),
     };
     match secs {
-        Some(s) if s >= 1.0 && s <= 1e9 => Ok(s.floor() as i64),
+        Some(s) if (1.0..=1e9).contains(&s) => Ok(s.floor() as i64),
         Some(_) => Err(ApiError::bad(
             "step",
             format!("step={v:?} must be at least 1s"),
