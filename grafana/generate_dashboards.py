@@ -212,14 +212,15 @@ def not_nan(expr):
 def slo_dashboard():
     sli5m = f"slo:sli_error:ratio_rate5m{{{SLO_SEL}}}"
     budget = f"slo:error_budget:ratio{{{SLO_SEL}}}"
-    remaining = (f"{not_nan(f'slo:period_error_budget_remaining:ratio{{{SLO_SEL}}}')}"
-                 f" or (slo:objective:ratio{{{SLO_SEL}}} * 0 + 1)")
+    # Budget remaining per SLO; 1 (nothing spent) when the 30-day SLI is NaN (no traffic).
+    # Sloth's series carry sloth_window="30d" here, so the fallback matches on sloth_id only.
+    remaining = (f"max by (sloth_id) ({not_nan(f'slo:period_error_budget_remaining:ratio{{{SLO_SEL}}}')})"
+                 f" or on (sloth_id) max by (sloth_id) (slo:objective:ratio{{{SLO_SEL}}} * 0 + 1)")
     burn_windows = (f'max by (sloth_id, sloth_window) ({{__name__=~"slo:sli_error:ratio_rate.+", {SLO_SEL}}} >= 0)'
                     f" / on (sloth_id) group_left () max by (sloth_id) ({budget})")
-    days_left = (f"clamp_min((({remaining}) * on (sloth_id) group_left () max by (sloth_id) "
-                 f"(slo:time_period:days{{{SLO_SEL}}}))"
-                 f" / on (sloth_id) group_left () max by (sloth_id) "
-                 f"(slo:current_burn_rate:ratio{{{SLO_SEL}}} > 0), 0)")
+    # Remaining budget x period / current burn rate; no sample when the budget is not burning.
+    days_left = (f"clamp_min(({remaining}) * on (sloth_id) max by (sloth_id) (slo:time_period:days{{{SLO_SEL}}})"
+                 f" / on (sloth_id) max by (sloth_id) (slo:current_burn_rate:ratio{{{SLO_SEL}}} > 0), 0)")
     alerts = (f'max by (alertname, sloth_id, sloth_severity) '
               f'(ALERTS{{alertname=~"SLO.+", alertstate="firing", {SLO_SEL}}})')
     items = [
@@ -236,12 +237,12 @@ def slo_dashboard():
              [prom(f"max by (sloth_id) (slo:objective:ratio{{{SLO_SEL}}})", "{{sloth_id}}", instant=True)],
              w=4, unit="percentunit", decimals=2, no_value="no SLO"),
         stat("Error budget remaining (30 days)",
-             [prom(f"max by (sloth_id) ({remaining})", "{{sloth_id}}", instant=True)],
+             [prom(remaining, "{{sloth_id}}", instant=True)],
              w=8, unit="percentunit", decimals=1, no_value="no SLO",
              thresholds=["red", (0.25, "orange"), (0.5, "green")],
              description="1 - budget spent over the period; 100 % when nothing was spent or there was no traffic."),
         stat("Budget exhausted in (at the current burn rate)",
-             [prom(f"max by (sloth_id) ({days_left})", "{{sloth_id}}", instant=True)],
+             [prom(days_left, "{{sloth_id}}", instant=True)],
              w=8, unit="d", decimals=1, no_value="not burning",
              thresholds=["red", (2, "orange"), (7, "green")],
              description="Remaining budget x period / current (5 min) burn rate, in days. "
@@ -262,7 +263,7 @@ def slo_dashboard():
                    unit="percentunit", no_value="no traffic"),
         timeseries("Burn rate per window", [prom(burn_windows, "{{sloth_id}} {{sloth_window}}")],
                    min_=0, no_value="no traffic"),
-        timeseries("Error budget remaining", [prom(f"max by (sloth_id) ({remaining})", "{{sloth_id}}")],
+        timeseries("Error budget remaining", [prom(remaining, "{{sloth_id}}")],
                    unit="percentunit", no_value="no SLO"),
         state_timeline("SLO alert state", [prom(alerts, "{{alertname}} {{sloth_id}} {{sloth_severity}}")],
                        no_value="no SLO alert firing"),
