@@ -362,7 +362,7 @@ def tracing_dashboard():
     server_sel = SPAN_SEL + ', span_kind="SPAN_KIND_SERVER"'
     error_sel = SPAN_SEL + ', status_code="STATUS_CODE_ERROR"'
     dur = "traces_span_metrics_duration_seconds_bucket"
-    graph_sel = 'client=~"$service|.*", server=~"$service"'
+    graph_sel = 'server=~"$service"'
     items = [
         row("Traces (Tempo)"),
         table("Recent traces", [traceql('{resource.service.name=~"$service"}')], w=12, h=9,
@@ -372,9 +372,10 @@ def tracing_dashboard():
         table("Slow traces (over 500 ms)", [traceql('{resource.service.name=~"$service" && duration > 500ms}')],
               w=12, h=9, datasource=TEMPO),
         panel("nodeGraph", "Service graph", [{"datasource": TEMPO, "queryType": "serviceMap",
-                                             "serviceMapQuery": 'traces_service_graph_request_total{server=~"$service"}'}],
+                                             "serviceMapQuery": '{server=~"$service"}'}],
               12, 9, datasource=TEMPO,
-              description="From the servicegraph connector's series in Prometheus (Tempo's service map)."),
+              description="Tempo's service map, drawn from the servicegraph connector's series in "
+                          "Prometheus; edges into the selected services."),
         row("Service graph (servicegraph connector)"),
         timeseries("Requests/s per edge",
                    [prom(f"sum by (client, server) ({rate('traces_service_graph_request_total', graph_sel)})",
