@@ -19,6 +19,12 @@ PY=${PY:-$ROOT/.venv/bin/python}
 : "${PROM_EXPORTER_PORT:=8889}" "${HEALTH_PORT:=13133}" "${DEMO_PORT:=8080}"
 : "${DEMO_INVENTORY_PORT:=8081}" "${DEMO_PAYMENT_PORT:=8082}" "${DETECTOR_PORT:=9464}"
 : "${LOADGEN_RPS:=20}" "${LOADGEN_DURATION:=6h}"
+# Prometheus keeps 15 days of data (a flag: prometheus.yml has no retention key).
+: "${PROMETHEUS_RETENTION:=15d}"
+# Alertmanager's webhook receivers (prometheus/alertmanager.yml): by default the local sink.
+: "${ALERT_PAGE_WEBHOOK_URL:=http://127.0.0.1:$WEBHOOK_PORT/alerts/page}"
+: "${ALERT_TICKET_WEBHOOK_URL:=http://127.0.0.1:$WEBHOOK_PORT/alerts/ticket}"
+: "${ALERT_DEFAULT_WEBHOOK_URL:=http://127.0.0.1:$WEBHOOK_PORT/alerts/default}"
 # Shared secret of the detector's signed webhook and the sink that verifies it.
 : "${WEBHOOK_SECRET:=demo-secret}"
 export WEBHOOK_SECRET
@@ -54,7 +60,10 @@ render_configs() {
         -e "s/127.0.0.1:9464/127.0.0.1:$DETECTOR_PORT/; s/127.0.0.1:9093/127.0.0.1:$ALERTMANAGER_PORT/" \
         -e "s/127.0.0.1:9090/127.0.0.1:$PROMETHEUS_PORT/; s#rules/\*.yml#$ROOT/prometheus/rules/*.yml#" \
         prometheus/prometheus.yml >"$RUN/prometheus.yml"
-    sed -e "s/127.0.0.1:9095/127.0.0.1:$WEBHOOK_PORT/" prometheus/alertmanager.yml >"$RUN/alertmanager.yml"
+    sed -e "s#http://127.0.0.1:9095/alerts/page#$ALERT_PAGE_WEBHOOK_URL#" \
+        -e "s#http://127.0.0.1:9095/alerts/ticket#$ALERT_TICKET_WEBHOOK_URL#" \
+        -e "s#http://127.0.0.1:9095/alerts/default#$ALERT_DEFAULT_WEBHOOK_URL#" \
+        prometheus/alertmanager.yml >"$RUN/alertmanager.yml"
 }
 
 up() {
@@ -64,6 +73,7 @@ up() {
     render_configs
 
     start prometheus prometheus --config.file="$RUN/prometheus.yml" --storage.tsdb.path="$RUN/prometheus" \
+        --storage.tsdb.retention.time="$PROMETHEUS_RETENTION" \
         --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --web.enable-remote-write-receiver \
         --web.enable-lifecycle --enable-feature=exemplar-storage,native-histograms
     start alertmanager prometheus-alertmanager --config.file="$RUN/alertmanager.yml" \
