@@ -332,29 +332,45 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The envelope of every Prometheus API answer.
 #[derive(Deserialize)]
-struct Response<'a> {
+struct Envelope<D> {
     status: String,
-    #[serde(default, borrow)]
-    data: Option<Data<'a>>,
+    #[serde(default = "Option::default")]
+    data: Option<D>,
     #[serde(default)]
     error: Option<String>,
 }
 
+/// `data` of an instant or range answer: its type and results.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Data<'a> {
+struct Data<R> {
     result_type: String,
-    #[serde(borrow)]
-    result: Vec<MatrixEntry<'a>>,
+    result: Vec<R>,
 }
 
-#[derive(Deserialize)]
-struct VectorData<'a> {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    #[serde(borrow)]
-    result: Vec<VectorEntry<'a>>,
+/// Decodes `body`, checks `status: success` and that `resultType` is `expected`.
+fn decode<'a, R: Deserialize<'a>>(body: &'a [u8], expected: &str) -> Result<Vec<R>, QueryError> {
+    let r: Envelope<Data<R>> =
+        serde_json::from_slice(body).map_err(|e| QueryError::Decode(e.to_string()))?;
+    if r.status != "success" {
+        return Err(QueryError::Decode(format!(
+            "status {}: {}",
+            r.status,
+            r.error.unwrap_or_default()
+        )));
+    }
+    let data = r
+        .data
+        .ok_or_else(|| QueryError::Decode("no data in response".into()))?;
+    if data.result_type != expected {
+        return Err(QueryError::Decode(format!(
+            "expected a {expected}, got {}",
+            data.result_type
+        )));
+    }
+    Ok(data.result)
 }
 
 #[derive(Deserialize)]
@@ -362,15 +378,6 @@ struct VectorEntry<'a> {
     metric: Labels,
     #[serde(borrow)]
     value: (f64, std::borrow::Cow<'a, str>),
-}
-
-#[derive(Deserialize)]
-struct VectorResponse<'a> {
-    status: String,
-    #[serde(default, borrow)]
-    data: Option<VectorData<'a>>,
-    #[serde(default)]
-    error: Option<String>,
 }
 
 /// Parses an instant `query` response body (`resultType: vector` or `scalar`).
@@ -392,26 +399,7 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<InstantSample>, QueryError> {
             value: x,
         }]);
     }
-    let r: VectorResponse<'_> =
-        serde_json::from_slice(body).map_err(|e| QueryError::Decode(e.to_string()))?;
-    if r.status != "success" {
-        return Err(QueryError::Decode(format!(
-            "status {}: {}",
-            r.status,
-            r.error.unwrap_or_default()
-        )));
-    }
-    let data = r
-        .data
-        .ok_or_else(|| QueryError::Decode("no data in response".into()))?;
-    if data.result_type != "vector" {
-        return Err(QueryError::Decode(format!(
-            "expected a vector, got {}",
-            data.result_type
-        )));
-    }
-    Ok(data
-        .result
+    Ok(decode::<VectorEntry<'_>>(body, "vector")?
         .into_iter()
         .map(|e| InstantSample {
             labels: e.metric,
@@ -434,26 +422,7 @@ struct MatrixEntry<'a> {
 /// # Errors
 /// [`QueryError::Decode`] when the body is not a successful matrix response.
 pub fn parse_matrix(body: &[u8]) -> Result<Vec<RangeSeries>, QueryError> {
-    let r: Response<'_> =
-        serde_json::from_slice(body).map_err(|e| QueryError::Decode(e.to_string()))?;
-    if r.status != "success" {
-        return Err(QueryError::Decode(format!(
-            "status {}: {}",
-            r.status,
-            r.error.unwrap_or_default()
-        )));
-    }
-    let data = r
-        .data
-        .ok_or_else(|| QueryError::Decode("no data in response".into()))?;
-    if data.result_type != "matrix" {
-        return Err(QueryError::Decode(format!(
-            "expected a matrix, got {}; query_range always returns a matrix",
-            data.result_type
-        )));
-    }
-    Ok(data
-        .result
+    Ok(decode::<MatrixEntry<'_>>(body, "matrix")?
         .into_iter()
         .map(|m| RangeSeries {
             labels: m.metric,
