@@ -1242,7 +1242,10 @@ async fn stream(
             .unwrap_or_else(|_| Event::default().event("error").data("serialization failed"));
         Some((Ok(ev), (rx, false)))
     });
-    Sse::new(past.chain(snapshots)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let events = past
+        .chain(snapshots)
+        .take_until(s.live.stopped().cancelled_owned());
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 #[cfg(test)]

@@ -643,9 +643,47 @@ async fn insights_against_real_prometheus() {
     let (st, v) = env.get("/api/v1/anomalies").await;
     assert_eq!(st, 200, "{v:#}");
 
+    // The live stream: a `history` event, then snapshots naming the unavailable source. It
+    // stays open across the shutdown below, which must still finish.
+    let mut stream = env
+        .http
+        .get(format!("{}/api/v1/stream", env.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(stream.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !text.contains("event: snapshot\ndata: {\"time\":1") {
+        assert!(std::time::Instant::now() < deadline, "no snapshot: {text}");
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("stream sends")
+            .unwrap()
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.starts_with("event: history\n"), "{text}");
+    let snap = text
+        .split("event: snapshot\ndata: ")
+        .find(|s| s.starts_with("{\"time\":1"))
+        .unwrap()
+        .split('\n')
+        .next()
+        .unwrap();
+    let snap: Value = serde_json::from_str(snap).unwrap();
+    assert_eq!(
+        snap["sources"]["prometheus"]["status"], "unavailable",
+        "{snap}"
+    );
+
     env.cancel.cancel();
     tokio::time::timeout(Duration::from_secs(30), &mut env.server)
         .await
-        .expect("service stops")
+        .expect("service stops, even with a stream open")
         .unwrap();
+    drop(stream);
 }

@@ -184,6 +184,8 @@ pub async fn history(insights: &Insights) -> LiveHistory {
 pub struct Live {
     tx: watch::Sender<Arc<LiveSnapshot>>,
     wake: Notify,
+    /// Fires when [`Live::run`] stops, so open streams end and the server can shut down.
+    stopped: CancellationToken,
 }
 
 impl Default for Live {
@@ -191,11 +193,17 @@ impl Default for Live {
         Self {
             tx: watch::channel(Arc::new(LiveSnapshot::default())).0,
             wake: Notify::new(),
+            stopped: CancellationToken::new(),
         }
     }
 }
 
 impl Live {
+    /// Fires when the publisher stops (shutdown): streams end with it.
+    pub fn stopped(&self) -> CancellationToken {
+        self.stopped.clone()
+    }
+
     /// A new listener; wakes the publisher so the listener gets fresh data at once.
     pub fn subscribe(&self) -> watch::Receiver<Arc<LiveSnapshot>> {
         let rx = self.tx.subscribe();
@@ -217,7 +225,10 @@ impl Live {
                 self.tx.send_replace(Arc::new(snap));
             }
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => {
+                    self.stopped.cancel();
+                    return;
+                }
                 _ = tokio::time::sleep(interval) => {}
                 _ = self.wake.notified() => {}
             }
