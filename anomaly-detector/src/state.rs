@@ -185,26 +185,38 @@ impl Store {
         self.history.as_ref()
     }
 
-    /// Replaces a detection's snapshot.
+    /// Replaces a detection's snapshot; episodes that started, escalated or peaked since the
+    /// previous one go to the history (written after the lock is released).
     pub fn publish(&self, snapshot: DetectionSnapshot) {
-        let mut map = self.detections.write().unwrap_or_else(|p| p.into_inner());
-        let previous = map.get(&snapshot.name).cloned();
-        if let Some(h) = &self.history {
-            for r in &snapshot.firing {
-                let same = previous.as_ref().is_some_and(|p| {
-                    p.firing.iter().any(|o| {
-                        o.fingerprint == r.fingerprint
-                            && o.starts_at == r.starts_at
-                            && o.severity == r.severity
-                            && o.timestamp == r.timestamp
+        let changed: Vec<AnomalyRecord> = {
+            let mut map = self.detections.write().unwrap_or_else(|p| p.into_inner());
+            let previous = map.get(&snapshot.name).cloned();
+            let changed = match &self.history {
+                Some(_) => snapshot
+                    .firing
+                    .iter()
+                    .filter(|r| {
+                        !previous.as_ref().is_some_and(|p| {
+                            p.firing.iter().any(|o| {
+                                o.fingerprint == r.fingerprint
+                                    && o.starts_at == r.starts_at
+                                    && o.severity == r.severity
+                                    && o.timestamp == r.timestamp
+                            })
+                        })
                     })
-                });
-                if !same {
-                    keep(h, r);
-                }
+                    .cloned()
+                    .collect(),
+                None => Vec::new(),
+            };
+            map.insert(snapshot.name.clone(), Arc::new(snapshot));
+            changed
+        };
+        if let Some(h) = &self.history {
+            for r in &changed {
+                keep(h, r);
             }
         }
-        map.insert(snapshot.name.clone(), Arc::new(snapshot));
     }
 
     /// All detection snapshots, by name.
@@ -285,6 +297,41 @@ mod tests {
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].starts_at, 4);
         assert_eq!(r[2].starts_at, 2);
+    }
+
+    #[test]
+    fn episodes_reach_the_history() {
+        let h = Arc::new(History::open(&crate::config::HistoryConfig::default(), 0).unwrap());
+        let s = Store::new(["d"], 3).with_history(h.clone());
+        let mut r = record(7);
+        r.status = "firing";
+        r.ends_at = None;
+        let snap = |r: &AnomalyRecord| DetectionSnapshot {
+            name: "d".into(),
+            firing: vec![r.clone()],
+            ..Default::default()
+        };
+        s.publish(snap(&r));
+        s.publish(snap(&r));
+        let page = |h: &History| {
+            h.query(&crate::history::HistoryQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .items
+        };
+        assert_eq!(page(&h).len(), 1);
+        assert_eq!(page(&h)[0].status, "firing");
+        r.severity = "critical";
+        s.publish(snap(&r));
+        assert_eq!(page(&h)[0].severity, "critical", "escalation recorded");
+        r.status = "resolved";
+        r.ends_at = Some(9);
+        s.record_resolved(r);
+        let items = page(&h);
+        assert_eq!(items.len(), 1, "one episode");
+        assert_eq!((items[0].status, items[0].ends_at), ("resolved", Some(9)));
     }
 
     #[test]
