@@ -40,6 +40,8 @@ pub const SOURCE_SLO: &str = "slo_file";
 
 /// How long the list of services is reused before Prometheus is asked again.
 const SERVICES_TTL: Duration = Duration::from_secs(10);
+/// Resolution (seconds) of the look back over past reports in `/api/v1/services`.
+const PAST_RESOLUTION: u64 = 300;
 /// Most gaps listed per source (the rest are counted in `completeness` only).
 const MAX_GAPS: usize = 100;
 
@@ -470,11 +472,27 @@ impl Insights {
         }
         let now = now();
         let lookback = self.cfg.services_lookback.as_secs();
-        let last =
-            |m: &str| format!("max by (job) (max_over_time(timestamp({m})[{lookback}s:15s]))");
-        let (q_info, q_req) = (last("target_info"), last(catalogue::REQUESTS));
-        let (info, req) = futures::join!(self.instant(&q_info, now), self.instant(&q_req, now));
-        let (info, req) = (info?, req?);
+        // The latest sample now (exact, within Prometheus' 5 m lookback), and over the whole
+        // lookback at a coarse resolution (cheap even for days: one point per 5 minutes).
+        let latest = |m: &str| format!("max by (job) (timestamp({m}))");
+        let past = |m: &str| {
+            format!("max by (job) (max_over_time(timestamp({m})[{lookback}s:{PAST_RESOLUTION}s]))")
+        };
+        let qs = [
+            latest("target_info"),
+            latest(catalogue::REQUESTS),
+            past("target_info"),
+            past(catalogue::REQUESTS),
+        ];
+        let (a, b, c, d) = futures::join!(
+            self.instant(&qs[0], now),
+            self.instant(&qs[1], now),
+            self.instant(&qs[2], now),
+            self.instant(&qs[3], now)
+        );
+        let (info_now, req_now, info, req) = (a?, b?, c?, d?);
+        let info: Vec<InstantSample> = info.into_iter().chain(info_now).collect();
+        let req: Vec<InstantSample> = req.into_iter().chain(req_now).collect();
         let has_requests: BTreeSet<String> = req
             .iter()
             .filter_map(|s| s.labels.get("job").cloned())
