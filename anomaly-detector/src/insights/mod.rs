@@ -40,6 +40,8 @@ pub const SOURCE_SLO: &str = "slo_file";
 
 /// How long the list of services is reused before Prometheus is asked again.
 const SERVICES_TTL: Duration = Duration::from_secs(10);
+/// How long a cached service list answers "which job is this service" without a refresh.
+const RESOLVE_TTL: Duration = Duration::from_secs(300);
 /// Resolution (seconds) of the look back over past reports in `/api/v1/services`.
 const PAST_RESOLUTION: u64 = 300;
 /// Most gaps listed per source (the rest are counted in `completeness` only).
@@ -538,6 +540,14 @@ impl Insights {
     /// 400 naming the known services when none matches or the name is ambiguous; the
     /// [`QueryError`] text when Prometheus cannot say (503).
     pub async fn resolve(&self, service: &str) -> Result<String, ApiError> {
+        // A service seen in the last few minutes is still known: no refresh on the request path.
+        if let Some((at, list)) = &*self.services.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < RESOLVE_TTL {
+                if let Ok(job) = match_service(list, service) {
+                    return Ok(job);
+                }
+            }
+        }
         let list = self.services().await.map_err(|e| {
             let mut err = ApiError::status(
                 503,
@@ -553,32 +563,23 @@ impl Insights {
             );
             err
         })?;
-        if list.iter().any(|s| s.job == service) {
-            return Ok(service.to_string());
-        }
-        let matches: Vec<&ServiceInfo> = list.iter().filter(|s| s.name == service).collect();
-        match matches.as_slice() {
-            [one] => Ok(one.job.clone()),
-            [] => {
-                let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
-                Err(ApiError::bad(
-                    "service",
+        match_service(&list, service).map_err(|e| {
+            let (message, accepted) = match e {
+                NoMatch::Unknown(names) => (
                     format!(
                         "unknown service {service:?}: nothing reported it in the last {}",
                         humantime::format_duration(self.cfg.services_lookback)
                     ),
-                    &names,
-                ))
-            }
-            many => {
-                let jobs: Vec<&str> = many.iter().map(|s| s.job.as_str()).collect();
-                Err(ApiError::bad(
-                    "service",
+                    names,
+                ),
+                NoMatch::Ambiguous(jobs) => (
                     format!("service {service:?} is ambiguous; name its job"),
-                    &jobs,
-                ))
-            }
-        }
+                    jobs,
+                ),
+            };
+            let accepted: Vec<&str> = accepted.iter().map(String::as_str).collect();
+            ApiError::bad("service", message, &accepted)
+        })
     }
 
     /// Coverage of the raw series `base` of `job` over `range`.
@@ -802,6 +803,31 @@ impl Insights {
             slos: Vec::new(),
         };
         Ok((rows, totals, cov?))
+    }
+}
+
+/// Why [`match_service`] found no single job.
+enum NoMatch {
+    /// No service of that name: every known name.
+    Unknown(Vec<String>),
+    /// Several namespaces have it: their jobs.
+    Ambiguous(Vec<String>),
+}
+
+/// The job of `service` in `list` (a job, or a unique service name).
+fn match_service(list: &[ServiceInfo], service: &str) -> Result<String, NoMatch> {
+    if list.iter().any(|s| s.job == service) {
+        return Ok(service.to_string());
+    }
+    let matches: Vec<&ServiceInfo> = list.iter().filter(|s| s.name == service).collect();
+    match matches.as_slice() {
+        [one] => Ok(one.job.clone()),
+        [] => Err(NoMatch::Unknown(
+            list.iter().map(|s| s.name.clone()).collect(),
+        )),
+        many => Err(NoMatch::Ambiguous(
+            many.iter().map(|s| s.job.clone()).collect(),
+        )),
     }
 }
 
