@@ -179,38 +179,57 @@ impl History {
     /// # Errors
     /// [`HistoryError::Sqlite`] when the write fails.
     pub fn upsert(&self, r: &AnomalyRecord, now: i64) -> Result<(), HistoryError> {
-        let labels = serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into());
+        self.upsert_all(std::slice::from_ref(r), now)
+    }
+
+    /// [`History::upsert`] of several episodes in one transaction (one disk sync).
+    ///
+    /// # Errors
+    /// [`HistoryError::Sqlite`] when the write fails (nothing is written then).
+    pub fn upsert_all(&self, records: &[AnomalyRecord], now: i64) -> Result<(), HistoryError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         self.with(|c| {
-            c.execute(
-                "INSERT INTO episodes (detection, fingerprint, service, labels, state, severity,
-                    starts_at, ends_at, ts, value, expected, lower, upper, score, model, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-                 ON CONFLICT (detection, fingerprint, starts_at) DO UPDATE SET
-                    state = excluded.state, severity = excluded.severity, ends_at = excluded.ends_at,
-                    ts = excluded.ts, value = excluded.value, expected = excluded.expected,
-                    lower = excluded.lower, upper = excluded.upper, score = excluded.score,
-                    model = excluded.model, labels = excluded.labels, updated_at = excluded.updated_at",
-                params![
-                    r.detection,
-                    r.fingerprint,
-                    service_of(&r.labels),
-                    labels,
-                    r.status,
-                    r.severity,
-                    r.starts_at,
-                    r.ends_at,
-                    r.timestamp,
-                    finite(r.value),
-                    finite(r.expected),
-                    finite(r.lower),
-                    finite(r.upper),
-                    if r.score.is_finite() { r.score } else { 0.0 },
-                    r.model,
-                    now,
-                ],
-            )
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO episodes (detection, fingerprint, service, labels, state, severity,
+                        starts_at, ends_at, ts, value, expected, lower, upper, score, model, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                     ON CONFLICT (detection, fingerprint, starts_at) DO UPDATE SET
+                        state = excluded.state, severity = excluded.severity, ends_at = excluded.ends_at,
+                        ts = excluded.ts, value = excluded.value, expected = excluded.expected,
+                        lower = excluded.lower, upper = excluded.upper, score = excluded.score,
+                        model = excluded.model, labels = excluded.labels, updated_at = excluded.updated_at",
+                )?;
+                for r in records {
+                    let labels = serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into());
+                    stmt.execute(params![
+                        r.detection,
+                        r.fingerprint,
+                        service_of(&r.labels),
+                        labels,
+                        r.status,
+                        r.severity,
+                        r.starts_at,
+                        r.ends_at,
+                        r.timestamp,
+                        finite(r.value),
+                        finite(r.expected),
+                        finite(r.lower),
+                        finite(r.upper),
+                        if r.score.is_finite() { r.score } else { 0.0 },
+                        r.model,
+                        now,
+                    ])?;
+                }
+            }
+            tx.commit()
         })?;
-        if self.writes.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+        let n = records.len() as u64;
+        let before = self.writes.fetch_add(n, Ordering::Relaxed);
+        if before / PRUNE_EVERY != (before + n) / PRUNE_EVERY {
             self.prune(now)?;
         }
         Ok(())
@@ -573,6 +592,18 @@ mod tests {
         );
         assert_eq!(a.model, "holt_winters");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn batch_writes_in_one_transaction() {
+        let h = History::open(&cfg(None), 0).unwrap();
+        let batch: Vec<AnomalyRecord> = (0..50)
+            .map(|i| record(&format!("s{i}"), i, None, "warning"))
+            .collect();
+        h.upsert_all(&batch, 1).unwrap();
+        assert_eq!(h.len().unwrap(), 50);
+        h.upsert_all(&batch[..10], 2).unwrap();
+        assert_eq!(h.len().unwrap(), 50, "same episodes updated, not added");
     }
 
     #[test]

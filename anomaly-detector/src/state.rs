@@ -213,9 +213,7 @@ impl Store {
             changed
         };
         if let Some(h) = &self.history {
-            for r in &changed {
-                keep(h, r);
-            }
+            keep(h, &changed);
         }
     }
 
@@ -228,7 +226,7 @@ impl Store {
     /// Records a finished (resolved) anomaly episode.
     pub fn record_resolved(&self, record: AnomalyRecord) {
         if let Some(h) = &self.history {
-            keep(h, &record);
+            keep(h, std::slice::from_ref(&record));
         }
         let mut q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() == self.recent_cap {
@@ -244,11 +242,15 @@ impl Store {
     }
 }
 
-/// Writes `r` to the history; a failure is logged (first of a burst at WARN), never fatal.
-fn keep(h: &History, r: &AnomalyRecord) {
+/// Writes `records` to the history in one transaction; a failure is logged (first of a burst at
+/// WARN), never fatal.
+fn keep(h: &History, records: &[AnomalyRecord]) {
+    if records.is_empty() {
+        return;
+    }
     use std::sync::atomic::{AtomicBool, Ordering};
     static FAILING: AtomicBool = AtomicBool::new(false);
-    match h.upsert(r, crate::engine::unix_now()) {
+    match h.upsert_all(records, crate::engine::unix_now()) {
         Ok(()) => {
             if FAILING.swap(false, Ordering::Relaxed) {
                 tracing::info!("anomaly history writable again");
