@@ -1,8 +1,8 @@
 //! Bad input over the wire: truncated protobuf, wrong content type, gzip bomb, oversize body,
 //! invalid UTF-8 in JSON, empty request — each gets a clear 4xx (HTTP) or gRPC status, and the
 //! collector keeps serving (a good request succeeds after each). Also: memory_limiter refusals
-//! reach clients as HTTP 429 + Retry-After and gRPC RESOURCE_EXHAUSTED, and the receiver's
-//! self-metrics count accepted items.
+//! reach clients as HTTP 503 + Retry-After and gRPC UNAVAILABLE (both retryable for every OTLP
+//! client), and the receiver's self-metrics count accepted items.
 //!
 //! Needs `make deps` (Python grpcio for raw gRPC frames).
 //! Run: `cargo test -p otel-collector --test core_bad_input`.
@@ -233,7 +233,7 @@ async fn bad_http_and_grpc_input_gets_clear_errors_and_collector_keeps_serving()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() {
+async fn memory_limiter_refusal_reaches_clients_as_503_and_unavailable() {
     let py = python();
     let dir = TempDir::new("memlimit");
     let (g, h, m) = (free_port(), free_port(), free_port());
@@ -246,7 +246,7 @@ async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() 
     let c = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{h}/v1/traces");
     let (status, text, retry) = post(&c, &url, "application/json", None, GOOD_JSON.into()).await;
-    assert_eq!(status, 429, "{text}");
+    assert_eq!(status, 503, "{text}");
     assert!(text.contains("soft limit"), "{text}");
     assert_eq!(retry.as_deref(), Some("1"));
     let out = Command::new(&py)
@@ -255,7 +255,7 @@ async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() 
         .output()
         .expect("run the Python gRPC client");
     let codes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(codes["after_all"], "RESOURCE_EXHAUSTED", "{codes}");
+    assert_eq!(codes["after_all"], "UNAVAILABLE", "{codes}");
     assert!(col.terminate().success(), "{}", col.logs());
 }
 

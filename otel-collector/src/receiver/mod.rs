@@ -7,6 +7,7 @@
 //!
 //! Tests: `cargo test -p otel-collector receiver::`.
 
+pub(crate) mod answer;
 pub mod otlp;
 pub mod validate;
 

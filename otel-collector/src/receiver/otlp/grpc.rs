@@ -1,7 +1,9 @@
-//! OTLP/gRPC: tonic servers for the three collector services, gzip and zstd accepted.
+//! OTLP/gRPC: tonic servers for the three collector services, gzip and zstd accepted. A request
+//! the pipelines do not take gets the status [`crate::receiver::answer`] decides.
 
 use super::GrpcConfig;
-use crate::pipeline::{ConsumeError, Telemetry};
+use crate::pipeline::Telemetry;
+use crate::receiver::answer::answer;
 use crate::receiver::SignalTarget;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
@@ -29,30 +31,14 @@ use tonic::{Request, Response, Status};
 /// One signal's handler.
 pub(super) struct Handler(SignalTarget);
 
-/// Maps a pipeline refusal to the gRPC status the OTLP spec asks for.
-pub(crate) fn status_of(e: ConsumeError) -> Status {
-    match e {
-        ConsumeError::Refused {
-            reason,
-            retry_after,
-        } => {
-            let mut s = Status::resource_exhausted(format!(
-                "{reason}; retry after {}ms",
-                retry_after.as_millis()
-            ));
-            if let Ok(v) = retry_after.as_millis().to_string().parse() {
-                s.metadata_mut().insert("grpc-retry-pushback-ms", v);
-            }
-            s
-        }
-        ConsumeError::Permanent(m) => Status::invalid_argument(m),
-    }
-}
-
 impl Handler {
     /// Delivers `data`; `Some((count, message))` when invalid items were taken out.
     async fn handle(&self, data: Telemetry) -> Result<Option<(i64, String)>, Status> {
-        let rejected = self.0.deliver(data).await.map_err(status_of)?;
+        let rejected = self
+            .0
+            .deliver(data)
+            .await
+            .map_err(|e| answer(e).grpc_status())?;
         Ok(rejected.map(|r| (r.count as i64, r.message)))
     }
 }

@@ -2,7 +2,7 @@
 //! status codes.
 
 use super::*;
-use crate::pipeline::{ConsumeFuture, Consumer};
+use crate::pipeline::{ConsumeError, ConsumeFuture, Consumer};
 use crate::receiver::otlp::HttpConfig;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyInner;
 use std::io::Write;
@@ -172,7 +172,7 @@ async fn bad_inputs_get_clear_4xx() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let st = RpcStatus::decode(&body[..]).unwrap();
+    let st = crate::rpc::Status::decode(&body[..]).unwrap();
     assert!(st.message.contains("invalid protobuf"), "{}", st.message);
     // wrong content type
     let (s, _, body) = post(&r, "/v1/traces", "text/plain", None, pb.clone()).await;
@@ -214,7 +214,7 @@ async fn bad_inputs_get_clear_4xx() {
     )
     .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(RpcStatus::decode(&body[..])
+    assert!(crate::rpc::Status::decode(&body[..])
         .unwrap()
         .message
         .contains("decompressed"));
@@ -248,21 +248,54 @@ async fn bad_inputs_get_clear_4xx() {
     );
 }
 
+/// A refusal is the answer `receiver::answer` decides: 503 + Retry-After, and a
+/// `google.rpc.Status` body carrying UNAVAILABLE and the same delay as `RetryInfo`, on every
+/// signal and in both body formats.
 #[tokio::test]
-async fn refusal_is_429_with_retry_after() {
+async fn refusal_is_503_with_retry_after_on_every_signal() {
     let (r, _) = router(1 << 20, true);
-    let (s, h, body) = post(
-        &r,
-        "/v1/traces",
-        "application/json",
-        None,
-        JSON_TRACE.into(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(h["retry-after"], "3");
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["code"], 8);
+    let bodies = [
+        ("/v1/traces", JSON_TRACE.to_string()),
+        (
+            "/v1/metrics",
+            r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g","gauge":{"dataPoints":[{"asInt":"1"}]}}]}]}]}"#.to_string(),
+        ),
+        (
+            "/v1/logs",
+            r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"hi"}}]}]}]}"#.to_string(),
+        ),
+    ];
+    for (path, json) in bodies {
+        let (s, h, body) = post(&r, path, "application/json", None, json.clone().into()).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(h["retry-after"], "3", "{path}");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], 14, "{path}: {v}");
+        assert_eq!(v["details"][0]["retryDelay"], "3s", "{path}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains("memory limit"),
+            "{v}"
+        );
+        // The same answer as protobuf.
+        let signal = Signal::ALL
+            .into_iter()
+            .find(|s| path.ends_with(s.as_str()))
+            .unwrap();
+        let pb = match decode(signal, Format::Json, json.as_bytes()).unwrap() {
+            Telemetry::Traces(t) => t.encode_to_vec(),
+            Telemetry::Metrics(m) => m.encode_to_vec(),
+            Telemetry::Logs(l) => l.encode_to_vec(),
+        };
+        let (s, h, body) = post(&r, path, "application/x-protobuf", None, pb).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(h["retry-after"], "3", "{path}");
+        let st = crate::rpc::Status::decode(&body[..]).unwrap();
+        assert_eq!(st.code, 14);
+        assert_eq!(
+            crate::rpc::retry_delay_in_status(&body),
+            Some(Duration::from_secs(3))
+        );
+    }
 }
 
 #[tokio::test]
