@@ -338,6 +338,11 @@ impl Translator {
             }
             Data::ExponentialHistogram(h) => {
                 for dp in &h.data_points {
+                    // The receiver takes such points out; data from elsewhere may still have them.
+                    if crate::receiver::validate::exp_histogram_problem(dp).is_some() {
+                        self.drops.add(DropReason::InvalidPoint, 1);
+                        continue;
+                    }
                     let classic = exp_to_classic(dp);
                     if let Some(p) =
                         self.histogram_point(&name, &classic, ctx, h.aggregation_temporality)
@@ -765,17 +770,19 @@ pub fn exp_to_classic(dp: &ExponentialHistogramDataPoint) -> HistogramDataPoint 
     }
 }
 
-/// Halves the resolution: bucket i goes to i >> 1 (floor for negative indexes).
+/// Halves the resolution: bucket i goes to i >> 1 (floor for negative indexes). Index arithmetic
+/// is done in `i64`, so no offset and length can overflow it; counts saturate.
 fn downscale(offset: i32, counts: &[u64]) -> (i32, Vec<u64>) {
-    if counts.is_empty() {
-        return (offset >> 1, Vec::new());
-    }
     let new_offset = offset >> 1;
-    let last = (offset + counts.len() as i32 - 1) >> 1;
-    let mut out = vec![0u64; (last - new_offset + 1) as usize];
+    if counts.is_empty() {
+        return (new_offset, Vec::new());
+    }
+    let first = i64::from(offset);
+    let last = (first + counts.len() as i64 - 1) >> 1;
+    let mut out = vec![0u64; (last - i64::from(new_offset) + 1) as usize];
     for (k, c) in counts.iter().enumerate() {
-        let idx = (offset + k as i32) >> 1;
-        out[(idx - new_offset) as usize] += c;
+        let slot = ((first + k as i64) >> 1) - i64::from(new_offset);
+        out[slot as usize] = out[slot as usize].saturating_add(*c);
     }
     (new_offset, out)
 }

@@ -22,7 +22,9 @@ pub mod proto;
 use crate::config::ComponentConfigError;
 use crate::exporter::prometheus::ResourceToTelemetry;
 use crate::extension::health::HealthState;
-use crate::pipeline::{ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Telemetry};
+use crate::pipeline::{
+    contain, ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Telemetry,
+};
 use crate::telemetry::{Counter, Gauge, SelfMetrics};
 use crate::translate::{names, DeltaMode, DropCounters, Labels, TranslateOptions, Translator};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -579,7 +581,10 @@ impl RemoteWriteExporter {
                         };
                         let Some(req) = next else { break };
                         sender.metrics.queue_size.add(-1);
-                        sender.send(&req, &stop).await;
+                        let send = sender.send(&req, &stop);
+                        if contain::catch("exporter", &sender.id, send).await.is_err() {
+                            sender.metrics.failed_points.add(req.points as u64);
+                        }
                         sender.in_flight.fetch_sub(1, Ordering::AcqRel);
                     }
                 }));

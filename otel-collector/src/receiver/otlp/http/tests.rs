@@ -452,3 +452,54 @@ async fn invalid_spans_are_rejected_with_partial_success() {
         "an emptied request is not consumed"
     );
 }
+
+/// Panics on the first request, takes the next ones.
+#[derive(Default)]
+struct PanicsOnce(std::sync::atomic::AtomicBool, Sink);
+impl Consumer for PanicsOnce {
+    fn consume(&self, d: Telemetry) -> ConsumeFuture<'_> {
+        if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("pipeline bug");
+        }
+        self.1.consume(d)
+    }
+}
+
+/// A panic in the pipelines answers that request with a permanent error (counted), and the
+/// receiver serves the next one.
+#[tokio::test]
+async fn a_panic_in_the_pipeline_fails_that_request_only() {
+    let sink = Arc::new(PanicsOnce::default());
+    let targets =
+        Signal::ALL.map(|s| Some(SignalTarget::new(sink.clone(), "otlp/panics", "http", s)));
+    let r = app(&HttpConfig::default(), targets);
+    let (s, _, body) = post(
+        &r,
+        "/v1/traces",
+        "application/json",
+        None,
+        JSON_TRACE.into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["message"].as_str().unwrap().contains("internal error")
+            && v["message"].as_str().unwrap().contains("pipeline bug"),
+        "{v}"
+    );
+    assert_eq!(
+        crate::pipeline::contain::panics("receiver", "otlp/panics"),
+        1
+    );
+    let (s, _, _) = post(
+        &r,
+        "/v1/traces",
+        "application/json",
+        None,
+        JSON_TRACE.into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(sink.1.got.lock().unwrap().len(), 1);
+}
