@@ -21,6 +21,7 @@ pub mod proto;
 
 use crate::config::ComponentConfigError;
 use crate::exporter::prometheus::ResourceToTelemetry;
+use crate::exporter::retry::{Backoff, RetryConfig};
 use crate::extension::health::HealthState;
 use crate::pipeline::{
     contain, ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Telemetry,
@@ -29,7 +30,6 @@ use crate::telemetry::{Counter, Gauge, SelfMetrics};
 use crate::translate::{names, DeltaMode, DropCounters, Labels, TranslateOptions, Translator};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use proto::EncodedRequest;
-use rand::Rng;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -93,7 +93,9 @@ impl Default for RemoteWriteQueue {
     }
 }
 
-/// `retry_on_failure` block.
+/// `retry_on_failure` block: the keys of every exporter's [`RetryConfig`], with this exporter's
+/// defaults (a block that sets some keys keeps these defaults for the others). Validated and
+/// scheduled by the shared [`RetryConfig`] / [`Backoff`].
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrySettings {
@@ -112,6 +114,20 @@ pub struct RetrySettings {
     pub multiplier: f64,
     /// Each delay is randomised by ± this share (default 0.5).
     pub randomization_factor: f64,
+}
+
+impl RetrySettings {
+    /// The same settings as the shared retry policy.
+    pub fn policy(&self) -> RetryConfig {
+        RetryConfig {
+            enabled: self.enabled,
+            initial_interval: self.initial_interval,
+            randomization_factor: self.randomization_factor,
+            multiplier: self.multiplier,
+            max_interval: self.max_interval,
+            max_elapsed_time: self.max_elapsed_time,
+        }
+    }
 }
 
 impl Default for RetrySettings {
@@ -237,13 +253,7 @@ impl RemoteWriteConfig {
                 "queue_size and num_consumers must be at least 1 (or set enabled: false)",
             ));
         }
-        let r = &self.retry_on_failure;
-        if r.enabled && (r.initial_interval.is_zero() || r.multiplier < 1.0) {
-            return Err(ComponentConfigError::new(
-                "retry_on_failure",
-                "initial_interval must be > 0 and multiplier >= 1",
-            ));
-        }
+        self.retry_on_failure.policy().validate()?;
         for k in self.external_labels.keys() {
             if names::label_name(k).as_deref() != Some(k.as_str()) {
                 return Err(ComponentConfigError::new(
@@ -383,7 +393,7 @@ struct Sender {
     client: reqwest::Client,
     endpoint: String,
     headers: Vec<(String, String)>,
-    retry: RetrySettings,
+    retry: RetryConfig,
     metrics: Metrics,
     /// Requests queued or being sent.
     in_flight: AtomicUsize,
@@ -444,7 +454,7 @@ impl Sender {
     /// `stop`. Returns true when delivered.
     async fn send(&self, req: &EncodedRequest, stop: &CancellationToken) -> bool {
         let started = Instant::now();
-        let mut delay = self.retry.initial_interval;
+        let mut backoff: Option<Backoff> = None;
         loop {
             match self.attempt(req).await {
                 Attempt::Ok => {
@@ -484,16 +494,10 @@ impl Sender {
                             "remote write failed, retrying with backoff");
                     }
                     self.metrics.retries.add(1);
-                    let f = self.retry.randomization_factor.clamp(0.0, 1.0);
-                    let jitter = if f > 0.0 {
-                        rand::rng().random_range(1.0 - f..=1.0 + f)
-                    } else {
-                        1.0
-                    };
-                    let wait = delay.mul_f64(jitter).max(retry_after.unwrap_or_default());
-                    delay = delay
-                        .mul_f64(self.retry.multiplier)
-                        .min(self.retry.max_interval);
+                    let wait = backoff
+                        .get_or_insert_with(|| Backoff::new(&self.retry))
+                        .next_delay()
+                        .max(retry_after.unwrap_or_default());
                     tokio::select! {
                         _ = stop.cancelled() => {
                             self.metrics.failed_points.add(req.points as u64);
@@ -550,7 +554,7 @@ impl RemoteWriteExporter {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            retry: config.retry_on_failure.clone(),
+            retry: config.retry_on_failure.policy(),
             metrics,
             in_flight: AtomicUsize::new(0),
             logged_failure: AtomicBool::new(false),

@@ -284,6 +284,51 @@ async fn shutdown_drains_then_refuses() {
     assert!(err.is_retryable());
 }
 
+/// The retry block is checked by the validation every exporter shares: values that made the
+/// worker panic on its first retry (`delay.mul_f64(NaN)`) or retry with no delay are refused,
+/// naming the key.
+#[test]
+fn retry_settings_are_validated_like_every_exporters() {
+    let cases = [
+        ("multiplier: .nan", "retry_on_failure.multiplier"),
+        ("multiplier: .inf", "retry_on_failure.multiplier"),
+        ("multiplier: 0.5", "retry_on_failure.multiplier"),
+        (
+            "randomization_factor: .nan",
+            "retry_on_failure.randomization_factor",
+        ),
+        (
+            "randomization_factor: 2",
+            "retry_on_failure.randomization_factor",
+        ),
+        ("max_interval: 0s", "retry_on_failure.max_interval"),
+        ("initial_interval: 0s", "retry_on_failure.initial_interval"),
+    ];
+    for (retry, key) in cases {
+        let yaml =
+            format!("endpoint: http://127.0.0.1:9/api/v1/write\nretry_on_failure: {{{retry}}}");
+        let c =
+            RemoteWriteConfig::parse(serde_yaml::from_str(&yaml).expect("yaml")).expect("parse");
+        let e = c.validate().expect_err(retry);
+        assert_eq!(e.path, key, "{retry}: {e}");
+        let otlp: crate::exporter::retry::RetryConfig =
+            serde_yaml::from_str(&format!("{{{retry}}}")).expect("otlp's block parses");
+        assert_eq!(
+            otlp.validate().expect_err(retry).path,
+            key,
+            "same answer for otlp"
+        );
+    }
+    // A block that sets one key keeps this exporter's defaults for the others.
+    let yaml = "endpoint: http://127.0.0.1:9/api/v1/write\nretry_on_failure: {max_interval: 1s}";
+    let c = RemoteWriteConfig::parse(serde_yaml::from_str(yaml).expect("yaml")).expect("parse");
+    c.validate().expect("valid");
+    assert_eq!(
+        c.retry_on_failure.initial_interval,
+        Duration::from_millis(50)
+    );
+}
+
 #[test]
 fn config_parses_and_validates() {
     let yaml = "endpoint: https://prom.example/api/v1/write\nheaders: {Authorization: Bearer x}\ntimeout: 10s\ntls: {insecure_skip_verify: true}\nexternal_labels: {cluster: c1}\ntarget_info: {enabled: false}\nresource_to_telemetry_conversion: {enabled: true}\nremote_write_queue: {queue_size: 100, num_consumers: 2}\nretry_on_failure: {initial_interval: 100ms, max_elapsed_time: 1m}\n";
