@@ -43,8 +43,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
-    /// Plain HTTP even for an `https` endpoint is not possible; this only documents intent
-    /// (accepted for compatibility).
+    /// Plain text: the endpoint's scheme decides TLS, so `true` is accepted with an `http://`
+    /// endpoint and is a config error with an `https://` one (it could not act).
     pub insecure: bool,
     /// Do not verify the server certificate (testing only).
     pub insecure_skip_verify: bool,
@@ -261,6 +261,12 @@ impl RemoteWriteConfig {
                     "is not a valid Prometheus label name; use letters, digits and '_'",
                 ));
             }
+        }
+        if self.tls.insecure && self.endpoint.starts_with("https://") {
+            return Err(ComponentConfigError::new(
+                "tls.insecure",
+                "is true but the endpoint is https://; the URL scheme decides TLS: write http:// for plain text, or remove tls.insecure",
+            ));
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(ComponentConfigError::new(

@@ -329,6 +329,22 @@ fn retry_settings_are_validated_like_every_exporters() {
     );
 }
 
+/// `tls.insecure` cannot make an https:// endpoint plain text: refused there, accepted (and
+/// true to what happens) with http://.
+#[test]
+fn tls_insecure_must_agree_with_the_endpoint_scheme() {
+    let parse =
+        |y: &str| RemoteWriteConfig::parse(serde_yaml::from_str(y).expect("yaml")).expect("parse");
+    parse("endpoint: http://127.0.0.1:9090/api/v1/write\ntls: {insecure: true}")
+        .validate()
+        .expect("plain text endpoint");
+    let e = parse("endpoint: https://prom.example/api/v1/write\ntls: {insecure: true}")
+        .validate()
+        .expect_err("contradiction");
+    assert_eq!(e.path, "tls.insecure");
+    assert!(e.message.contains("https://"), "{e}");
+}
+
 #[test]
 fn config_parses_and_validates() {
     let yaml = "endpoint: https://prom.example/api/v1/write\nheaders: {Authorization: Bearer x}\ntimeout: 10s\ntls: {insecure_skip_verify: true}\nexternal_labels: {cluster: c1}\ntarget_info: {enabled: false}\nresource_to_telemetry_conversion: {enabled: true}\nremote_write_queue: {queue_size: 100, num_consumers: 2}\nretry_on_failure: {initial_interval: 100ms, max_elapsed_time: 1m}\n";
