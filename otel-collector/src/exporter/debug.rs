@@ -131,7 +131,7 @@ fn render_items(out: &mut String, data: &Telemetry) {
                 .flat_map(|rm| &rm.scope_metrics)
                 .flat_map(|sm| &sm.metrics)
             {
-                let points = point_count(m.data.as_ref());
+                let points = crate::pipeline::data_point_count(m.data.as_ref());
                 let _ = write!(
                     out,
                     "\n  metric {} unit={:?} points={points}",
@@ -160,18 +160,6 @@ fn render_items(out: &mut String, data: &Telemetry) {
                 );
             }
         }
-    }
-}
-
-fn point_count(data: Option<&opentelemetry_proto::tonic::metrics::v1::metric::Data>) -> usize {
-    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-    match data {
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(s)) => s.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(s)) => s.data_points.len(),
-        None => 0,
     }
 }
 
@@ -244,10 +232,57 @@ mod tests {
         assert!(detailed.contains("\"name\": \"GET /api\""), "{detailed}");
     }
 
+    /// Every item consumed counts in `otelcol_exporter_sent_*` of its signal (the test asserted
+    /// a queue gauge this exporter never touches, so it could not fail).
     #[tokio::test]
     async fn counts_sent_items() {
-        let e = exporter(Verbosity::Basic);
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        use opentelemetry_proto::tonic::metrics::v1::{
+            metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+        };
+        let reg = SelfMetrics::default();
+        let e = DebugExporter::new(
+            "debug/count",
+            &DebugExporterConfig::default(),
+            ExporterMetrics::in_registry(&reg, "debug/count"),
+        );
         e.consume(batch()).await.unwrap();
-        assert_eq!(e.metrics.queue_size.get(), 0);
+        e.consume(batch()).await.unwrap();
+        let points = Telemetry::Metrics(ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "g".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint::default(); 3],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        });
+        e.consume(points).await.unwrap();
+        let logs = Telemetry::Logs(ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord::default(); 4],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        });
+        e.consume(logs).await.unwrap();
+        let text = reg.render();
+        for line in [
+            r#"otelcol_exporter_sent_spans_total{exporter="debug/count"} 2"#,
+            r#"otelcol_exporter_sent_metric_points_total{exporter="debug/count"} 3"#,
+            r#"otelcol_exporter_sent_log_records_total{exporter="debug/count"} 4"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }
