@@ -9,7 +9,8 @@
 //!   with `;` in the order of the original keys;
 //! - `service.name` (+ `service.namespace`) → `job`, `service.instance.id` → `instance`, the other
 //!   resource attributes → one `target_info` series per resource (or, with
-//!   `resource_to_telemetry_conversion`, labels on every series); scope → `otel_scope_name` /
+//!   `resource_to_telemetry_conversion`, labels on every series) — which resources get one
+//!   differs per exporter as upstream ([`TargetInfo`]); scope → `otel_scope_name` /
 //!   `otel_scope_version`;
 //! - monotonic sums → counters, non-monotonic sums → gauges, histograms → classic histograms,
 //!   exponential histograms → classic histograms with the exponential bucket boundaries as `le`
@@ -66,6 +67,21 @@ pub enum DeltaMode {
     Drop,
 }
 
+/// Which resources get a `target_info` series. Upstream's two exporters differ, and each of ours
+/// follows its counterpart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TargetInfo {
+    /// None (`target_info.enabled: false` of the remote-write exporter).
+    Off,
+    /// Resources with attributes besides `service.name`, `service.namespace` and
+    /// `service.instance.id` (upstream's remote-write translator: `job`/`instance` alone say
+    /// nothing the series do not).
+    #[default]
+    Descriptive,
+    /// Also every resource with a `job` or an `instance` (upstream's scrape exporter).
+    Identified,
+}
+
 /// Translation options common to both exporters.
 #[derive(Clone, Debug)]
 pub struct TranslateOptions {
@@ -75,8 +91,8 @@ pub struct TranslateOptions {
     pub add_metric_suffixes: bool,
     /// Copy every resource attribute to every series (`resource_to_telemetry_conversion`).
     pub resource_to_telemetry: bool,
-    /// Emit `target_info` series (default true).
-    pub target_info: bool,
+    /// Which resources get a `target_info` series (default [`TargetInfo::Descriptive`]).
+    pub target_info: TargetInfo,
     /// Delta handling.
     pub delta_mode: DeltaMode,
     /// Series cap per metric name; 0 means no cap.
@@ -93,7 +109,7 @@ impl Default for TranslateOptions {
             namespace: String::new(),
             add_metric_suffixes: true,
             resource_to_telemetry: false,
-            target_info: true,
+            target_info: TargetInfo::Descriptive,
             delta_mode: DeltaMode::Accumulate,
             max_series_per_metric: 0,
             max_delta_series: 100_000,
@@ -220,8 +236,8 @@ impl Translator {
         &self.drops
     }
 
-    /// Translates one OTLP request into metric families (one per OTLP metric plus one
-    /// `target_info` family per resource that has descriptive attributes).
+    /// Translates one OTLP request into metric families (one per OTLP metric plus a
+    /// `target_info` family for the resources [`TargetInfo`] selects).
     pub fn translate(&mut self, req: &ExportMetricsServiceRequest) -> Vec<Family> {
         let now_ms = now_ms();
         self.deltas.sweep();
@@ -262,7 +278,12 @@ impl Translator {
                     }
                 }
             }
-            if self.opts.target_info && !res.attrs.is_empty() && latest_ms > 0 {
+            let wanted = match self.opts.target_info {
+                TargetInfo::Off => false,
+                TargetInfo::Descriptive => !res.attrs.is_empty(),
+                TargetInfo::Identified => !res.attrs.is_empty() || !res.identity.is_empty(),
+            };
+            if wanted && latest_ms > 0 {
                 let mut labels = res.attrs.clone();
                 for (k, v) in &res.identity {
                     set_label(&mut labels, k, v.clone());
@@ -293,7 +314,8 @@ impl Translator {
         let (kind, name_kind) = match data {
             Data::Gauge(_) => (MetricKind::Gauge, NameKind::Gauge),
             Data::Sum(s) if s.is_monotonic => (MetricKind::Counter, NameKind::Counter),
-            Data::Sum(_) => (MetricKind::Gauge, NameKind::Gauge),
+            // A Prometheus gauge, but named as upstream does for a sum: no `_ratio`.
+            Data::Sum(_) => (MetricKind::Gauge, NameKind::Other),
             Data::Histogram(_) | Data::ExponentialHistogram(_) => {
                 (MetricKind::Histogram, NameKind::Other)
             }

@@ -84,8 +84,13 @@ fn options(v: &Value) -> TranslateOptions {
     if let Some(b) = v.get("resource_to_telemetry").and_then(Value::as_bool) {
         o.resource_to_telemetry = b;
     }
-    if let Some(b) = v.get("target_info").and_then(Value::as_bool) {
-        o.target_info = b;
+    // `false`, or the exporter whose rule applies: "scrape" or "remote_write" (the default).
+    match v.get("target_info") {
+        None => {}
+        Some(Value::Bool(false)) => o.target_info = TargetInfo::Off,
+        Some(Value::String(s)) if s == "scrape" => o.target_info = TargetInfo::Identified,
+        Some(Value::String(s)) if s == "remote_write" => o.target_info = TargetInfo::Descriptive,
+        Some(other) => panic!("options.target_info: {other}"),
     }
     if let Some(m) = v.get("delta_temporality") {
         o.delta_mode = serde_json::from_value(m.clone()).expect("delta mode");

@@ -60,7 +60,8 @@ pub struct TlsConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TargetInfo {
-    /// Send a `target_info` series per resource (default true).
+    /// Send a `target_info` series per resource that has attributes besides `service.name`,
+    /// `service.namespace` and `service.instance.id` (default true).
     pub enabled: bool,
 }
 
@@ -282,7 +283,12 @@ impl RemoteWriteConfig {
             namespace: self.namespace.clone(),
             add_metric_suffixes: self.add_metric_suffixes,
             resource_to_telemetry: self.resource_to_telemetry_conversion.enabled,
-            target_info: self.target_info.enabled,
+            // Upstream's remote-write translator: only resources with descriptive attributes.
+            target_info: if self.target_info.enabled {
+                crate::translate::TargetInfo::Descriptive
+            } else {
+                crate::translate::TargetInfo::Off
+            },
             delta_mode: self.delta_temporality,
             max_series_per_metric: self.max_series_per_metric,
             ..TranslateOptions::default()

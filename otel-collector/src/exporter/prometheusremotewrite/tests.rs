@@ -367,3 +367,38 @@ fn config_parses_and_validates() {
     };
     assert_eq!(bad.validate().expect_err("scheme").path, "endpoint");
 }
+
+/// Remote write keeps upstream's remote-write rule: no `target_info` for a resource with only
+/// `service.*` identity attributes, one for a resource with other attributes.
+#[tokio::test]
+async fn target_info_only_for_resources_with_descriptive_attributes() {
+    let e = RemoteWriteExporter::start(
+        "prometheusremotewrite/ti",
+        config("http://127.0.0.1:9/api/v1/write".into()),
+        &CancellationToken::new(),
+    )
+    .expect("start");
+    let requests = e.encode(&fixture("target_info_scrape.json"));
+    let names: Vec<String> = requests
+        .iter()
+        .map(|r| decode_request(&r.body).expect("a remote-write request"))
+        .flat_map(|w| w.timeseries)
+        .filter(|t| {
+            t.labels
+                .iter()
+                .any(|l| l.name == "__name__" && l.value == "target_info")
+        })
+        .map(|t| {
+            t.labels
+                .iter()
+                .map(|l| format!("{}={}", l.name, l.value))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec!["__name__=target_info,host_name=h1,job=web".to_string()]
+    );
+    e.shutdown(tokio::time::Instant::now()).await;
+}
