@@ -2,7 +2,9 @@
 //!
 //! `verbosity: basic` (default) logs one line per batch with its counts; `normal` adds one line per
 //! span / metric / log record; `detailed` logs the whole batch as OTLP JSON. Logs go through
-//! `tracing` at INFO under target `otel_collector::exporter::debug`.
+//! `tracing` at INFO under target `otel_collector::exporter::debug`. Like upstream, logging is
+//! sampled per second: the first `sampling_initial` batches (default 2), then every
+//! `sampling_thereafter`-th (default 1 = all; 0 = none); every batch is counted as sent.
 //!
 //! Tests: `cargo test -p otel-collector exporter::debug`.
 
@@ -31,10 +33,52 @@ pub enum Verbosity {
 pub struct DebugExporterConfig {
     /// Level of detail.
     pub verbosity: Verbosity,
-    /// Accepted for upstream compatibility; log sampling is not implemented (every batch is logged).
+    /// Batches logged in each second before sampling starts (default 2).
     pub sampling_initial: Option<u64>,
-    /// Accepted for upstream compatibility (see `sampling_initial`).
+    /// After those, every this-many-th batch of the second is logged (default 1: all; 0: none).
     pub sampling_thereafter: Option<u64>,
+}
+
+/// Upstream's default `sampling_initial`.
+pub const DEFAULT_SAMPLING_INITIAL: u64 = 2;
+/// Upstream's default `sampling_thereafter`.
+pub const DEFAULT_SAMPLING_THEREAFTER: u64 = 1;
+
+/// Which batches get logged: per one-second window, the first `initial`, then every
+/// `thereafter`-th.
+#[derive(Debug)]
+struct Sampler {
+    initial: u64,
+    thereafter: u64,
+    /// Start of the current window (none before the first batch) and batches seen in it.
+    window: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Sampler {
+    fn new(cfg: &DebugExporterConfig) -> Self {
+        Sampler {
+            initial: cfg.sampling_initial.unwrap_or(DEFAULT_SAMPLING_INITIAL),
+            thereafter: cfg
+                .sampling_thereafter
+                .unwrap_or(DEFAULT_SAMPLING_THEREAFTER),
+            window: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Whether the batch arriving at `now` is logged.
+    fn admit(&self, now: std::time::Instant) -> bool {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let expired = w.0.is_none_or(|start| {
+            now.saturating_duration_since(start) >= std::time::Duration::from_secs(1)
+        });
+        if expired {
+            *w = (Some(now), 0);
+        }
+        let n = w.1;
+        w.1 += 1;
+        n < self.initial
+            || (self.thereafter > 0 && (n - self.initial).is_multiple_of(self.thereafter))
+    }
 }
 
 impl DebugExporterConfig {
@@ -52,6 +96,7 @@ impl DebugExporterConfig {
 pub struct DebugExporter {
     id: String,
     verbosity: Verbosity,
+    sampler: Sampler,
     metrics: ExporterMetrics,
 }
 
@@ -61,6 +106,7 @@ impl DebugExporter {
         DebugExporter {
             id: id.to_string(),
             verbosity: cfg.verbosity,
+            sampler: Sampler::new(cfg),
             metrics,
         }
     }
@@ -166,8 +212,10 @@ fn render_items(out: &mut String, data: &Telemetry) {
 impl Consumer for DebugExporter {
     fn consume(&self, data: Telemetry) -> ConsumeFuture<'_> {
         Box::pin(async move {
-            let text = self.render(&data);
-            tracing::info!(exporter = %self.id, "{text}");
+            if self.sampler.admit(std::time::Instant::now()) {
+                let text = self.render(&data);
+                tracing::info!(exporter = %self.id, "{text}");
+            }
             self.metrics.sent(data.signal(), data.item_count() as u64);
             Ok(())
         })
@@ -230,6 +278,35 @@ mod tests {
         );
         let detailed = exporter(Verbosity::Detailed).render(&b);
         assert!(detailed.contains("\"name\": \"GET /api\""), "{detailed}");
+    }
+
+    /// `sampling_initial` / `sampling_thereafter` act (they were accepted and ignored).
+    #[test]
+    fn sampling_logs_the_first_batches_of_each_second_then_every_nth() {
+        let sampler = |initial, thereafter| {
+            Sampler::new(&DebugExporterConfig {
+                sampling_initial: Some(initial),
+                sampling_thereafter: Some(thereafter),
+                ..Default::default()
+            })
+        };
+        let t0 = std::time::Instant::now();
+        let logged = |s: &Sampler, at: std::time::Instant| (0..10).filter(|_| s.admit(at)).count();
+        let s = sampler(2, 3);
+        assert_eq!(logged(&s, t0), 5, "batches 0, 1, then 2, 5, 8");
+        let next = t0 + std::time::Duration::from_secs(1);
+        assert_eq!(logged(&s, next), 5, "a new second starts over");
+        assert_eq!(
+            logged(&sampler(1, 0), t0),
+            1,
+            "0: nothing after the initial ones"
+        );
+        let defaults = Sampler::new(&DebugExporterConfig::default());
+        assert_eq!(
+            logged(&defaults, t0),
+            10,
+            "upstream defaults log everything"
+        );
     }
 
     /// Every item consumed counts in `otelcol_exporter_sent_*` of its signal (the test asserted
