@@ -15,8 +15,8 @@
 //! `grpc-status-details-bin` (the specification's place; our exporter and the Go SDK read it),
 //! the same `RetryInfo` as the `google.rpc.retryinfo-bin` trailer (the Python SDK reads that),
 //! and `grpc-retry-pushback-ms` (gRPC's own retry policy). Over HTTP, `503` rather than `429`:
-//! both are retryable per OTLP/HTTP, but older SDK exporters (Python before 1.3x) retry only
-//! 5xx; the body is the same `google.rpc.Status` as over gRPC.
+//! both are retryable per OTLP/HTTP, but older SDK exporters (older Python SDK releases) retry
+//! only 408 and 5xx; the body is the same `google.rpc.Status` as over gRPC.
 //!
 //! Tests: `cargo test -p otel-collector receiver::answer` and `tests/core_backpressure.rs`.
 
