@@ -16,10 +16,18 @@ use std::process::Command;
 use serde_yaml::Value;
 use test_support::{workspace_root, TempDir};
 
-const CASES: [&str; 5] = ["base", "multifile", "getting-started", "kubernetes-apiserver", "home-wifi"];
+const CASES: [&str; 5] = [
+    "base",
+    "multifile",
+    "getting-started",
+    "kubernetes-apiserver",
+    "home-wifi",
+];
 
 fn case_dir(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/sloth").join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/sloth")
+        .join(case)
 }
 
 /// Runs `slo-rules generate` on a case's spec with its ARGS; returns the output file.
@@ -89,7 +97,11 @@ fn compare_py_of_the_shared_set_matches_every_case() {
         return;
     }
     let venv = workspace_root().join(".venv/bin/python");
-    let python = if venv.is_file() { venv } else { PathBuf::from("python3") };
+    let python = if venv.is_file() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    };
     let tmp = TempDir::new("slo-rules-compare");
     for case in CASES {
         let out = generate(case, &tmp);
