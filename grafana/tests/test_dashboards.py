@@ -35,7 +35,6 @@ PROVISIONING = GRAFANA / "provisioning"
 EXPECTED_UIDS = {"slo", "service-performance", "tracing", "node", "anomaly-detector", "collector"}
 SCHEMA_CHECK = obs.SHARED / "conformance" / "grafana" / "validate_dashboard.py"
 RULES = sorted((obs.ROOT / "prometheus" / "rules").glob("*.yml"))
-SLO_STANDIN = Path(__file__).parent / "testdata" / "slos-standin.yml"
 # The builtin "Annotations & Alerts" query uses Grafana's own datasource.
 GRAFANA_BUILTIN_DS = {"type": "grafana", "uid": "-- Grafana --"}
 
@@ -263,8 +262,8 @@ class _Exporter(BaseHTTPRequestHandler):
 
 
 def slo_rule_file():
-    generated = obs.ROOT / "prometheus" / "rules" / "slos.yml"
-    return generated if generated.exists() else SLO_STANDIN
+    """The SLO rules generated from prometheus/slos.yaml (`make slo-rules`)."""
+    return obs.ROOT / "prometheus" / "rules" / "slos.yml"
 
 
 @pytest.fixture(scope="module")
