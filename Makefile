@@ -20,7 +20,7 @@ APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter vict
 # `test` and `bench` rules, whose prerequisite lists are expanded when make reads them.
 TEST_TARGETS :=
 BENCH_TARGETS :=
-include $(wildcard */make.mk)
+include $(wildcard */make.mk crates/*/make.mk)
 
 .PHONY: help deps deps-apt deps-py build release test test-unit test-config bench fmt lint up down status
 

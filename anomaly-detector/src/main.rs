@@ -25,6 +25,10 @@ struct Cli {
     /// Validate the configuration, print the effective settings and exit.
     #[arg(long)]
     check: bool,
+    /// Probe a health endpoint and exit 0 when it answers 2xx, 1 otherwise (the image's
+    /// HEALTHCHECK: e.g. http://127.0.0.1:9464/health).
+    #[arg(long, value_name = "URL")]
+    health_probe: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -51,8 +55,15 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    if let Some(url) = &cli.health_probe {
+        return Ok(health_probe::run(url));
+    }
+    run(cli).map(|()| std::process::ExitCode::SUCCESS)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Backtest {
             input,

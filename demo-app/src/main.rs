@@ -52,6 +52,10 @@ struct Cli {
     /// How long /ready answers 503 before the listeners close at shutdown (e.g. 5s).
     #[arg(long, env = "DEMO_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     drain_delay: Duration,
+    /// Probe a health endpoint and exit 0 when it answers 2xx, 1 otherwise (the image's
+    /// HEALTHCHECK: e.g. http://127.0.0.1:8080/health).
+    #[arg(long, value_name = "URL")]
+    health_probe: Option<String>,
 }
 
 async fn shutdown_signal(token: CancellationToken) {
@@ -81,9 +85,18 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    if let Some(url) = &cli.health_probe {
+        return Ok(health_probe::run(url));
+    }
+    tokio::runtime::Runtime::new()
+        .context("cannot start the Tokio runtime")?
+        .block_on(serve(cli))
+        .map(|()| std::process::ExitCode::SUCCESS)
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     let services: Vec<Service> = match cli.service {
         Some(s) => vec![s],
         None => Service::ALL.to_vec(),

@@ -2,7 +2,8 @@
 //!
 //! `node-agent [--config FILE]` runs until SIGTERM/Ctrl-C, then collects once more and
 //! flushes. `node-agent --once` prints one collection as OTLP JSON and exits.
-//! `node-agent --print-config` prints the effective configuration.
+//! `node-agent --print-config` prints the effective configuration. `--health-addr ADDR` serves
+//! `/health` for probes; `--health-probe URL` checks such an endpoint and exits (HEALTHCHECK).
 //! Runs on a single-threaded tokio runtime: the work is a short burst of file reads per
 //! interval, so more threads would only add memory.
 
@@ -36,6 +37,14 @@ struct Cli {
     /// Print the effective configuration (file + environment) as YAML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Serve `GET /health` on this address (200 while collections keep happening, 503 once the
+    /// last is 3 intervals old), for Kubernetes probes. Off by default.
+    #[arg(long, env = "NODE_AGENT_HEALTH_ADDR", value_name = "ADDR")]
+    health_addr: Option<std::net::SocketAddr>,
+    /// Probe a health endpoint and exit 0 when it answers 2xx, 1 otherwise (the image's
+    /// HEALTHCHECK: e.g. http://127.0.0.1:13134/health).
+    #[arg(long, value_name = "URL")]
+    health_probe: Option<String>,
 }
 
 fn init_logging() {
@@ -58,13 +67,16 @@ fn env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    if let Some(url) = &cli.health_probe {
+        return Ok(health_probe::run(url));
+    }
     init_logging();
     let cfg = Config::load(cli.config.as_deref(), &env)?;
     if cli.print_config {
         print!("{}", serde_yaml::to_string(&cfg)?);
-        return Ok(());
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     let attrs = resource::attributes(&cfg, &env)?;
     let res = resource::to_proto(&attrs);
@@ -72,7 +84,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    rt.block_on(run(cli, cfg, res))
+    rt.block_on(run(cli, cfg, res))?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 async fn run(
@@ -97,6 +110,15 @@ async fn run(
         top_n = cfg.scrapers.process.top_n,
         "node-agent started"
     );
+    let heartbeat = node_agent::health::Heartbeat::new(cfg.interval);
+    if let Some(addr) = cli.health_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (--health-addr)"))?;
+        let app = node_agent::health::app(heartbeat.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        tracing::info!(%addr, "serving /health");
+    }
     let mut tick = tokio::time::interval(cfg.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let shutdown = shutdown_signal();
@@ -108,6 +130,7 @@ async fn run(
                 let req = agent.collect(false);
                 exporter.enqueue(&req);
                 drop(req);
+                heartbeat.beat();
                 // The send may take up to the export timeout; a signal interrupts it and the
                 // unsent body stays queued for the final flush.
                 tokio::select! {

@@ -15,5 +15,6 @@ pub mod extension;
 pub mod pipeline;
 pub mod processor;
 pub mod receiver;
+pub(crate) mod rpc;
 pub mod telemetry;
 pub mod translate;

@@ -5,6 +5,7 @@
 //! otel-collector validate --config a.yaml             # check, exit 1 with the problems
 //! otel-collector print-config --config a.yaml         # the merged, substituted config
 //! otel-collector components                           # the component types implemented
+//! otel-collector --health-probe http://127.0.0.1:13133/  # exit 0 when the URL answers 2xx
 //! ```
 //! Logs: `RUST_LOG` (default `info`, OpenTelemetry crates at `warn`), `LOG_FORMAT=json`.
 //! Tests: `tests/core_*.rs` run this binary.
@@ -28,6 +29,10 @@ struct Cli {
     /// Configuration file(s) in the otelcol YAML format; several are merged in order.
     #[arg(long = "config", global = true, value_name = "FILE")]
     config: Vec<PathBuf>,
+    /// Probe a health endpoint and exit 0 when it answers 2xx, 1 otherwise (the image's
+    /// HEALTHCHECK: e.g. http://127.0.0.1:13133/).
+    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    health_probe: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -86,6 +91,9 @@ fn disable_transparent_huge_pages() {
 fn main() -> std::process::ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
+    if let Some(url) = &cli.health_probe {
+        return health_probe::run(url);
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

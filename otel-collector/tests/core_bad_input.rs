@@ -1,8 +1,9 @@
 //! Bad input over the wire: truncated protobuf, wrong content type, gzip bomb, oversize body,
 //! invalid UTF-8 in JSON, empty request — each gets a clear 4xx (HTTP) or gRPC status, and the
-//! collector keeps serving (a good request succeeds after each). Also: memory_limiter refusals
-//! reach clients as HTTP 429 + Retry-After and gRPC RESOURCE_EXHAUSTED, and the receiver's
-//! self-metrics count accepted items.
+//! collector keeps serving (a good request succeeds after each); a malformed exponential histogram
+//! is rejected as `partial_success` and the next metric still arrives. Also: memory_limiter refusals
+//! reach clients as HTTP 503 + Retry-After and gRPC UNAVAILABLE (both retryable for every OTLP
+//! client), and the receiver's self-metrics count accepted items.
 //!
 //! Needs `make deps` (Python grpcio for raw gRPC frames).
 //! Run: `cargo test -p otel-collector --test core_bad_input`.
@@ -233,7 +234,7 @@ async fn bad_http_and_grpc_input_gets_clear_errors_and_collector_keeps_serving()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() {
+async fn memory_limiter_refusal_reaches_clients_as_503_and_unavailable() {
     let py = python();
     let dir = TempDir::new("memlimit");
     let (g, h, m) = (free_port(), free_port(), free_port());
@@ -246,7 +247,7 @@ async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() 
     let c = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{h}/v1/traces");
     let (status, text, retry) = post(&c, &url, "application/json", None, GOOD_JSON.into()).await;
-    assert_eq!(status, 429, "{text}");
+    assert_eq!(status, 503, "{text}");
     assert!(text.contains("soft limit"), "{text}");
     assert_eq!(retry.as_deref(), Some("1"));
     let out = Command::new(&py)
@@ -255,7 +256,7 @@ async fn memory_limiter_refusal_reaches_clients_as_429_and_resource_exhausted() 
         .output()
         .expect("run the Python gRPC client");
     let codes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(codes["after_all"], "RESOURCE_EXHAUSTED", "{codes}");
+    assert_eq!(codes["after_all"], "UNAVAILABLE", "{codes}");
     assert!(col.terminate().success(), "{}", col.logs());
 }
 
@@ -322,5 +323,147 @@ async fn invalid_spans_get_partial_success_over_grpc_and_the_rest_arrives() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    assert!(col.terminate().success(), "{}", col.logs());
+}
+
+/// A metrics request whose exponential histogram has bucket indexes beyond `i32::MAX` (offset
+/// near the limit, many buckets), then a valid gauge.
+fn exp_histogram_requests() -> (
+    opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+) {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric::Data, number_data_point, ExponentialHistogram, ExponentialHistogramDataPoint,
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let wrap = |m: Metric| ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![m],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let bad = wrap(Metric {
+        name: "evil.latency".into(),
+        unit: "s".into(),
+        data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: vec![ExponentialHistogramDataPoint {
+                count: 1000,
+                time_unix_nano: now,
+                positive: Some(Buckets {
+                    offset: i32::MAX - 10,
+                    bucket_counts: vec![1; 1000],
+                }),
+                ..Default::default()
+            }],
+            aggregation_temporality: 2,
+        })),
+        ..Default::default()
+    });
+    let good = wrap(Metric {
+        name: "after.evil".into(),
+        data: Some(Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                value: Some(number_data_point::Value::AsInt(42)),
+                time_unix_nano: now,
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    });
+    (bad, good)
+}
+
+/// The malformed exponential histogram over OTLP/gRPC and OTLP/HTTP is rejected as
+/// `partial_success` (it used to overflow `offset + len` in the Prometheus translation, panicking
+/// the batch processor's timer task so nothing was flushed any more); the valid metric sent next
+/// reaches the exporter's scrape page, and nothing panicked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_exponential_histogram_is_rejected_and_the_next_metric_arrives() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+    let dir = TempDir::new("bad-exphist");
+    let (g, h, m, p) = (free_port(), free_port(), free_port(), free_port());
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{g}"}}
+      http: {{endpoint: "127.0.0.1:{h}"}}
+processors:
+  batch: {{timeout: 50ms}}
+exporters:
+  prometheus: {{endpoint: "127.0.0.1:{p}"}}
+service:
+  telemetry:
+    metrics:
+      address: "127.0.0.1:{m}"
+  pipelines:
+    metrics: {{receivers: [otlp], processors: [batch], exporters: [prometheus]}}
+"#
+    );
+    let mut col = Collector::start(&dir, "exphist", &config, &[g, h, m, p]);
+    let (bad, good) = exp_histogram_requests();
+    let mut client = MetricsServiceClient::connect(format!("http://127.0.0.1:{g}"))
+        .await
+        .unwrap();
+    let answer = client.export(bad.clone()).await.unwrap().into_inner();
+    let partial = answer.partial_success.expect("partial_success over gRPC");
+    assert_eq!(partial.rejected_data_points, 1);
+    assert!(
+        partial.error_message.contains("evil.latency") && partial.error_message.contains("2^31-1"),
+        "{}",
+        partial.error_message
+    );
+    let c = reqwest::Client::new();
+    let resp = c
+        .post(format!("http://127.0.0.1:{h}/v1/metrics"))
+        .header("content-type", "application/x-protobuf")
+        .body(prost::Message::encode_to_vec(&bad))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: ExportMetricsServiceResponse =
+        prost::Message::decode(resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        body.partial_success.map(|p| p.rejected_data_points),
+        Some(1)
+    );
+
+    client.export(good).await.unwrap();
+    let scrape = format!("http://127.0.0.1:{p}/metrics");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = c.get(&scrape).send().await.unwrap().text().await.unwrap();
+        if text.contains("after_evil 42") {
+            assert!(!text.contains("evil_latency"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the valid metric never reached the exporter:\n{text}\n{}",
+            col.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let own = self_metrics(&c, m).await;
+    assert!(!own.contains("otelcol_component_panics_total"), "{own}");
+    assert!(
+        own.contains(
+            r#"otelcol_receiver_refused_metric_points_total{receiver="otlp",transport="grpc"} 1"#
+        ),
+        "{own}"
+    );
+    assert!(col.running(), "collector died:\n{}", col.logs());
     assert!(col.terminate().success(), "{}", col.logs());
 }

@@ -176,3 +176,70 @@ async fn client_errors_are_permanent() {
     assert!(err.to_string().contains("400"), "{err}");
     assert_eq!(seen.lock().unwrap().requests.len(), 1, "not retried");
 }
+
+/// An HTTPS OTLP server on 127.0.0.1 whose certificate is valid for `collector.test` only.
+async fn tls_server(dir: &std::path::Path) -> (u16, Shared, test_support::tls::TestCerts) {
+    let certs = test_support::tls::TestCerts::create_for(dir, "DNS:collector.test");
+    let identity = tonic::transport::Identity::from_pem(
+        std::fs::read(&certs.cert).unwrap(),
+        std::fs::read(&certs.key).unwrap(),
+    );
+    let shared: Shared = Arc::new(Mutex::new(Seen::default()));
+    let app = axum::Router::new()
+        .fallback(axum::routing::post(handler))
+        .with_state(Arc::clone(&shared));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let incoming = futures::stream::unfold(l, |l| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        Some((r, l))
+    });
+    let server = tonic::transport::Server::builder()
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+        .unwrap()
+        .accept_http1(true)
+        .add_routes(tonic::service::Routes::from(app))
+        .serve_with_incoming(incoming);
+    tokio::spawn(server);
+    (port, shared, certs)
+}
+
+/// `tls.server_name_override` acts: connecting to 127.0.0.1, the certificate is checked against
+/// the override (it was ignored, so the check failed against the IP); without it the same
+/// endpoint fails, so the test would catch the key being ignored again.
+#[tokio::test]
+async fn tls_server_name_override_verifies_the_certificate_against_the_name() {
+    let dir = test_support::TempDir::new("otlphttp-sni");
+    let (port, seen, certs) = tls_server(&dir).await;
+    let yaml = |extra: &str| {
+        format!(
+            "endpoint: https://127.0.0.1:{port}\ntls: {{ca_file: {:?}{extra}}}\nsending_queue: {{enabled: false}}\nretry_on_failure: {{enabled: false}}",
+            certs.ca.display().to_string()
+        )
+    };
+    let cfg = exporter_config("otlphttp", &yaml(", server_name_override: collector.test"));
+    let e = start("otlphttp/sni", &cfg, &ctx("otlphttp/sni"))
+        .await
+        .unwrap();
+    e.consumer.consume(spans("tls", 2)).await.unwrap();
+    e.consumer.consume(logs(1)).await.unwrap();
+    let paths: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .map(|r| r.0.clone())
+        .collect();
+    assert_eq!(paths, vec!["/v1/traces", "/v1/logs"]);
+
+    let cfg = exporter_config("otlphttp", &yaml(""));
+    let e = start("otlphttp/nosni", &cfg, &ctx("otlphttp/nosni"))
+        .await
+        .unwrap();
+    let err = e.consumer.consume(spans("tls", 1)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("127.0.0.1"),
+        "without the override the certificate does not match: {err}"
+    );
+    assert_eq!(seen.lock().unwrap().requests.len(), 2);
+}

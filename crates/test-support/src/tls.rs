@@ -14,9 +14,8 @@ const EC_KEY: [&str; 5] = [
     "-nodes",
 ];
 
-/// Extensions of the server certificate: valid for 127.0.0.1 only, not a CA.
-const SERVER_EXT: &str =
-    "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n";
+/// Extensions of the server certificate after its subjectAltName: not a CA.
+const SERVER_EXT: &str = "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n";
 
 /// A private CA and a server certificate for 127.0.0.1 signed by it (PEM files, valid 1 day).
 #[derive(Debug, Clone)]
@@ -30,8 +29,15 @@ pub struct TestCerts {
 }
 
 impl TestCerts {
-    /// Makes the CA, the server key and the server certificate in `dir`.
+    /// Makes the CA, the server key and the server certificate (valid for 127.0.0.1 only) in
+    /// `dir`.
     pub fn create(dir: &Path) -> TestCerts {
+        Self::create_for(dir, "IP:127.0.0.1")
+    }
+
+    /// Like [`TestCerts::create`], the server certificate valid for `subject_alt_name` only
+    /// (openssl syntax: `IP:127.0.0.1`, `DNS:collector.test`, or a comma-separated list).
+    pub fn create_for(dir: &Path, subject_alt_name: &str) -> TestCerts {
         let ca_args = [
             &["req", "-x509", "-days", "1", "-subj", "/CN=test CA"][..],
             &EC_KEY,
@@ -46,7 +52,11 @@ impl TestCerts {
         ]
         .concat();
         openssl(dir, &csr_args);
-        std::fs::write(dir.join("ext.cnf"), SERVER_EXT).expect("write ext.cnf");
+        std::fs::write(
+            dir.join("ext.cnf"),
+            format!("subjectAltName={subject_alt_name}\n{SERVER_EXT}"),
+        )
+        .expect("write ext.cnf");
         openssl(
             dir,
             &[

@@ -2,7 +2,9 @@
 //!
 //! `verbosity: basic` (default) logs one line per batch with its counts; `normal` adds one line per
 //! span / metric / log record; `detailed` logs the whole batch as OTLP JSON. Logs go through
-//! `tracing` at INFO under target `otel_collector::exporter::debug`.
+//! `tracing` at INFO under target `otel_collector::exporter::debug`. Like upstream, logging is
+//! sampled per second: the first `sampling_initial` batches (default 2), then every
+//! `sampling_thereafter`-th (default 1 = all; 0 = none); every batch is counted as sent.
 //!
 //! Tests: `cargo test -p otel-collector exporter::debug`.
 
@@ -31,10 +33,52 @@ pub enum Verbosity {
 pub struct DebugExporterConfig {
     /// Level of detail.
     pub verbosity: Verbosity,
-    /// Accepted for upstream compatibility; log sampling is not implemented (every batch is logged).
+    /// Batches logged in each second before sampling starts (default 2).
     pub sampling_initial: Option<u64>,
-    /// Accepted for upstream compatibility (see `sampling_initial`).
+    /// After those, every this-many-th batch of the second is logged (default 1: all; 0: none).
     pub sampling_thereafter: Option<u64>,
+}
+
+/// Upstream's default `sampling_initial`.
+pub const DEFAULT_SAMPLING_INITIAL: u64 = 2;
+/// Upstream's default `sampling_thereafter`.
+pub const DEFAULT_SAMPLING_THEREAFTER: u64 = 1;
+
+/// Which batches get logged: per one-second window, the first `initial`, then every
+/// `thereafter`-th.
+#[derive(Debug)]
+struct Sampler {
+    initial: u64,
+    thereafter: u64,
+    /// Start of the current window (none before the first batch) and batches seen in it.
+    window: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Sampler {
+    fn new(cfg: &DebugExporterConfig) -> Self {
+        Sampler {
+            initial: cfg.sampling_initial.unwrap_or(DEFAULT_SAMPLING_INITIAL),
+            thereafter: cfg
+                .sampling_thereafter
+                .unwrap_or(DEFAULT_SAMPLING_THEREAFTER),
+            window: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Whether the batch arriving at `now` is logged.
+    fn admit(&self, now: std::time::Instant) -> bool {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let expired = w.0.is_none_or(|start| {
+            now.saturating_duration_since(start) >= std::time::Duration::from_secs(1)
+        });
+        if expired {
+            *w = (Some(now), 0);
+        }
+        let n = w.1;
+        w.1 += 1;
+        n < self.initial
+            || (self.thereafter > 0 && (n - self.initial).is_multiple_of(self.thereafter))
+    }
 }
 
 impl DebugExporterConfig {
@@ -52,6 +96,7 @@ impl DebugExporterConfig {
 pub struct DebugExporter {
     id: String,
     verbosity: Verbosity,
+    sampler: Sampler,
     metrics: ExporterMetrics,
 }
 
@@ -61,6 +106,7 @@ impl DebugExporter {
         DebugExporter {
             id: id.to_string(),
             verbosity: cfg.verbosity,
+            sampler: Sampler::new(cfg),
             metrics,
         }
     }
@@ -131,7 +177,7 @@ fn render_items(out: &mut String, data: &Telemetry) {
                 .flat_map(|rm| &rm.scope_metrics)
                 .flat_map(|sm| &sm.metrics)
             {
-                let points = point_count(m.data.as_ref());
+                let points = crate::pipeline::data_point_count(m.data.as_ref());
                 let _ = write!(
                     out,
                     "\n  metric {} unit={:?} points={points}",
@@ -163,23 +209,13 @@ fn render_items(out: &mut String, data: &Telemetry) {
     }
 }
 
-fn point_count(data: Option<&opentelemetry_proto::tonic::metrics::v1::metric::Data>) -> usize {
-    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-    match data {
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(s)) => s.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }
-}
-
 impl Consumer for DebugExporter {
     fn consume(&self, data: Telemetry) -> ConsumeFuture<'_> {
         Box::pin(async move {
-            let text = self.render(&data);
-            tracing::info!(exporter = %self.id, "{text}");
+            if self.sampler.admit(std::time::Instant::now()) {
+                let text = self.render(&data);
+                tracing::info!(exporter = %self.id, "{text}");
+            }
             self.metrics.sent(data.signal(), data.item_count() as u64);
             Ok(())
         })
@@ -244,10 +280,86 @@ mod tests {
         assert!(detailed.contains("\"name\": \"GET /api\""), "{detailed}");
     }
 
+    /// `sampling_initial` / `sampling_thereafter` act (they were accepted and ignored).
+    #[test]
+    fn sampling_logs_the_first_batches_of_each_second_then_every_nth() {
+        let sampler = |initial, thereafter| {
+            Sampler::new(&DebugExporterConfig {
+                sampling_initial: Some(initial),
+                sampling_thereafter: Some(thereafter),
+                ..Default::default()
+            })
+        };
+        let t0 = std::time::Instant::now();
+        let logged = |s: &Sampler, at: std::time::Instant| (0..10).filter(|_| s.admit(at)).count();
+        let s = sampler(2, 3);
+        assert_eq!(logged(&s, t0), 5, "batches 0, 1, then 2, 5, 8");
+        let next = t0 + std::time::Duration::from_secs(1);
+        assert_eq!(logged(&s, next), 5, "a new second starts over");
+        assert_eq!(
+            logged(&sampler(1, 0), t0),
+            1,
+            "0: nothing after the initial ones"
+        );
+        let defaults = Sampler::new(&DebugExporterConfig::default());
+        assert_eq!(
+            logged(&defaults, t0),
+            10,
+            "upstream defaults log everything"
+        );
+    }
+
+    /// Every item consumed counts in `otelcol_exporter_sent_*` of its signal (the test asserted
+    /// a queue gauge this exporter never touches, so it could not fail).
     #[tokio::test]
     async fn counts_sent_items() {
-        let e = exporter(Verbosity::Basic);
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        use opentelemetry_proto::tonic::metrics::v1::{
+            metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+        };
+        let reg = SelfMetrics::default();
+        let e = DebugExporter::new(
+            "debug/count",
+            &DebugExporterConfig::default(),
+            ExporterMetrics::in_registry(&reg, "debug/count"),
+        );
         e.consume(batch()).await.unwrap();
-        assert_eq!(e.metrics.queue_size.get(), 0);
+        e.consume(batch()).await.unwrap();
+        let points = Telemetry::Metrics(ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "g".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint::default(); 3],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        });
+        e.consume(points).await.unwrap();
+        let logs = Telemetry::Logs(ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord::default(); 4],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        });
+        e.consume(logs).await.unwrap();
+        let text = reg.render();
+        for line in [
+            r#"otelcol_exporter_sent_spans_total{exporter="debug/count"} 2"#,
+            r#"otelcol_exporter_sent_metric_points_total{exporter="debug/count"} 3"#,
+            r#"otelcol_exporter_sent_log_records_total{exporter="debug/count"} 4"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }

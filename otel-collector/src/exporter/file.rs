@@ -16,7 +16,7 @@
 use super::queue::ExporterMetrics;
 use crate::config::ComponentConfigError;
 use crate::pipeline::{
-    ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Signal, Telemetry,
+    contain, ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Signal, Telemetry,
 };
 use serde::Deserialize;
 use std::fs::{File, OpenOptions};
@@ -284,7 +284,9 @@ impl Writer {
                 Ok(Msg::Data(data)) => {
                     metrics.queue_size.add(-1);
                     let (signal, n) = (data.signal(), data.item_count() as u64);
-                    match self.write(&data) {
+                    let written = contain::catch_sync("exporter", id, || self.write(&data))
+                        .unwrap_or_else(|p| Err(std::io::Error::other(p.message)));
+                    match written {
                         Ok(()) => {
                             metrics.sent(signal, n);
                             dirty = true;

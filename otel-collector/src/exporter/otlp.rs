@@ -265,59 +265,12 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Minimal `google.rpc.Status` / `RetryInfo` messages to read the server's retry delay.
-mod rpc {
-    /// google.rpc.Status
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Status {
-        #[prost(int32, tag = "1")]
-        pub(super) code: i32,
-        #[prost(string, tag = "2")]
-        pub(super) message: String,
-        #[prost(message, repeated, tag = "3")]
-        pub(super) details: Vec<Any>,
-    }
-    /// google.protobuf.Any
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Any {
-        #[prost(string, tag = "1")]
-        pub(super) type_url: String,
-        #[prost(bytes = "vec", tag = "2")]
-        pub(super) value: Vec<u8>,
-    }
-    /// google.rpc.RetryInfo
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct RetryInfo {
-        #[prost(message, optional, tag = "1")]
-        pub(super) retry_delay: Option<Duration>,
-    }
-    /// google.protobuf.Duration
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Duration {
-        #[prost(int64, tag = "1")]
-        pub(super) seconds: i64,
-        #[prost(int32, tag = "2")]
-        pub(super) nanos: i32,
-    }
-}
-
-/// The `RetryInfo.retry_delay` in a status's details, if any.
-fn retry_info(details: &[u8]) -> Option<Duration> {
-    let st = rpc::Status::decode(details).ok()?;
-    st.details
-        .iter()
-        .find(|a| a.type_url.ends_with("google.rpc.RetryInfo"))
-        .and_then(|a| rpc::RetryInfo::decode(a.value.as_slice()).ok())
-        .and_then(|ri| ri.retry_delay)
-        .map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
-}
-
 fn status_result(status: &tonic::Status) -> Result<(), ExportError> {
     let code = status.code();
     if code == tonic::Code::Ok {
         return Ok(());
     }
-    let delay = retry_info(status.details());
+    let delay = crate::rpc::retry_delay_in_status(status.details());
     let msg = format!("gRPC status {code:?}: {}", status.message());
     if grpc_code_retryable(code, delay) {
         Err(ExportError::retryable(msg, delay))
@@ -469,19 +422,11 @@ mod tests {
 
     #[test]
     fn retry_info_is_read_from_status_details() {
-        let ri = rpc::RetryInfo {
-            retry_delay: Some(rpc::Duration {
-                seconds: 2,
-                nanos: 500_000_000,
-            }),
-        };
+        use crate::rpc;
         let st = rpc::Status {
             code: 8,
             message: "slow down".into(),
-            details: vec![rpc::Any {
-                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-                value: ri.encode_to_vec(),
-            }],
+            details: vec![rpc::RetryInfo::after(Duration::from_millis(2500)).to_any()],
         };
         let status = tonic::Status::with_details(
             tonic::Code::ResourceExhausted,
@@ -493,5 +438,16 @@ mod tests {
         assert_eq!(err.retry_after, Some(Duration::from_millis(2500)));
         let plain = tonic::Status::resource_exhausted("full");
         assert!(!status_result(&plain).unwrap_err().retryable);
+    }
+
+    #[test]
+    fn the_receivers_refusal_is_retried_with_its_delay() {
+        let refusal = crate::receiver::answer::answer(crate::pipeline::ConsumeError::Refused {
+            reason: "queue full".into(),
+            retry_after: Duration::from_secs(3),
+        });
+        let err = status_result(&refusal.grpc_status()).unwrap_err();
+        assert!(err.retryable, "{err:?}");
+        assert_eq!(err.retry_after, Some(Duration::from_secs(3)));
     }
 }

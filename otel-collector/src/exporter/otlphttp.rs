@@ -6,6 +6,10 @@
 //! 429, 502, 503, 504 retryable, honouring `Retry-After`; other statuses permanent; network
 //! errors and timeouts retryable.
 //!
+//! TLS follows the URL scheme (`https://`); `tls.insecure: true` with an `https://` URL is a
+//! config error (it cannot act). `tls.server_name_override` puts the name in the request URL (TLS
+//! SNI, certificate check and `Host` header use it) and resolves it to the configured host.
+//!
 //! Tests: `cargo test -p otel-collector exporter::otlphttp` and `tests/export_otlphttp.rs`.
 
 use super::otlp_common::{
@@ -125,6 +129,7 @@ impl OtlpHttpExporterConfig {
             self.url(s)?;
         }
         self.tls.validate()?;
+        self.check_tls_keys()?;
         header_map(&self.headers)?;
         Compressor::new(self.compression, &self.compression_params)?;
         if self.timeout.is_zero() {
@@ -135,6 +140,108 @@ impl OtlpHttpExporterConfig {
         }
         self.retry_on_failure.validate()?;
         self.sending_queue.validate()
+    }
+}
+
+impl OtlpHttpExporterConfig {
+    /// The hosts of the `https://` URLs (deduplicated).
+    fn tls_hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = Signal::ALL
+            .iter()
+            .filter_map(|s| self.url(*s).ok())
+            .filter(|u| u.scheme() == "https")
+            .filter_map(|u| u.host_str().map(str::to_string))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
+    /// `tls.insecure` and `tls.server_name_override` must be able to act on the URLs: the scheme
+    /// decides TLS here, so `insecure: true` contradicts an `https://` URL, and a server name
+    /// override needs exactly one TLS host.
+    fn check_tls_keys(&self) -> Result<(), ComponentConfigError> {
+        let hosts = self.tls_hosts();
+        if self.tls.insecure && !hosts.is_empty() {
+            return Err(ComponentConfigError::new(
+                "tls.insecure",
+                format!(
+                    "is true but the endpoint of {} is https://; the URL scheme decides TLS for otlphttp: write http:// for plain text, or remove tls.insecure",
+                    hosts.join(", ")
+                ),
+            ));
+        }
+        if let Some(name) = &self.tls.server_name_override {
+            let why = if name.parse::<std::net::IpAddr>().is_ok()
+                || reqwest::Url::parse(&format!("https://{name}/")).map_or(true, |u| {
+                    u.host_str() != Some(name.to_ascii_lowercase().as_str())
+                }) {
+                Some(format!("{name:?} is not a DNS name; give the name the server's certificate is issued for"))
+            } else if hosts.is_empty() {
+                Some("has nothing to act on: no endpoint is https://".to_string())
+            } else if hosts.len() > 1 {
+                Some(format!(
+                    "applies to one TLS host, but the endpoints name {}; use one exporter per host",
+                    hosts.join(", ")
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ComponentConfigError::new("tls.server_name_override", why));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URLs requests go to: with `tls.server_name_override` the `https://` URLs name the
+    /// override (so TLS sends it as SNI and verifies the certificate against it), and
+    /// [`OverrideResolver`] connects that name to the configured host.
+    fn request_urls(&self) -> Result<[reqwest::Url; 3], ComponentConfigError> {
+        let urls = Signal::ALL.map(|s| self.url(s));
+        let mut out = Vec::with_capacity(3);
+        for u in urls {
+            let mut u = u?;
+            if let Some(name) = &self.tls.server_name_override {
+                if u.scheme() == "https" {
+                    u.set_host(Some(name)).map_err(|e| {
+                        ComponentConfigError::new("tls.server_name_override", e.to_string())
+                    })?;
+                }
+            }
+            out.push(u);
+        }
+        out.try_into()
+            .map_err(|_| ComponentConfigError::new("endpoint", "three URLs expected"))
+    }
+}
+
+/// DNS for a client with `tls.server_name_override`: the override name resolves to the
+/// configured endpoint host (looked up at every connection, so a moved service is followed);
+/// every other name resolves as usual.
+#[derive(Debug)]
+struct OverrideResolver {
+    /// The override (the name in the request URLs).
+    name: String,
+    /// The endpoint's host: an IP address or a DNS name.
+    host: String,
+}
+
+impl reqwest::dns::Resolve for OverrideResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = if name.as_str().eq_ignore_ascii_case(&self.name) {
+            self.host.clone()
+        } else {
+            name.as_str().to_string()
+        };
+        Box::pin(async move {
+            let literal = host.trim_start_matches('[').trim_end_matches(']');
+            let addrs: Vec<std::net::SocketAddr> = match literal.parse::<std::net::IpAddr>() {
+                Ok(ip) => vec![std::net::SocketAddr::new(ip, 0)],
+                Err(_) => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -183,16 +290,18 @@ impl OtlpHttp {
                 .map_err(|e| ComponentConfigError::new("tls.cert_file", e.to_string()))?;
             b = b.identity(id);
         }
+        if let (Some(name), [host]) = (&cfg.tls.server_name_override, &cfg.tls_hosts()[..]) {
+            b = b.dns_resolver(std::sync::Arc::new(OverrideResolver {
+                name: name.clone(),
+                host: host.clone(),
+            }));
+        }
         let client = b
             .build()
             .map_err(|e| ComponentConfigError::new("tls", e.to_string()))?;
         Ok(OtlpHttp {
             client,
-            urls: [
-                cfg.url(Signal::Traces)?,
-                cfg.url(Signal::Metrics)?,
-                cfg.url(Signal::Logs)?,
-            ],
+            urls: cfg.request_urls()?,
             encoding: cfg.encoding,
             compressor: Compressor::new(cfg.compression, &cfg.compression_params)?,
             headers: header_map(&cfg.headers)?,
@@ -327,6 +436,43 @@ mod tests {
                 .path,
             "metrics_endpoint"
         );
+    }
+
+    #[test]
+    fn tls_insecure_must_agree_with_the_url_scheme() {
+        cfg("endpoint: http://a:4318\ntls: {insecure: true}")
+            .validate()
+            .unwrap();
+        let e = cfg("endpoint: https://a:4318\ntls: {insecure: true}")
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.path, "tls.insecure");
+        assert!(e.message.contains("https://"), "{e}");
+        let e =
+            cfg("endpoint: http://a:4318\nlogs_endpoint: https://b/logs\ntls: {insecure: true}")
+                .validate()
+                .unwrap_err();
+        assert_eq!(e.path, "tls.insecure");
+    }
+
+    #[test]
+    fn server_name_override_needs_one_tls_host_and_a_dns_name() {
+        let c =
+            cfg("endpoint: https://10.0.0.7:4318\ntls: {server_name_override: collector.example}");
+        c.validate().unwrap();
+        let urls = c.request_urls().unwrap();
+        assert_eq!(urls[0].as_str(), "https://collector.example:4318/v1/traces");
+        assert_eq!(c.tls_hosts(), vec!["10.0.0.7".to_string()]);
+        for (yaml, why) in [
+            ("endpoint: http://a:4318\ntls: {server_name_override: x.example}", "nothing to act on"),
+            ("endpoint: https://a:4318\nlogs_endpoint: https://b/l\ntls: {server_name_override: x.example}", "one TLS host"),
+            ("endpoint: https://a:4318\ntls: {server_name_override: 10.0.0.1}", "not a DNS name"),
+            ("endpoint: https://a:4318\ntls: {server_name_override: \"a b\"}", "not a DNS name"),
+        ] {
+            let e = cfg(yaml).validate().unwrap_err();
+            assert_eq!(e.path, "tls.server_name_override", "{yaml}");
+            assert!(e.message.contains(why), "{yaml}: {e}");
+        }
     }
 
     #[test]

@@ -10,15 +10,16 @@
 //! - queue disabled: `consume` sends synchronously (with retries) and returns the outcome.
 //!
 //! Each send retries retryable failures per [`RetryConfig`]; permanent failures are dropped and
-//! counted (`otelcol_exporter_send_failed_*`). Shutdown stops intake, drains the queue until the
-//! deadline, then abandons retries and counts what is left as failed.
+//! counted (`otelcol_exporter_send_failed_*`); so is a batch whose send panicked (the panic is
+//! contained and counted, see `pipeline::contain`). Shutdown stops intake, drains the
+//! queue until the deadline, then abandons retries and counts what is left as failed.
 //!
-//! Tests: `cargo test -p otel-collector exporter::queue` and `tests/export_queue.rs`.
+//! Tests: `cargo test -p otel-collector exporter::queue` and `tests/export_otlp.rs`.
 
 use super::retry::{Backoff, ExportError, RetryConfig};
 use crate::extension::health::HealthState;
 use crate::pipeline::{
-    ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Signal, Telemetry,
+    contain, ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Signal, Telemetry,
 };
 use crate::telemetry::{Counter, Gauge, SelfMetrics};
 use futures::future::BoxFuture;
@@ -306,7 +307,17 @@ impl<E: Export> QueuedExporter<E> {
                 items,
                 prepared,
             };
-            return match send_with_retry(&self.shared, &item).await {
+            let send = send_with_retry(&self.shared, &item);
+            let sent = contain::catch("exporter", &self.shared.id, send)
+                .await
+                .unwrap_or_else(|p| {
+                    metrics.send_failed(signal, items);
+                    Err(ExportError::permanent(format!(
+                        "internal error while sending ({}); the batch was dropped",
+                        p.message
+                    )))
+                });
+            return match sent {
                 Ok(()) => Ok(()),
                 Err(e) if e.retryable => Err(ConsumeError::Refused {
                     reason: e.message,
@@ -419,7 +430,10 @@ async fn dispatch<E: Export>(
         }
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let _ = send_with_retry(&shared, &item).await;
+            let send = send_with_retry(&shared, &item);
+            if contain::catch("exporter", &shared.id, send).await.is_err() {
+                shared.metrics.send_failed(item.signal, item.items);
+            }
             drop(permit);
         });
     }
@@ -602,6 +616,57 @@ mod tests {
         );
         assert!(health.is_healthy());
         assert_eq!(metrics.queue_size.get(), 0);
+    }
+
+    /// Panics sending a batch of 13 items, sends the others.
+    struct PanicsOn13;
+    impl Export for PanicsOn13 {
+        type Prepared = usize;
+        fn prepare(&self, data: Telemetry) -> Result<usize, ExportError> {
+            Ok(data.item_count())
+        }
+        fn send<'a>(&'a self, p: &'a usize) -> BoxFuture<'a, Result<(), ExportError>> {
+            Box::pin(async move {
+                assert_ne!(*p, 13, "exporter bug");
+                Ok(())
+            })
+        }
+    }
+
+    /// A panic while sending drops that batch, counted as failed; the queue goes on sending, with
+    /// the queue on and off.
+    #[tokio::test]
+    async fn a_panic_while_sending_is_counted_and_the_queue_goes_on() {
+        for enabled in [true, false] {
+            let id = format!("otlp/panics-{enabled}");
+            let reg = SelfMetrics::default();
+            let metrics = ExporterMetrics::in_registry(&reg, &id);
+            let q = QueuedExporter::start(
+                &id,
+                PanicsOn13,
+                &QueueConfig {
+                    enabled,
+                    num_consumers: 1,
+                    queue_size: 10,
+                },
+                fast_retry(),
+                metrics.clone(),
+                HealthState::new(),
+            );
+            q.consume(spans(2)).await.unwrap();
+            let second = q.consume(spans(13)).await;
+            assert_eq!(second.is_err(), !enabled, "{second:?}");
+            q.consume(spans(3)).await.unwrap();
+            q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+                .await;
+            assert_eq!(metrics.by_signal[0].sent.get(), 5, "enabled {enabled}");
+            assert_eq!(
+                metrics.by_signal[0].send_failed.get(),
+                13,
+                "enabled {enabled}"
+            );
+            assert_eq!(contain::panics("exporter", &id), 1);
+        }
     }
 
     #[tokio::test]

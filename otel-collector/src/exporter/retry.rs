@@ -47,7 +47,9 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    /// Checks the values serde cannot, naming the key.
+    /// Checks the values serde cannot, naming the key. The one validation of every exporter's
+    /// `retry_on_failure` (`otlp`, `otlphttp`, `prometheusremotewrite`): NaN or infinite factors
+    /// and a zero `max_interval` (a retry storm) are refused.
     ///
     /// # Errors
     /// The key path (relative to the exporter) and the fix.
@@ -121,8 +123,11 @@ impl Backoff {
             base
         };
         let grown = (base * self.multiplier).min(self.max_interval.as_secs_f64());
-        self.current = Duration::from_secs_f64(grown);
-        Duration::from_secs_f64(delay.max(0.0))
+        // Validated settings keep these finite and non-negative; a delay too long for a
+        // `Duration` (a max_interval of centuries) becomes max_interval instead of a panic.
+        let secs = |v: f64| Duration::try_from_secs_f64(v.max(0.0)).unwrap_or(self.max_interval);
+        self.current = secs(grown);
+        secs(delay)
     }
 }
 
@@ -327,6 +332,61 @@ mod tests {
             784_111_777
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn nan_infinite_and_zero_settings_are_refused() {
+        let bad = |c: RetryConfig| c.validate().unwrap_err().path;
+        let base = RetryConfig::default;
+        for m in [f64::NAN, f64::INFINITY, 0.9] {
+            assert_eq!(
+                bad(RetryConfig {
+                    multiplier: m,
+                    ..base()
+                }),
+                "retry_on_failure.multiplier",
+                "{m}"
+            );
+        }
+        for f in [f64::NAN, f64::INFINITY, -0.1, 1.5] {
+            assert_eq!(
+                bad(RetryConfig {
+                    randomization_factor: f,
+                    ..base()
+                }),
+                "retry_on_failure.randomization_factor",
+                "{f}"
+            );
+        }
+        assert_eq!(
+            bad(RetryConfig {
+                max_interval: Duration::ZERO,
+                ..base()
+            }),
+            "retry_on_failure.max_interval"
+        );
+        assert_eq!(
+            bad(RetryConfig {
+                initial_interval: Duration::ZERO,
+                ..base()
+            }),
+            "retry_on_failure.initial_interval"
+        );
+    }
+
+    #[test]
+    fn huge_intervals_do_not_overflow_the_schedule() {
+        let c = RetryConfig {
+            initial_interval: Duration::from_secs(u64::MAX / 4),
+            max_interval: Duration::MAX,
+            multiplier: 1e300,
+            ..RetryConfig::default()
+        };
+        c.validate().unwrap();
+        let mut b = Backoff::with_seed(&c, 3);
+        for _ in 0..5 {
+            let _ = b.next_delay();
+        }
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub type SharedConsumer = Arc<dyn Consumer>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConsumeError {
     /// Temporarily refused (memory limit, full queue, shutting down); the client should retry after
-    /// `retry_after`. Receivers answer gRPC UNAVAILABLE / RESOURCE_EXHAUSTED or HTTP 429/503.
+    /// `retry_after`. Receivers answer gRPC UNAVAILABLE with RetryInfo / HTTP 503 + Retry-After
+    /// (`receiver::answer`).
     #[error("data refused, retry later: {reason}")]
     Refused {
         /// What refused it, for logs and error messages.

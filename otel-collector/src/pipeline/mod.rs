@@ -6,6 +6,7 @@
 //! client; an error tells the receiver what status to answer.
 
 mod consumer;
+pub(crate) mod contain;
 mod context;
 pub mod fanout;
 pub mod graph;

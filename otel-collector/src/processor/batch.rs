@@ -3,7 +3,9 @@
 //!
 //! Design: the buffer sits behind a mutex held only to append or take (never across an await);
 //! the caller whose batch crosses `send_batch_size` sends the full batch downstream itself, so
-//! the hot path has no channel hop; a timer task flushes partial batches after `timeout`.
+//! the hot path has no channel hop; a timer task flushes partial batches after `timeout`. A panic
+//! downstream of a flush drops that batch and is counted (`otelcol_component_panics_total`); the
+//! timer task is restarted after one, so timed flushes never stop.
 //! As upstream, errors from downstream of a batch are logged and counted, not returned (the
 //! batch mixes data of many requests); put `memory_limiter` before `batch` so refusals reach
 //! clients.
@@ -15,8 +17,8 @@
 
 use crate::config::{duration, ComponentConfigError};
 use crate::pipeline::{
-    ConsumeFuture, Consumer, SharedConsumer, Shutdown, ShutdownFuture, Signal, StartContext,
-    Telemetry,
+    contain, ConsumeFuture, Consumer, SharedConsumer, Shutdown, ShutdownFuture, Signal,
+    StartContext, Telemetry,
 };
 use crate::telemetry::{Counter, Histogram, SelfMetrics};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -180,7 +182,11 @@ impl BatchProcessor {
             ),
         });
         if !config.timeout.is_zero() {
-            let task = tokio::spawn(Arc::clone(&p).run_timer());
+            // Supervised: a panic while flushing must not end timed flushes for good.
+            let timer = Arc::clone(&p);
+            let task = tokio::spawn(contain::supervise("processor", id.to_string(), move || {
+                Arc::clone(&timer).run_timer()
+            }));
             *p.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         }
         p
@@ -190,10 +196,19 @@ impl BatchProcessor {
         self.buffer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Sends one batch downstream; a refusal or a panic there drops the batch (logged; a panic is
+    /// also counted by [`contain`]) and the processor goes on.
     async fn send(&self, data: Telemetry, n: usize) {
         self.send_size.observe(n as f64);
-        if let Err(e) = self.next.consume(data).await {
-            tracing::warn!(processor = %self.id, items = n, error = %e, "batch not accepted downstream; dropped");
+        let consume = async { self.next.consume(data).await };
+        match contain::catch("processor", &self.id, consume).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(processor = %self.id, items = n, error = %e, "batch not accepted downstream; dropped")
+            }
+            Err(_) => {
+                tracing::warn!(processor = %self.id, items = n, "batch dropped after a panic downstream")
+            }
         }
     }
 

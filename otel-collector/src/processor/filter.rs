@@ -34,9 +34,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
-    /// Accepted for compatibility (`ignore`, `silent`, `propagate`); the legacy matchers cannot fail.
+    /// Upstream's error handling for OTTL conditions. Parsed only to be refused by
+    /// [`FilterConfig::validate`] with a clear message: OTTL is not implemented and the legacy
+    /// matchers cannot fail, so the key could not act.
     #[serde(default)]
-    pub error_mode: Option<String>,
+    pub error_mode: Option<serde_yaml::Value>,
     /// Span matching.
     #[serde(default)]
     pub spans: Option<IncludeExclude<SpanMatch>>,
@@ -165,6 +167,12 @@ impl FilterConfig {
     /// # Errors
     /// An invalid regular expression, naming its key.
     pub fn validate(&self) -> Result<(), ComponentConfigError> {
+        if self.error_mode.is_some() {
+            return Err(ComponentConfigError::new(
+                "error_mode",
+                "applies to OTTL conditions, which this collector does not implement; the legacy include/exclude matchers cannot fail, so remove error_mode",
+            ));
+        }
         if self.spans.is_none() && self.metrics.is_none() && self.logs.is_none() {
             return Err(ComponentConfigError::new(
                 "",

@@ -1,6 +1,7 @@
 //! The `memory_limiter` processor: refuses data while the process RSS is above the soft limit
-//! (`limit - spike_limit`), so receivers answer RESOURCE_EXHAUSTED / HTTP 429 + Retry-After
-//! instead of the collector growing until it is killed.
+//! (`limit - spike_limit`), so receivers answer "retry later" (gRPC UNAVAILABLE / HTTP 503 +
+//! Retry-After, see `receiver::answer`) instead of the collector growing until it is
+//! killed.
 //!
 //! RSS is read from `/proc/self/status` (VmRSS) every `check_interval`. Percentages are of the
 //! cgroup memory limit when one is set (`/sys/fs/cgroup/memory.max`), else of MemTotal.

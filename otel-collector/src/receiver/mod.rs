@@ -7,12 +7,14 @@
 //!
 //! Tests: `cargo test -p otel-collector receiver::`.
 
+pub(crate) mod answer;
 pub mod otlp;
 pub mod validate;
 
 use crate::config::{ComponentConfigError, ComponentKind};
 use crate::pipeline::{
-    ConsumeError, SharedConsumer, Shutdown, ShutdownFuture, Signal, StartContext, Telemetry,
+    contain, ConsumeError, SharedConsumer, Shutdown, ShutdownFuture, Signal, StartContext,
+    Telemetry,
 };
 use crate::telemetry::{Counter, SelfMetrics};
 use std::sync::Arc;
@@ -111,6 +113,7 @@ pub enum ReceiverError {
 #[derive(Clone)]
 pub(crate) struct SignalTarget {
     pub(crate) consumer: SharedConsumer,
+    receiver: Arc<str>,
     accepted: Counter,
     refused: Counter,
 }
@@ -143,6 +146,7 @@ impl SignalTarget {
         };
         SignalTarget {
             consumer,
+            receiver: receiver.into(),
             accepted: m.counter(
                 acc,
                 "Items successfully pushed into the pipeline.",
@@ -157,7 +161,9 @@ impl SignalTarget {
     }
 
     /// Takes out invalid items (counted as refused and returned for the answer's
-    /// `partial_success`), hands the rest to the pipelines and counts the outcome.
+    /// `partial_success`), hands the rest to the pipelines and counts the outcome. A panic in the
+    /// pipelines is contained ([`crate::pipeline::contain`]): the request is answered as a
+    /// permanent failure, its items counted as refused, and the receiver keeps serving.
     pub(crate) async fn deliver(
         &self,
         mut data: Telemetry,
@@ -171,7 +177,17 @@ impl SignalTarget {
         if n == 0 {
             return Ok(rejected);
         }
-        match self.consumer.consume(data).await {
+        // `consume` itself runs inside the caught future: stages may work before they return one.
+        let consume = async { self.consumer.consume(data).await };
+        let outcome = contain::catch("receiver", &self.receiver, consume)
+            .await
+            .unwrap_or_else(|p| {
+                Err(ConsumeError::Permanent(format!(
+                    "internal error while handling the request ({}); it was dropped",
+                    p.message
+                )))
+            });
+        match outcome {
             Ok(()) => {
                 self.accepted.add(n);
                 Ok(rejected)

@@ -7,7 +7,10 @@
 //!   zero, or whose `parent_span_id` is neither empty nor 8 bytes;
 //! * a log record whose `trace_id` is neither empty nor 16 bytes, or `span_id` neither empty nor
 //!   8 bytes;
-//! * a metric without a name (all its data points are rejected).
+//! * a metric without a name (all its data points are rejected);
+//! * an exponential histogram data point whose bucket indexes leave the `int32` range the data
+//!   model gives them (`offset + bucket_counts.len() - 1 > i32::MAX`, for the positive or the
+//!   negative buckets): [`exp_histogram_problem`].
 
 use crate::pipeline::Telemetry;
 
@@ -25,7 +28,9 @@ pub fn drop_invalid(data: &mut Telemetry) -> Option<Rejected> {
     let mut first: Option<String> = None;
     let count = match data {
         Telemetry::Traces(req) => drop_invalid_spans(req, &mut first),
-        Telemetry::Metrics(req) => drop_unnamed_metrics(req, &mut first),
+        Telemetry::Metrics(req) => {
+            drop_unnamed_metrics(req, &mut first) + drop_invalid_exp_points(req, &mut first)
+        }
         Telemetry::Logs(req) => drop_invalid_logs(req, &mut first),
     };
     (count > 0).then(|| Rejected {
@@ -150,6 +155,55 @@ fn drop_unnamed_metrics(
     )
 }
 
+/// Why an exponential histogram point is invalid, if it is: bucket indexes (`offset + i`) that
+/// do not fit the data model's `int32`.
+pub fn exp_histogram_problem(
+    dp: &opentelemetry_proto::tonic::metrics::v1::ExponentialHistogramDataPoint,
+) -> Option<String> {
+    for (side, b) in [("positive", &dp.positive), ("negative", &dp.negative)] {
+        let Some(b) = b else { continue };
+        let last = i64::from(b.offset) + b.bucket_counts.len() as i64 - 1;
+        if !b.bucket_counts.is_empty() && last > i64::from(i32::MAX) {
+            return Some(format!(
+                "exponential histogram {side} buckets: offset {} with {} buckets puts bucket indexes beyond 2^31-1",
+                b.offset,
+                b.bucket_counts.len()
+            ));
+        }
+    }
+    None
+}
+
+/// Removes exponential histogram points [`exp_histogram_problem`] objects to (metrics whose
+/// points all go stay, empty).
+fn drop_invalid_exp_points(
+    req: &mut opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    first: &mut Option<String>,
+) -> u64 {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let mut removed = 0u64;
+    for m in req
+        .resource_metrics
+        .iter_mut()
+        .flat_map(|rm| &mut rm.scope_metrics)
+        .flat_map(|sm| &mut sm.metrics)
+    {
+        let name = &m.name;
+        let Some(Data::ExponentialHistogram(h)) = &mut m.data else {
+            continue;
+        };
+        h.data_points.retain(|dp| match exp_histogram_problem(dp) {
+            None => true,
+            Some(why) => {
+                removed += 1;
+                first.get_or_insert_with(|| format!("metric `{name}`: {why}"));
+                false
+            }
+        });
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +312,60 @@ mod tests {
         let r = drop_invalid(&mut t).unwrap();
         assert_eq!(r.count, 1);
         assert_eq!(t.item_count(), 2);
+    }
+
+    #[test]
+    fn exponential_histogram_points_with_out_of_range_buckets_are_rejected() {
+        use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            ExponentialHistogram, ExponentialHistogramDataPoint,
+        };
+        let point = |offset: i32, n: usize, negative: bool| {
+            let b = Some(Buckets {
+                offset,
+                bucket_counts: vec![1; n],
+            });
+            let mut dp = ExponentialHistogramDataPoint {
+                count: n as u64,
+                ..Default::default()
+            };
+            if negative {
+                dp.negative = b;
+            } else {
+                dp.positive = b;
+            }
+            dp
+        };
+        let mut t = Telemetry::Metrics(ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "latency".into(),
+                        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![
+                                point(i32::MAX - 199, 200, false), // last index i32::MAX: valid
+                                point(i32::MAX - 2, 200, false),
+                                point(i32::MAX, 2, true),
+                                point(i32::MIN, 200, true), // valid
+                                point(i32::MAX, 0, false),  // no buckets: valid
+                            ],
+                            aggregation_temporality: 2,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        });
+        let r = drop_invalid(&mut t).unwrap();
+        assert_eq!(r.count, 2);
+        assert!(
+            r.message.contains("metric `latency`: exponential histogram positive buckets: offset 2147483645 with 200 buckets"),
+            "{}",
+            r.message
+        );
+        assert_eq!(t.item_count(), 3);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   with `;` in the order of the original keys;
 //! - `service.name` (+ `service.namespace`) → `job`, `service.instance.id` → `instance`, the other
 //!   resource attributes → one `target_info` series per resource (or, with
-//!   `resource_to_telemetry_conversion`, labels on every series); scope → `otel_scope_name` /
+//!   `resource_to_telemetry_conversion`, labels on every series) — which resources get one
+//!   differs per exporter as upstream ([`TargetInfo`]); scope → `otel_scope_name` /
 //!   `otel_scope_version`;
 //! - monotonic sums → counters, non-monotonic sums → gauges, histograms → classic histograms,
 //!   exponential histograms → classic histograms with the exponential bucket boundaries as `le`
@@ -66,6 +67,21 @@ pub enum DeltaMode {
     Drop,
 }
 
+/// Which resources get a `target_info` series. Upstream's two exporters differ, and each of ours
+/// follows its counterpart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TargetInfo {
+    /// None (`target_info.enabled: false` of the remote-write exporter).
+    Off,
+    /// Resources with attributes besides `service.name`, `service.namespace` and
+    /// `service.instance.id` (upstream's remote-write translator: `job`/`instance` alone say
+    /// nothing the series do not).
+    #[default]
+    Descriptive,
+    /// Also every resource with a `job` or an `instance` (upstream's scrape exporter).
+    Identified,
+}
+
 /// Translation options common to both exporters.
 #[derive(Clone, Debug)]
 pub struct TranslateOptions {
@@ -75,8 +91,8 @@ pub struct TranslateOptions {
     pub add_metric_suffixes: bool,
     /// Copy every resource attribute to every series (`resource_to_telemetry_conversion`).
     pub resource_to_telemetry: bool,
-    /// Emit `target_info` series (default true).
-    pub target_info: bool,
+    /// Which resources get a `target_info` series (default [`TargetInfo::Descriptive`]).
+    pub target_info: TargetInfo,
     /// Delta handling.
     pub delta_mode: DeltaMode,
     /// Series cap per metric name; 0 means no cap.
@@ -93,7 +109,7 @@ impl Default for TranslateOptions {
             namespace: String::new(),
             add_metric_suffixes: true,
             resource_to_telemetry: false,
-            target_info: true,
+            target_info: TargetInfo::Descriptive,
             delta_mode: DeltaMode::Accumulate,
             max_series_per_metric: 0,
             max_delta_series: 100_000,
@@ -220,8 +236,8 @@ impl Translator {
         &self.drops
     }
 
-    /// Translates one OTLP request into metric families (one per OTLP metric plus one
-    /// `target_info` family per resource that has descriptive attributes).
+    /// Translates one OTLP request into metric families (one per OTLP metric plus a
+    /// `target_info` family for the resources [`TargetInfo`] selects).
     pub fn translate(&mut self, req: &ExportMetricsServiceRequest) -> Vec<Family> {
         let now_ms = now_ms();
         self.deltas.sweep();
@@ -262,7 +278,12 @@ impl Translator {
                     }
                 }
             }
-            if self.opts.target_info && !res.attrs.is_empty() && latest_ms > 0 {
+            let wanted = match self.opts.target_info {
+                TargetInfo::Off => false,
+                TargetInfo::Descriptive => !res.attrs.is_empty(),
+                TargetInfo::Identified => !res.attrs.is_empty() || !res.identity.is_empty(),
+            };
+            if wanted && latest_ms > 0 {
                 let mut labels = res.attrs.clone();
                 for (k, v) in &res.identity {
                     set_label(&mut labels, k, v.clone());
@@ -293,7 +314,8 @@ impl Translator {
         let (kind, name_kind) = match data {
             Data::Gauge(_) => (MetricKind::Gauge, NameKind::Gauge),
             Data::Sum(s) if s.is_monotonic => (MetricKind::Counter, NameKind::Counter),
-            Data::Sum(_) => (MetricKind::Gauge, NameKind::Gauge),
+            // A Prometheus gauge, but named as upstream does for a sum: no `_ratio`.
+            Data::Sum(_) => (MetricKind::Gauge, NameKind::Other),
             Data::Histogram(_) | Data::ExponentialHistogram(_) => {
                 (MetricKind::Histogram, NameKind::Other)
             }
@@ -338,6 +360,11 @@ impl Translator {
             }
             Data::ExponentialHistogram(h) => {
                 for dp in &h.data_points {
+                    // The receiver takes such points out; data from elsewhere may still have them.
+                    if crate::receiver::validate::exp_histogram_problem(dp).is_some() {
+                        self.drops.add(DropReason::InvalidPoint, 1);
+                        continue;
+                    }
                     let classic = exp_to_classic(dp);
                     if let Some(p) =
                         self.histogram_point(&name, &classic, ctx, h.aggregation_temporality)
@@ -765,17 +792,19 @@ pub fn exp_to_classic(dp: &ExponentialHistogramDataPoint) -> HistogramDataPoint 
     }
 }
 
-/// Halves the resolution: bucket i goes to i >> 1 (floor for negative indexes).
+/// Halves the resolution: bucket i goes to i >> 1 (floor for negative indexes). Index arithmetic
+/// is done in `i64`, so no offset and length can overflow it; counts saturate.
 fn downscale(offset: i32, counts: &[u64]) -> (i32, Vec<u64>) {
-    if counts.is_empty() {
-        return (offset >> 1, Vec::new());
-    }
     let new_offset = offset >> 1;
-    let last = (offset + counts.len() as i32 - 1) >> 1;
-    let mut out = vec![0u64; (last - new_offset + 1) as usize];
+    if counts.is_empty() {
+        return (new_offset, Vec::new());
+    }
+    let first = i64::from(offset);
+    let last = (first + counts.len() as i64 - 1) >> 1;
+    let mut out = vec![0u64; (last - i64::from(new_offset) + 1) as usize];
     for (k, c) in counts.iter().enumerate() {
-        let idx = (offset + k as i32) >> 1;
-        out[(idx - new_offset) as usize] += c;
+        let slot = ((first + k as i64) >> 1) - i64::from(new_offset);
+        out[slot as usize] = out[slot as usize].saturating_add(*c);
     }
     (new_offset, out)
 }

@@ -9,9 +9,10 @@
 pub enum NameKind {
     /// Monotonic sum: gets `_total`.
     Counter,
-    /// Gauge or non-monotonic sum: gets `_ratio` when the unit is `1`.
+    /// Gauge: gets `_ratio` when the unit is `1`.
     Gauge,
-    /// Histogram, exponential histogram or summary: unit suffix only.
+    /// Non-monotonic sum (a Prometheus gauge, but `_ratio` is for OTLP gauges only, as
+    /// upstream), histogram, exponential histogram or summary: unit suffix only.
     Other,
 }
 
@@ -300,6 +301,8 @@ mod tests {
             ),
             ("rate", "1/s", NameKind::Gauge, "", "rate_per_second"),
             ("pct", "%", NameKind::Gauge, "", "pct_percent"),
+            // An up-down counter with unit 1 (what translate gives a non-monotonic sum).
+            ("cpu.usage", "1", NameKind::Other, "", "cpu_usage"),
         ];
         for (name, unit, kind, ns, want) in cases {
             assert_eq!(

@@ -84,8 +84,13 @@ fn options(v: &Value) -> TranslateOptions {
     if let Some(b) = v.get("resource_to_telemetry").and_then(Value::as_bool) {
         o.resource_to_telemetry = b;
     }
-    if let Some(b) = v.get("target_info").and_then(Value::as_bool) {
-        o.target_info = b;
+    // `false`, or the exporter whose rule applies: "scrape" or "remote_write" (the default).
+    match v.get("target_info") {
+        None => {}
+        Some(Value::Bool(false)) => o.target_info = TargetInfo::Off,
+        Some(Value::String(s)) if s == "scrape" => o.target_info = TargetInfo::Identified,
+        Some(Value::String(s)) if s == "remote_write" => o.target_info = TargetInfo::Descriptive,
+        Some(other) => panic!("options.target_info: {other}"),
     }
     if let Some(m) = v.get("delta_temporality") {
         o.delta_mode = serde_json::from_value(m.clone()).expect("delta mode");
@@ -225,6 +230,91 @@ fn exponential_histogram_downscales_wide_points() {
     // the last original bucket index is -5 + 399 at scale 3.
     let top = 2f64.powf((-5.0 + 399.0 + 1.0) / 8.0);
     assert!(*classic.explicit_bounds.last().unwrap_or(&0.0) >= top * 0.999_999);
+}
+
+/// Bucket indexes up to `i32::MAX` are valid; downscaling them must not overflow (it did, in
+/// `offset + len`, panicking in debug builds and failing "capacity overflow" in release).
+#[test]
+fn exponential_histogram_at_the_index_limit_downscales_without_overflow() {
+    use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+    let (offset, counts) = downscale(i32::MAX - 199, &[1; 200]);
+    assert_eq!(offset, (i32::MAX - 199) >> 1);
+    assert_eq!(counts.iter().sum::<u64>(), 200);
+    assert_eq!(counts.len(), 100);
+    let (offset, counts) = downscale(i32::MIN, &[2; 300]);
+    assert_eq!(offset, i32::MIN >> 1);
+    assert_eq!(counts.iter().sum::<u64>(), 600);
+    let dp = ExponentialHistogramDataPoint {
+        count: 400,
+        scale: 0,
+        positive: Some(Buckets {
+            offset: i32::MAX - 199,
+            bucket_counts: vec![1; 200],
+        }),
+        negative: Some(Buckets {
+            offset: i32::MAX - 199,
+            bucket_counts: vec![1; 200],
+        }),
+        ..Default::default()
+    };
+    let classic = exp_to_classic(&dp);
+    assert_eq!(classic.bucket_counts.iter().sum::<u64>(), 400);
+}
+
+/// A point whose bucket indexes leave the int32 range is dropped (`invalid_point`), the other
+/// points of the request are translated.
+#[test]
+fn exponential_histogram_beyond_the_index_limit_is_dropped_and_counted() {
+    use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, Gauge, Metric, ResourceMetrics, ScopeMetrics,
+    };
+    let bad = ExponentialHistogramDataPoint {
+        count: 500,
+        time_unix_nano: 1_000_000,
+        positive: Some(Buckets {
+            offset: i32::MAX - 2,
+            bucket_counts: vec![1; 500],
+        }),
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    Metric {
+                        name: "latency".into(),
+                        data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![bad],
+                            aggregation_temporality: AGG_CUMULATIVE,
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "up".into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                value: Some(number_data_point::Value::AsInt(1)),
+                                time_unix_nano: 1_000_000,
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let metrics = SelfMetrics::default();
+    let mut t = Translator::new(
+        TranslateOptions::default(),
+        DropCounters::new(&metrics, "t"),
+    );
+    let fams = t.translate(&req);
+    assert_eq!(flatten(&fams), vec!["up{} 1".to_string()]);
+    assert_eq!(t.drops().get(DropReason::InvalidPoint), 1);
 }
 
 #[test]

@@ -71,9 +71,12 @@ impl ServerState {
         if d > 0 {
             tokio::time::sleep(Duration::from_millis(d)).await;
         }
-        let left = self.fail_first.load(Ordering::SeqCst);
-        if left > 0 {
-            self.fail_first.fetch_sub(1, Ordering::SeqCst);
+        // One atomic step, so a test may reset the count at any time.
+        let failing = self
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
             let code = self
                 .fail_code
                 .lock()

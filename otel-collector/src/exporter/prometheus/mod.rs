@@ -19,7 +19,8 @@ use crate::pipeline::{ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownF
 use crate::telemetry::{Counter, SelfMetrics};
 use crate::translate::model::add_label_if_absent;
 use crate::translate::{
-    names, DeltaMode, DropCounters, Family, Labels, MetricKind, Point, TranslateOptions, Translator,
+    names, DeltaMode, DropCounters, Family, Labels, MetricKind, Point, TargetInfo,
+    TranslateOptions, Translator,
 };
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -129,7 +130,8 @@ impl PrometheusExporterConfig {
             namespace: self.namespace.clone(),
             add_metric_suffixes: self.add_metric_suffixes,
             resource_to_telemetry: self.resource_to_telemetry_conversion.enabled,
-            target_info: true,
+            // Upstream's scrape exporter: every resource with a job or instance.
+            target_info: TargetInfo::Identified,
             delta_mode: self.delta_temporality,
             max_series_per_metric: self.max_series_per_metric,
             state_expiry: self.metric_expiration,

@@ -201,3 +201,20 @@ fn scrape_of_100k_series_renders_every_line() {
     let text = e.render(false);
     assert_eq!(text.lines().count(), 100_001);
 }
+
+/// The scrape exporter emits `target_info` as upstream's does: also for a resource whose only
+/// attributes are `service.name`/`service.namespace`/`service.instance.id`.
+#[test]
+fn target_info_for_every_resource_with_a_job_or_instance() {
+    let e = exporter(PrometheusExporterConfig::default());
+    e.ingest(&fixture("target_info_scrape.json"));
+    let text = e.render(false);
+    for want in [
+        "target_info{instance=\"i-1\",job=\"shop/checkout\"} 1\n",
+        "target_info{instance=\"i-2\"} 1\n",
+        "target_info{host_name=\"h1\",job=\"web\"} 1\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert_eq!(text.matches("\ntarget_info{").count(), 3, "{text}");
+}

@@ -21,13 +21,15 @@ pub mod proto;
 
 use crate::config::ComponentConfigError;
 use crate::exporter::prometheus::ResourceToTelemetry;
+use crate::exporter::retry::{Backoff, RetryConfig};
 use crate::extension::health::HealthState;
-use crate::pipeline::{ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Telemetry};
+use crate::pipeline::{
+    contain, ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Telemetry,
+};
 use crate::telemetry::{Counter, Gauge, SelfMetrics};
 use crate::translate::{names, DeltaMode, DropCounters, Labels, TranslateOptions, Translator};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use proto::EncodedRequest;
-use rand::Rng;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,8 +43,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
-    /// Plain HTTP even for an `https` endpoint is not possible; this only documents intent
-    /// (accepted for compatibility).
+    /// Plain text: the endpoint's scheme decides TLS, so `true` is accepted with an `http://`
+    /// endpoint and is a config error with an `https://` one (it could not act).
     pub insecure: bool,
     /// Do not verify the server certificate (testing only).
     pub insecure_skip_verify: bool,
@@ -58,7 +60,8 @@ pub struct TlsConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TargetInfo {
-    /// Send a `target_info` series per resource (default true).
+    /// Send a `target_info` series per resource that has attributes besides `service.name`,
+    /// `service.namespace` and `service.instance.id` (default true).
     pub enabled: bool,
 }
 
@@ -91,7 +94,9 @@ impl Default for RemoteWriteQueue {
     }
 }
 
-/// `retry_on_failure` block.
+/// `retry_on_failure` block: the keys of every exporter's [`RetryConfig`], with this exporter's
+/// defaults (a block that sets some keys keeps these defaults for the others). Validated and
+/// scheduled by the shared [`RetryConfig`] / [`Backoff`].
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrySettings {
@@ -110,6 +115,20 @@ pub struct RetrySettings {
     pub multiplier: f64,
     /// Each delay is randomised by ± this share (default 0.5).
     pub randomization_factor: f64,
+}
+
+impl RetrySettings {
+    /// The same settings as the shared retry policy.
+    pub fn policy(&self) -> RetryConfig {
+        RetryConfig {
+            enabled: self.enabled,
+            initial_interval: self.initial_interval,
+            randomization_factor: self.randomization_factor,
+            multiplier: self.multiplier,
+            max_interval: self.max_interval,
+            max_elapsed_time: self.max_elapsed_time,
+        }
+    }
 }
 
 impl Default for RetrySettings {
@@ -235,13 +254,7 @@ impl RemoteWriteConfig {
                 "queue_size and num_consumers must be at least 1 (or set enabled: false)",
             ));
         }
-        let r = &self.retry_on_failure;
-        if r.enabled && (r.initial_interval.is_zero() || r.multiplier < 1.0) {
-            return Err(ComponentConfigError::new(
-                "retry_on_failure",
-                "initial_interval must be > 0 and multiplier >= 1",
-            ));
-        }
+        self.retry_on_failure.policy().validate()?;
         for k in self.external_labels.keys() {
             if names::label_name(k).as_deref() != Some(k.as_str()) {
                 return Err(ComponentConfigError::new(
@@ -249,6 +262,12 @@ impl RemoteWriteConfig {
                     "is not a valid Prometheus label name; use letters, digits and '_'",
                 ));
             }
+        }
+        if self.tls.insecure && self.endpoint.starts_with("https://") {
+            return Err(ComponentConfigError::new(
+                "tls.insecure",
+                "is true but the endpoint is https://; the URL scheme decides TLS: write http:// for plain text, or remove tls.insecure",
+            ));
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(ComponentConfigError::new(
@@ -264,7 +283,12 @@ impl RemoteWriteConfig {
             namespace: self.namespace.clone(),
             add_metric_suffixes: self.add_metric_suffixes,
             resource_to_telemetry: self.resource_to_telemetry_conversion.enabled,
-            target_info: self.target_info.enabled,
+            // Upstream's remote-write translator: only resources with descriptive attributes.
+            target_info: if self.target_info.enabled {
+                crate::translate::TargetInfo::Descriptive
+            } else {
+                crate::translate::TargetInfo::Off
+            },
             delta_mode: self.delta_temporality,
             max_series_per_metric: self.max_series_per_metric,
             ..TranslateOptions::default()
@@ -381,7 +405,7 @@ struct Sender {
     client: reqwest::Client,
     endpoint: String,
     headers: Vec<(String, String)>,
-    retry: RetrySettings,
+    retry: RetryConfig,
     metrics: Metrics,
     /// Requests queued or being sent.
     in_flight: AtomicUsize,
@@ -442,7 +466,7 @@ impl Sender {
     /// `stop`. Returns true when delivered.
     async fn send(&self, req: &EncodedRequest, stop: &CancellationToken) -> bool {
         let started = Instant::now();
-        let mut delay = self.retry.initial_interval;
+        let mut backoff: Option<Backoff> = None;
         loop {
             match self.attempt(req).await {
                 Attempt::Ok => {
@@ -482,16 +506,10 @@ impl Sender {
                             "remote write failed, retrying with backoff");
                     }
                     self.metrics.retries.add(1);
-                    let f = self.retry.randomization_factor.clamp(0.0, 1.0);
-                    let jitter = if f > 0.0 {
-                        rand::rng().random_range(1.0 - f..=1.0 + f)
-                    } else {
-                        1.0
-                    };
-                    let wait = delay.mul_f64(jitter).max(retry_after.unwrap_or_default());
-                    delay = delay
-                        .mul_f64(self.retry.multiplier)
-                        .min(self.retry.max_interval);
+                    let wait = backoff
+                        .get_or_insert_with(|| Backoff::new(&self.retry))
+                        .next_delay()
+                        .max(retry_after.unwrap_or_default());
                     tokio::select! {
                         _ = stop.cancelled() => {
                             self.metrics.failed_points.add(req.points as u64);
@@ -548,7 +566,7 @@ impl RemoteWriteExporter {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            retry: config.retry_on_failure.clone(),
+            retry: config.retry_on_failure.policy(),
             metrics,
             in_flight: AtomicUsize::new(0),
             logged_failure: AtomicBool::new(false),
@@ -579,7 +597,10 @@ impl RemoteWriteExporter {
                         };
                         let Some(req) = next else { break };
                         sender.metrics.queue_size.add(-1);
-                        sender.send(&req, &stop).await;
+                        let send = sender.send(&req, &stop);
+                        if contain::catch("exporter", &sender.id, send).await.is_err() {
+                            sender.metrics.failed_points.add(req.points as u64);
+                        }
                         sender.in_flight.fetch_sub(1, Ordering::AcqRel);
                     }
                 }));

@@ -284,6 +284,67 @@ async fn shutdown_drains_then_refuses() {
     assert!(err.is_retryable());
 }
 
+/// The retry block is checked by the validation every exporter shares: values that made the
+/// worker panic on its first retry (`delay.mul_f64(NaN)`) or retry with no delay are refused,
+/// naming the key.
+#[test]
+fn retry_settings_are_validated_like_every_exporters() {
+    let cases = [
+        ("multiplier: .nan", "retry_on_failure.multiplier"),
+        ("multiplier: .inf", "retry_on_failure.multiplier"),
+        ("multiplier: 0.5", "retry_on_failure.multiplier"),
+        (
+            "randomization_factor: .nan",
+            "retry_on_failure.randomization_factor",
+        ),
+        (
+            "randomization_factor: 2",
+            "retry_on_failure.randomization_factor",
+        ),
+        ("max_interval: 0s", "retry_on_failure.max_interval"),
+        ("initial_interval: 0s", "retry_on_failure.initial_interval"),
+    ];
+    for (retry, key) in cases {
+        let yaml =
+            format!("endpoint: http://127.0.0.1:9/api/v1/write\nretry_on_failure: {{{retry}}}");
+        let c =
+            RemoteWriteConfig::parse(serde_yaml::from_str(&yaml).expect("yaml")).expect("parse");
+        let e = c.validate().expect_err(retry);
+        assert_eq!(e.path, key, "{retry}: {e}");
+        let otlp: crate::exporter::retry::RetryConfig =
+            serde_yaml::from_str(&format!("{{{retry}}}")).expect("otlp's block parses");
+        assert_eq!(
+            otlp.validate().expect_err(retry).path,
+            key,
+            "same answer for otlp"
+        );
+    }
+    // A block that sets one key keeps this exporter's defaults for the others.
+    let yaml = "endpoint: http://127.0.0.1:9/api/v1/write\nretry_on_failure: {max_interval: 1s}";
+    let c = RemoteWriteConfig::parse(serde_yaml::from_str(yaml).expect("yaml")).expect("parse");
+    c.validate().expect("valid");
+    assert_eq!(
+        c.retry_on_failure.initial_interval,
+        Duration::from_millis(50)
+    );
+}
+
+/// `tls.insecure` cannot make an https:// endpoint plain text: refused there, accepted (and
+/// true to what happens) with http://.
+#[test]
+fn tls_insecure_must_agree_with_the_endpoint_scheme() {
+    let parse =
+        |y: &str| RemoteWriteConfig::parse(serde_yaml::from_str(y).expect("yaml")).expect("parse");
+    parse("endpoint: http://127.0.0.1:9090/api/v1/write\ntls: {insecure: true}")
+        .validate()
+        .expect("plain text endpoint");
+    let e = parse("endpoint: https://prom.example/api/v1/write\ntls: {insecure: true}")
+        .validate()
+        .expect_err("contradiction");
+    assert_eq!(e.path, "tls.insecure");
+    assert!(e.message.contains("https://"), "{e}");
+}
+
 #[test]
 fn config_parses_and_validates() {
     let yaml = "endpoint: https://prom.example/api/v1/write\nheaders: {Authorization: Bearer x}\ntimeout: 10s\ntls: {insecure_skip_verify: true}\nexternal_labels: {cluster: c1}\ntarget_info: {enabled: false}\nresource_to_telemetry_conversion: {enabled: true}\nremote_write_queue: {queue_size: 100, num_consumers: 2}\nretry_on_failure: {initial_interval: 100ms, max_elapsed_time: 1m}\n";
@@ -305,4 +366,39 @@ fn config_parses_and_validates() {
         ..Default::default()
     };
     assert_eq!(bad.validate().expect_err("scheme").path, "endpoint");
+}
+
+/// Remote write keeps upstream's remote-write rule: no `target_info` for a resource with only
+/// `service.*` identity attributes, one for a resource with other attributes.
+#[tokio::test]
+async fn target_info_only_for_resources_with_descriptive_attributes() {
+    let e = RemoteWriteExporter::start(
+        "prometheusremotewrite/ti",
+        config("http://127.0.0.1:9/api/v1/write".into()),
+        &CancellationToken::new(),
+    )
+    .expect("start");
+    let requests = e.encode(&fixture("target_info_scrape.json"));
+    let names: Vec<String> = requests
+        .iter()
+        .map(|r| decode_request(&r.body).expect("a remote-write request"))
+        .flat_map(|w| w.timeseries)
+        .filter(|t| {
+            t.labels
+                .iter()
+                .any(|l| l.name == "__name__" && l.value == "target_info")
+        })
+        .map(|t| {
+            t.labels
+                .iter()
+                .map(|l| format!("{}={}", l.name, l.value))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec!["__name__=target_info,host_name=h1,job=web".to_string()]
+    );
+    e.shutdown(tokio::time::Instant::now()).await;
 }

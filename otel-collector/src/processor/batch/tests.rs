@@ -201,3 +201,51 @@ fn max_below_size_is_rejected() {
     let e = cfg(200, 100, 50).validate().unwrap_err();
     assert_eq!(e.path, "send_batch_max_size");
 }
+
+/// Panics on a batch holding a span named `poison` (before returning its future, as a stage
+/// doing its work synchronously would), takes the others.
+#[derive(Default)]
+struct Poisoned(Sink);
+impl Consumer for Poisoned {
+    fn consume(&self, d: Telemetry) -> ConsumeFuture<'_> {
+        if names(&d).iter().any(|n| n == "poison") {
+            panic!("downstream bug on a poison batch");
+        }
+        self.0.consume(d)
+    }
+}
+
+/// A panic downstream of a timed flush drops that batch, is counted, and timed flushes go on
+/// (the timer task used to die with it, so later partial batches were never sent).
+#[tokio::test]
+async fn a_panic_downstream_does_not_stop_timed_flushes() {
+    let sink = Arc::new(Poisoned::default());
+    let b = BatchProcessor::start(
+        "batch/panic",
+        &cfg(20, 1000, 0),
+        Signal::Traces,
+        sink.clone(),
+        &ctx(),
+    );
+    let mut poison = traces(1, 1, 1, 0);
+    if let Telemetry::Traces(r) = &mut poison {
+        r.resource_spans[0].scope_spans[0].spans[0].name = "poison".into();
+    }
+    b.consume(poison).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while contain::panics("processor", "batch/panic") == 0 {
+        assert!(Instant::now() < until, "the poison batch was never flushed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.consume(traces(1, 1, 3, 0)).await.unwrap();
+    while sink.0.sizes().is_empty() {
+        assert!(
+            Instant::now() < until,
+            "no timed flush after the panic: the timer task died"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sink.0.sizes(), vec![3]);
+    assert_eq!(contain::panics("processor", "batch/panic"), 1);
+    b.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}

@@ -222,3 +222,21 @@ fn config_errors_name_the_key() {
         .unwrap_err();
     assert!(e.message.contains("OTTL"), "{e}");
 }
+
+/// `error_mode` was parsed and ignored; it cannot act on the legacy matchers, so it is refused,
+/// naming it, whatever its value.
+#[test]
+fn error_mode_is_refused_naming_the_key() {
+    for mode in ["ignore", "silent", "propagate", "bogus"] {
+        let c = FilterConfig::parse(
+            serde_yaml::from_str(&format!(
+                "error_mode: {mode}\nspans:\n  exclude:\n    span_names: [x]\n"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.path, "error_mode", "{mode}");
+        assert!(e.message.contains("OTTL"), "{e}");
+    }
+}

@@ -1,7 +1,12 @@
-//! OTLP/gRPC: tonic servers for the three collector services, gzip and zstd accepted.
+//! OTLP/gRPC: tonic servers for the three collector services, gzip and zstd accepted. A request
+//! the pipelines do not take gets the status [`crate::receiver::answer`] decides.
+//!
+//! Tests: `cargo test -p otel-collector receiver::otlp::grpc` (zstd and gzip requests on every
+//! signal) and `tests/core_bad_input.rs`, `tests/core_backpressure.rs`.
 
 use super::GrpcConfig;
-use crate::pipeline::{ConsumeError, Telemetry};
+use crate::pipeline::Telemetry;
+use crate::receiver::answer::answer;
 use crate::receiver::SignalTarget;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
@@ -29,30 +34,14 @@ use tonic::{Request, Response, Status};
 /// One signal's handler.
 pub(super) struct Handler(SignalTarget);
 
-/// Maps a pipeline refusal to the gRPC status the OTLP spec asks for.
-pub(crate) fn status_of(e: ConsumeError) -> Status {
-    match e {
-        ConsumeError::Refused {
-            reason,
-            retry_after,
-        } => {
-            let mut s = Status::resource_exhausted(format!(
-                "{reason}; retry after {}ms",
-                retry_after.as_millis()
-            ));
-            if let Ok(v) = retry_after.as_millis().to_string().parse() {
-                s.metadata_mut().insert("grpc-retry-pushback-ms", v);
-            }
-            s
-        }
-        ConsumeError::Permanent(m) => Status::invalid_argument(m),
-    }
-}
-
 impl Handler {
     /// Delivers `data`; `Some((count, message))` when invalid items were taken out.
     async fn handle(&self, data: Telemetry) -> Result<Option<(i64, String)>, Status> {
-        let rejected = self.0.deliver(data).await.map_err(status_of)?;
+        let rejected = self
+            .0
+            .deliver(data)
+            .await
+            .map_err(|e| answer(e).grpc_status())?;
         Ok(rejected.map(|r| (r.count as i64, r.message)))
     }
 }
@@ -151,4 +140,123 @@ pub(super) fn serve(
         .add_optional_service(metrics)
         .add_optional_service(logs)
         .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{ConsumeFuture, Consumer, Signal};
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Sink(Mutex<Vec<Telemetry>>);
+    impl Consumer for Sink {
+        fn consume(&self, d: Telemetry) -> ConsumeFuture<'_> {
+            self.0.lock().unwrap().push(d);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn requests() -> (
+        ExportTraceServiceRequest,
+        ExportMetricsServiceRequest,
+        ExportLogsServiceRequest,
+    ) {
+        let spans = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: (1..=3u8)
+                        .map(|i| Span {
+                            name: format!("zstd-{i}"),
+                            trace_id: vec![7; 16],
+                            span_id: vec![i; 8],
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let metrics = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "g".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint::default(); 2],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let logs = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord::default(); 4],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        (spans, metrics, logs)
+    }
+
+    /// Every signal arrives intact when the client compresses with zstd (and with gzip), the
+    /// encodings the receiver advertises.
+    #[tokio::test]
+    async fn zstd_and_gzip_compressed_requests_are_accepted_on_every_signal() {
+        let sink = Arc::new(Sink::default());
+        let targets =
+            Signal::ALL.map(|s| Some(SignalTarget::new(sink.clone(), "otlp/zstd", "grpc", s)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            &GrpcConfig::default(),
+            targets,
+            stop.clone(),
+        ));
+        let (spans, metrics, logs) = requests();
+        for enc in [CompressionEncoding::Zstd, CompressionEncoding::Gzip] {
+            let mut t = TraceServiceClient::connect(url.clone())
+                .await
+                .unwrap()
+                .send_compressed(enc);
+            t.export(spans.clone()).await.expect("traces");
+            let mut m = MetricsServiceClient::connect(url.clone())
+                .await
+                .unwrap()
+                .send_compressed(enc);
+            m.export(metrics.clone()).await.expect("metrics");
+            let mut l = LogsServiceClient::connect(url.clone())
+                .await
+                .unwrap()
+                .send_compressed(enc);
+            l.export(logs.clone()).await.expect("logs");
+        }
+        let got = sink.0.lock().unwrap().clone();
+        let want = [
+            Telemetry::Traces(spans),
+            Telemetry::Metrics(metrics),
+            Telemetry::Logs(logs),
+        ];
+        assert_eq!(got.len(), 6);
+        assert_eq!(&got[..3], &want[..], "zstd");
+        assert_eq!(&got[3..], &want[..], "gzip");
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
 }

@@ -4,10 +4,12 @@
 //! Status codes (OTLP spec): 200 accepted (with `partial_success` when invalid items were
 //! taken out, see [`crate::receiver::validate`]); 400 undecodable or empty body, bad encoding;
 //! 413 body (or its decompressed form) over `max_request_body_size`; 415 unsupported content
-//! type; 429 + `Retry-After` when the pipeline refuses (memory limit, full queues).
+//! type; when the pipeline refuses (memory limit, full queues) the answer
+//! [`crate::receiver::answer`] decides: 503 + `Retry-After`.
 
 use super::{CorsConfig, HttpConfig};
-use crate::pipeline::{ConsumeError, Signal, Telemetry};
+use crate::pipeline::{Signal, Telemetry};
+use crate::receiver::answer::{answer, ErrorAnswer};
 use crate::receiver::validate::Rejected;
 use crate::receiver::SignalTarget;
 use axum::body::HttpBody as _;
@@ -16,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http::{header, HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -48,15 +50,6 @@ impl Format {
             Format::Json => JSON,
         }
     }
-}
-
-/// google.rpc.Status, the body of an OTLP/HTTP error answer.
-#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 struct SignalState {
@@ -105,29 +98,36 @@ fn cors_layer(c: &CorsConfig) -> tower_http::cors::CorsLayer {
     layer
 }
 
-/// An error answer: status, gRPC code for the body, message.
-struct Failure(StatusCode, i32, String, Option<u64>);
+/// An error answer: HTTP status, gRPC code for the body's `google.rpc.Status`, message, and the
+/// `RetryInfo` / `Retry-After` delay of a retryable one.
+struct Failure(ErrorAnswer);
 
 impl Failure {
+    fn new(http: StatusCode, grpc: tonic::Code, message: impl Into<String>) -> Self {
+        Failure(ErrorAnswer {
+            grpc,
+            http,
+            message: message.into(),
+            retry_after: None,
+        })
+    }
     fn bad(msg: impl Into<String>) -> Self {
-        Failure(StatusCode::BAD_REQUEST, 3, msg.into(), None)
+        Failure::new(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, msg)
     }
     fn into_response(self, format: Format) -> Response {
-        let Failure(status, code, message, retry_after) = self;
-        let status_msg = RpcStatus { code, message };
+        let a = self.0;
         let body = match format {
-            Format::Protobuf => status_msg.encode_to_vec(),
-            Format::Json => serde_json::to_vec(&status_msg).unwrap_or_default(),
+            Format::Protobuf => a.rpc_status().encode_to_vec(),
+            Format::Json => a.json_body().to_string().into_bytes(),
         };
         let mut resp = (
-            status,
+            a.http,
             [(header::CONTENT_TYPE, format.content_type())],
             body,
         )
             .into_response();
-        if let Some(secs) = retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        if let Some(v) = a.retry_after_header() {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }
@@ -153,11 +153,10 @@ async fn handle(state: Arc<SignalState>, req: Request) -> Response {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("none")
             .to_string();
-        return Failure(
+        return Failure::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            3,
+            tonic::Code::InvalidArgument,
             format!("unsupported content type `{got}`; send `{PROTOBUF}` or `{JSON}`"),
-            None,
         )
         .into_response(Format::Json);
     };
@@ -191,18 +190,11 @@ async fn process(state: &SignalState, req: Request) -> Result<Option<Rejected>, 
         ));
     }
     let data = decode(state.signal, format, &body).map_err(Failure::bad)?;
-    state.target.deliver(data).await.map_err(|e| match e {
-        ConsumeError::Refused {
-            reason,
-            retry_after,
-        } => Failure(
-            StatusCode::TOO_MANY_REQUESTS,
-            8,
-            reason,
-            Some(retry_after.as_secs().max(1)),
-        ),
-        ConsumeError::Permanent(m) => Failure::bad(m),
-    })
+    state
+        .target
+        .deliver(data)
+        .await
+        .map_err(|e| Failure(answer(e)))
 }
 
 /// After a body exceeds the limit, at most this much more is read (and discarded) so the client
@@ -249,13 +241,12 @@ const BLOCKING_DECOMPRESS_THRESHOLD: usize = 256 * 1024;
 
 /// The 413 answer for `what` exceeding `limit` bytes.
 fn too_large(what: &str, limit: usize) -> Failure {
-    Failure(
+    Failure::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        8,
+        tonic::Code::ResourceExhausted,
         format!(
             "{what} is larger than max_request_body_size ({limit} bytes); send smaller batches"
         ),
-        None,
     )
 }
 
@@ -278,12 +269,9 @@ fn decompress(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<Bytes
             Err(e) => Err(e),
         },
         Some(other) => {
-            return Err(Failure(
-                StatusCode::BAD_REQUEST,
-                3,
-                format!("unsupported Content-Encoding `{other}`; use gzip, deflate, zstd or none"),
-                None,
-            ))
+            return Err(Failure::bad(format!(
+                "unsupported Content-Encoding `{other}`; use gzip, deflate, zstd or none"
+            )))
         }
     };
     match result {

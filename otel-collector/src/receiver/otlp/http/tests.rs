@@ -2,7 +2,7 @@
 //! status codes.
 
 use super::*;
-use crate::pipeline::{ConsumeFuture, Consumer};
+use crate::pipeline::{ConsumeError, ConsumeFuture, Consumer};
 use crate::receiver::otlp::HttpConfig;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyInner;
 use std::io::Write;
@@ -172,7 +172,7 @@ async fn bad_inputs_get_clear_4xx() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let st = RpcStatus::decode(&body[..]).unwrap();
+    let st = crate::rpc::Status::decode(&body[..]).unwrap();
     assert!(st.message.contains("invalid protobuf"), "{}", st.message);
     // wrong content type
     let (s, _, body) = post(&r, "/v1/traces", "text/plain", None, pb.clone()).await;
@@ -214,7 +214,7 @@ async fn bad_inputs_get_clear_4xx() {
     )
     .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(RpcStatus::decode(&body[..])
+    assert!(crate::rpc::Status::decode(&body[..])
         .unwrap()
         .message
         .contains("decompressed"));
@@ -248,21 +248,54 @@ async fn bad_inputs_get_clear_4xx() {
     );
 }
 
+/// A refusal is the answer `receiver::answer` decides: 503 + Retry-After, and a
+/// `google.rpc.Status` body carrying UNAVAILABLE and the same delay as `RetryInfo`, on every
+/// signal and in both body formats.
 #[tokio::test]
-async fn refusal_is_429_with_retry_after() {
+async fn refusal_is_503_with_retry_after_on_every_signal() {
     let (r, _) = router(1 << 20, true);
-    let (s, h, body) = post(
-        &r,
-        "/v1/traces",
-        "application/json",
-        None,
-        JSON_TRACE.into(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(h["retry-after"], "3");
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["code"], 8);
+    let bodies = [
+        ("/v1/traces", JSON_TRACE.to_string()),
+        (
+            "/v1/metrics",
+            r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g","gauge":{"dataPoints":[{"asInt":"1"}]}}]}]}]}"#.to_string(),
+        ),
+        (
+            "/v1/logs",
+            r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"hi"}}]}]}]}"#.to_string(),
+        ),
+    ];
+    for (path, json) in bodies {
+        let (s, h, body) = post(&r, path, "application/json", None, json.clone().into()).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(h["retry-after"], "3", "{path}");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], 14, "{path}: {v}");
+        assert_eq!(v["details"][0]["retryDelay"], "3s", "{path}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains("memory limit"),
+            "{v}"
+        );
+        // The same answer as protobuf.
+        let signal = Signal::ALL
+            .into_iter()
+            .find(|s| path.ends_with(s.as_str()))
+            .unwrap();
+        let pb = match decode(signal, Format::Json, json.as_bytes()).unwrap() {
+            Telemetry::Traces(t) => t.encode_to_vec(),
+            Telemetry::Metrics(m) => m.encode_to_vec(),
+            Telemetry::Logs(l) => l.encode_to_vec(),
+        };
+        let (s, h, body) = post(&r, path, "application/x-protobuf", None, pb).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(h["retry-after"], "3", "{path}");
+        let st = crate::rpc::Status::decode(&body[..]).unwrap();
+        assert_eq!(st.code, 14);
+        assert_eq!(
+            crate::rpc::retry_delay_in_status(&body),
+            Some(Duration::from_secs(3))
+        );
+    }
 }
 
 #[tokio::test]
@@ -418,4 +451,55 @@ async fn invalid_spans_are_rejected_with_partial_success() {
         1,
         "an emptied request is not consumed"
     );
+}
+
+/// Panics on the first request, takes the next ones.
+#[derive(Default)]
+struct PanicsOnce(std::sync::atomic::AtomicBool, Sink);
+impl Consumer for PanicsOnce {
+    fn consume(&self, d: Telemetry) -> ConsumeFuture<'_> {
+        if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("pipeline bug");
+        }
+        self.1.consume(d)
+    }
+}
+
+/// A panic in the pipelines answers that request with a permanent error (counted), and the
+/// receiver serves the next one.
+#[tokio::test]
+async fn a_panic_in_the_pipeline_fails_that_request_only() {
+    let sink = Arc::new(PanicsOnce::default());
+    let targets =
+        Signal::ALL.map(|s| Some(SignalTarget::new(sink.clone(), "otlp/panics", "http", s)));
+    let r = app(&HttpConfig::default(), targets);
+    let (s, _, body) = post(
+        &r,
+        "/v1/traces",
+        "application/json",
+        None,
+        JSON_TRACE.into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["message"].as_str().unwrap().contains("internal error")
+            && v["message"].as_str().unwrap().contains("pipeline bug"),
+        "{v}"
+    );
+    assert_eq!(
+        crate::pipeline::contain::panics("receiver", "otlp/panics"),
+        1
+    );
+    let (s, _, _) = post(
+        &r,
+        "/v1/traces",
+        "application/json",
+        None,
+        JSON_TRACE.into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(sink.1.got.lock().unwrap().len(), 1);
 }
