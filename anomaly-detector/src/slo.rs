@@ -225,6 +225,22 @@ mod tests {
         assert!(a.budget_remaining(0.002) < 0.0);
     }
 
+    /// The repository's own spec (the shipped config points `insights.slo_file` at it).
+    #[test]
+    fn reads_the_shipped_spec() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prometheus/slos.yaml");
+        let slos = load(&path).unwrap().expect("prometheus/slos.yaml exists");
+        for svc in ["demo-frontend", "demo-inventory", "demo-payment"] {
+            for name in ["requests-availability", "requests-latency"] {
+                let s = slos
+                    .iter()
+                    .find(|s| s.service == svc && s.name == name)
+                    .unwrap_or_else(|| panic!("{svc} {name}"));
+                assert!(!s.error_ratio_query(60).contains("{{.window}}"));
+            }
+        }
+    }
+
     #[test]
     fn bad_specs_are_named() {
         let err = parse(
