@@ -14,7 +14,7 @@ CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 # Debian packages the tests and the stack run for real.
-APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics curl shellcheck openssl
+APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics curl shellcheck openssl chromium
 
 # Components register their targets in TEST_TARGETS / BENCH_TARGETS; include them before the
 # `test` and `bench` rules, whose prerequisite lists are expanded when make reads them.

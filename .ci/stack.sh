@@ -122,7 +122,7 @@ status() {
         "otel-collector|OTLP grpc 127.0.0.1:$OTLP_GRPC_PORT, http 127.0.0.1:$OTLP_HTTP_PORT; metrics :$PROM_EXPORTER_PORT, own :$COLLECTOR_METRICS_PORT, health :$HEALTH_PORT|http://127.0.0.1:$HEALTH_PORT/"
         "demo-app|http://127.0.0.1:$DEMO_PORT (inventory :$DEMO_INVENTORY_PORT, payment :$DEMO_PAYMENT_PORT)|http://127.0.0.1:$DEMO_PORT/health"
         "node-agent|pushes OTLP to 127.0.0.1:$OTLP_GRPC_PORT|"
-        "anomaly-detector|http://127.0.0.1:$DETECTOR_PORT/api/v1/anomalies|http://127.0.0.1:$DETECTOR_PORT/health"
+        "anomaly-detector|http://127.0.0.1:$DETECTOR_PORT/ (live view), /api/v1/services, /api/v1/anomalies|http://127.0.0.1:$DETECTOR_PORT/health"
         "loadgen|$LOADGEN_RPS req/s diurnal against the demo-app|"
     )
     printf '%-17s %-8s %-7s %s\n' SERVICE PID HEALTH WHERE

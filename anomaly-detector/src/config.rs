@@ -100,6 +100,12 @@ pub struct Config {
     pub dashboard_url: String,
     /// The detections to run.
     pub detections: Vec<DetectionConfig>,
+    /// Insights API and live view settings.
+    #[serde(default)]
+    pub insights: InsightsConfig,
+    /// Anomaly history store.
+    #[serde(default)]
+    pub history: HistoryConfig,
 }
 
 /// Prometheus connection settings.
@@ -173,9 +179,18 @@ pub struct ServerConfig {
     /// Listen address (overridden by `DETECTOR_ADDR`).
     #[serde(default = "default_addr")]
     pub addr: SocketAddr,
-    /// How many past anomalies `/api/v1/anomalies` keeps.
+    /// How many resolved anomalies the in-memory list (`/metrics`, summary `recent`) keeps.
     #[serde(default = "default_recent_anomalies")]
     pub recent_anomalies: usize,
+    /// Optional bearer-token check on `/api/*` (the OpenAPI document stays open).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Per-client (peer IP) rate limit on `/api/*`.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// Cross-origin requests to `/api/*`.
+    #[serde(default)]
+    pub cors: CorsConfig,
 }
 
 impl Default for ServerConfig {
@@ -183,6 +198,137 @@ impl Default for ServerConfig {
         Self {
             addr: default_addr(),
             recent_anomalies: default_recent_anomalies(),
+            auth: AuthConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            cors: CorsConfig::default(),
+        }
+    }
+}
+
+/// Bearer-token settings; no check when neither `token` nor `token_file` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The token itself (use `${env:VAR}`; redacted in `--check`); empty = no auth.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// A file whose content (trimmed) is the token, e.g. a Kubernetes secret mount.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Token bucket per client IP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Off when false.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Sustained requests per second per client.
+    #[serde(default = "default_rate_per_second")]
+    pub per_second: f64,
+    /// Requests a client may send at once before the sustained rate applies.
+    #[serde(default = "default_rate_burst")]
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_second: default_rate_per_second(),
+            burst: default_rate_burst(),
+        }
+    }
+}
+
+/// CORS: which browser origins may call `/api/*`; none by default (same-origin only).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins such as `https://grafana.example.com`, or `["*"]` for any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+/// Settings of the insights API (`/api/v1/services/...`) and the live view.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsightsConfig {
+    /// Range used when `from` is absent (`to` defaults to now).
+    #[serde(with = "humantime_serde", default = "default_insights_range")]
+    pub default_range: Duration,
+    /// Longest accepted `to - from`.
+    #[serde(with = "humantime_serde", default = "default_insights_max_range")]
+    pub max_range: Duration,
+    /// Most points per series an answer may have (`(to - from) / step`).
+    #[serde(default = "default_insights_max_points")]
+    pub max_points: u64,
+    /// Finest step used when `step` is absent (coarser when the range needs it).
+    #[serde(with = "humantime_serde", default = "default_insights_step")]
+    pub default_step: Duration,
+    /// Shortest window of `rate()` in series queries (the window is `max(step, this)`).
+    #[serde(with = "humantime_serde", default = "default_rate_window")]
+    pub min_rate_window: Duration,
+    /// A service whose last sample is older than this is not `reporting`.
+    #[serde(with = "humantime_serde", default = "default_reporting_window")]
+    pub reporting_window: Duration,
+    /// How far back `/api/v1/services` looks for services.
+    #[serde(with = "humantime_serde", default = "default_services_lookback")]
+    pub services_lookback: Duration,
+    /// Sloth `prometheus/v1` SLO file(s) (one YAML document per service); absent file = no SLOs.
+    #[serde(default)]
+    pub slo_file: Option<PathBuf>,
+    /// How often the live stream (`/api/v1/stream`) sends an update.
+    #[serde(with = "humantime_serde", default = "default_live_interval")]
+    pub live_interval: Duration,
+    /// Timeout of one API query to Prometheus.
+    #[serde(with = "humantime_serde", default = "default_insights_timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for InsightsConfig {
+    fn default() -> Self {
+        Self {
+            default_range: default_insights_range(),
+            max_range: default_insights_max_range(),
+            max_points: default_insights_max_points(),
+            default_step: default_insights_step(),
+            min_rate_window: default_rate_window(),
+            reporting_window: default_reporting_window(),
+            services_lookback: default_services_lookback(),
+            slo_file: None,
+            live_interval: default_live_interval(),
+            timeout: default_insights_timeout(),
+        }
+    }
+}
+
+/// The anomaly history (embedded SQLite database).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Database file; absent = in memory (lost at exit).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Episodes that started longer ago than this are deleted.
+    #[serde(with = "humantime_serde", default = "default_history_retention")]
+    pub retention: Duration,
+    /// At most this many episodes are kept (oldest deleted first).
+    #[serde(default = "default_history_max_events")]
+    pub max_events: u64,
+    /// The file is kept under this many bytes (oldest episodes deleted first).
+    #[serde(default = "default_history_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            retention: default_history_retention(),
+            max_events: default_history_max_events(),
+            max_bytes: default_history_max_bytes(),
         }
     }
 }
@@ -403,6 +549,9 @@ impl Config {
             check_retry(&format!("{key}.retry"), &w.retry)?;
             check_headers(&format!("{key}.headers"), &w.headers)?;
         }
+        check_insights(&self.insights)?;
+        check_server(&self.server)?;
+        check_history(&self.history)?;
         if self.detections.is_empty() {
             return Err(invalid("detections", "at least one detection is needed"));
         }
@@ -526,6 +675,77 @@ fn check_headers(key: &str, headers: &BTreeMap<String, String>) -> Result<(), Co
     Ok(())
 }
 
+fn check_insights(i: &InsightsConfig) -> Result<(), ConfigError> {
+    if i.max_points < 2 {
+        return Err(invalid("insights.max_points", "must be at least 2"));
+    }
+    for (key, d) in [
+        ("insights.default_step", i.default_step),
+        ("insights.live_interval", i.live_interval),
+        ("insights.timeout", i.timeout),
+        ("insights.default_range", i.default_range),
+    ] {
+        if d < Duration::from_secs(1) {
+            return Err(invalid(key, "must be at least 1s"));
+        }
+    }
+    if i.default_range > i.max_range {
+        return Err(invalid(
+            "insights.default_range",
+            "must not exceed max_range",
+        ));
+    }
+    Ok(())
+}
+
+fn check_server(s: &ServerConfig) -> Result<(), ConfigError> {
+    let r = &s.rate_limit;
+    if r.enabled && !(r.per_second > 0.0 && r.per_second.is_finite()) {
+        return Err(invalid(
+            "server.rate_limit.per_second",
+            "must be a positive number (or set enabled: false)",
+        ));
+    }
+    if r.enabled && r.burst == 0 {
+        return Err(invalid("server.rate_limit.burst", "must be at least 1"));
+    }
+    let inline = s
+        .auth
+        .token
+        .as_ref()
+        .is_some_and(|t| !t.0.trim().is_empty());
+    if inline && s.auth.token_file.is_some() {
+        return Err(invalid("server.auth", "set token or token_file, not both"));
+    }
+    if let Some(f) = &s.auth.token_file {
+        if !f.is_file() {
+            return Err(invalid(
+                "server.auth.token_file",
+                format!("{} does not exist or is not a file", f.display()),
+            ));
+        }
+    }
+    for o in &s.cors.allowed_origins {
+        if o != "*" && reqwest::header::HeaderValue::from_str(o).is_err() {
+            return Err(invalid(
+                "server.cors.allowed_origins",
+                format!("{o:?} is not an origin such as https://grafana.example.com or \"*\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_history(h: &HistoryConfig) -> Result<(), ConfigError> {
+    if h.max_events == 0 {
+        return Err(invalid("history.max_events", "must be at least 1"));
+    }
+    if h.max_bytes < 64 * 1024 {
+        return Err(invalid("history.max_bytes", "must be at least 64 KiB"));
+    }
+    Ok(())
+}
+
 fn check_tls(tls: &TlsConfig) -> Result<(), ConfigError> {
     if tls.cert_file.is_some() != tls.key_file.is_some() {
         return Err(invalid(
@@ -613,6 +833,48 @@ fn default_max_series() -> usize {
 }
 fn default_true() -> bool {
     true
+}
+fn default_rate_per_second() -> f64 {
+    20.0
+}
+fn default_rate_burst() -> u32 {
+    40
+}
+fn default_insights_range() -> Duration {
+    Duration::from_secs(86_400)
+}
+fn default_insights_max_range() -> Duration {
+    Duration::from_secs(31 * 86_400)
+}
+fn default_insights_max_points() -> u64 {
+    11_000
+}
+fn default_insights_step() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_rate_window() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_reporting_window() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_services_lookback() -> Duration {
+    Duration::from_secs(86_400)
+}
+fn default_live_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_insights_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_history_retention() -> Duration {
+    Duration::from_secs(90 * 86_400)
+}
+fn default_history_max_events() -> u64 {
+    100_000
+}
+fn default_history_max_bytes() -> u64 {
+    256 * 1024 * 1024
 }
 
 #[cfg(test)]

@@ -125,11 +125,23 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Clien
     Ok(map)
 }
 
+/// One series of an instant query result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstantSample {
+    /// The series labels.
+    pub labels: Labels,
+    /// Unix seconds of the evaluation.
+    pub timestamp: i64,
+    /// The value (`NaN`/`±Inf` kept).
+    pub value: f64,
+}
+
 /// A Prometheus client; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PrometheusClient {
     http: reqwest::Client,
     query_range_url: reqwest::Url,
+    query_url: reqwest::Url,
     timeout: Duration,
     retry: RetryConfig,
 }
@@ -173,9 +185,12 @@ impl PrometheusClient {
         let base = config.url.trim_end_matches('/');
         let query_range_url = reqwest::Url::parse(&format!("{base}/api/v1/query_range"))
             .map_err(|_| ClientError::Url(config.url.clone()))?;
+        let query_url = reqwest::Url::parse(&format!("{base}/api/v1/query"))
+            .map_err(|_| ClientError::Url(config.url.clone()))?;
         Ok(Self {
             http,
             query_range_url,
+            query_url,
             timeout: config.timeout,
             retry: config.retry.clone(),
         })
@@ -211,6 +226,34 @@ impl PrometheusClient {
             .append_pair("end", &end.to_string())
             .append_pair("step", &format!("{}", step.as_secs_f64()))
             .append_pair("timeout", &format!("{}s", self.timeout.as_secs().max(1)));
+        let body = self.get_with_retries(url, cancel).await?;
+        parse_matrix(&body)
+    }
+
+    /// Runs the instant `query` at `time` (unix seconds), retrying transient errors.
+    ///
+    /// # Errors
+    /// The last [`QueryError`] when every attempt failed or the error is not retryable.
+    pub async fn query_instant(
+        &self,
+        query: &str,
+        time: i64,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<InstantSample>, QueryError> {
+        let mut url = self.query_url.clone();
+        url.query_pairs_mut()
+            .append_pair("query", query)
+            .append_pair("time", &time.to_string())
+            .append_pair("timeout", &format!("{}s", self.timeout.as_secs().max(1)));
+        let body = self.get_with_retries(url, cancel).await?;
+        parse_vector(&body)
+    }
+
+    async fn get_with_retries(
+        &self,
+        url: reqwest::Url,
+        cancel: &CancellationToken,
+    ) -> Result<bytes::Bytes, QueryError> {
         let mut attempt = 0;
         loop {
             let result = tokio::select! {
@@ -233,7 +276,7 @@ impl PrometheusClient {
         }
     }
 
-    async fn attempt(&self, url: reqwest::Url) -> Result<Vec<RangeSeries>, QueryError> {
+    async fn attempt(&self, url: reqwest::Url) -> Result<bytes::Bytes, QueryError> {
         let endpoint = format!(
             "{}://{}{}",
             url.scheme(),
@@ -266,7 +309,7 @@ impl PrometheusClient {
                 body: text,
             });
         }
-        parse_matrix(&body)
+        Ok(body)
     }
 }
 
@@ -289,21 +332,81 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The envelope of every Prometheus API answer.
 #[derive(Deserialize)]
-struct Response<'a> {
+struct Envelope<D> {
     status: String,
-    #[serde(default, borrow)]
-    data: Option<Data<'a>>,
+    #[serde(default = "Option::default")]
+    data: Option<D>,
     #[serde(default)]
     error: Option<String>,
 }
 
+/// `data` of an instant or range answer: its type and results.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Data<'a> {
+struct Data<R> {
     result_type: String,
+    result: Vec<R>,
+}
+
+/// Decodes `body`, checks `status: success` and that `resultType` is `expected`.
+fn decode<'a, R: Deserialize<'a>>(body: &'a [u8], expected: &str) -> Result<Vec<R>, QueryError> {
+    let r: Envelope<Data<R>> =
+        serde_json::from_slice(body).map_err(|e| QueryError::Decode(e.to_string()))?;
+    if r.status != "success" {
+        return Err(QueryError::Decode(format!(
+            "status {}: {}",
+            r.status,
+            r.error.unwrap_or_default()
+        )));
+    }
+    let data = r
+        .data
+        .ok_or_else(|| QueryError::Decode("no data in response".into()))?;
+    if data.result_type != expected {
+        return Err(QueryError::Decode(format!(
+            "expected a {expected}, got {}",
+            data.result_type
+        )));
+    }
+    Ok(data.result)
+}
+
+#[derive(Deserialize)]
+struct VectorEntry<'a> {
+    metric: Labels,
     #[serde(borrow)]
-    result: Vec<MatrixEntry<'a>>,
+    value: (f64, std::borrow::Cow<'a, str>),
+}
+
+/// Parses an instant `query` response body (`resultType: vector` or `scalar`).
+///
+/// # Errors
+/// [`QueryError::Decode`] when the body is not a successful vector or scalar response.
+pub fn parse_vector(body: &[u8]) -> Result<Vec<InstantSample>, QueryError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| QueryError::Decode(e.to_string()))?;
+    if v["data"]["resultType"] == "scalar" {
+        let t = v["data"]["result"][0].as_f64().unwrap_or(0.0);
+        let x = v["data"]["result"][1]
+            .as_str()
+            .map(parse_value)
+            .unwrap_or(f64::NAN);
+        return Ok(vec![InstantSample {
+            labels: Labels::new(),
+            timestamp: t.round() as i64,
+            value: x,
+        }]);
+    }
+    Ok(decode::<VectorEntry<'_>>(body, "vector")?
+        .into_iter()
+        .map(|e| InstantSample {
+            labels: e.metric,
+            timestamp: e.value.0.round() as i64,
+            value: parse_value(&e.value.1),
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -319,26 +422,7 @@ struct MatrixEntry<'a> {
 /// # Errors
 /// [`QueryError::Decode`] when the body is not a successful matrix response.
 pub fn parse_matrix(body: &[u8]) -> Result<Vec<RangeSeries>, QueryError> {
-    let r: Response<'_> =
-        serde_json::from_slice(body).map_err(|e| QueryError::Decode(e.to_string()))?;
-    if r.status != "success" {
-        return Err(QueryError::Decode(format!(
-            "status {}: {}",
-            r.status,
-            r.error.unwrap_or_default()
-        )));
-    }
-    let data = r
-        .data
-        .ok_or_else(|| QueryError::Decode("no data in response".into()))?;
-    if data.result_type != "matrix" {
-        return Err(QueryError::Decode(format!(
-            "expected a matrix, got {}; query_range always returns a matrix",
-            data.result_type
-        )));
-    }
-    Ok(data
-        .result
+    Ok(decode::<MatrixEntry<'_>>(body, "matrix")?
         .into_iter()
         .map(|m| RangeSeries {
             labels: m.metric,
@@ -378,6 +462,22 @@ mod tests {
         assert!(s[0].points[1].1.is_nan());
         assert!(s[0].points[2].1.is_infinite());
         assert_eq!(s[1].points, vec![(100, 2.0)]);
+    }
+
+    #[test]
+    fn parses_vector_and_scalar() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"job":"a"},"value":[100,"1.5"]},{"metric":{},"value":[100,"NaN"]}]}}"#;
+        let v = parse_vector(body).unwrap();
+        assert_eq!(v[0].labels["job"], "a");
+        assert_eq!((v[0].timestamp, v[0].value), (100, 1.5));
+        assert!(v[1].value.is_nan());
+        let s = parse_vector(
+            br#"{"status":"success","data":{"resultType":"scalar","result":[5,"2"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(s[0].value, 2.0);
+        assert!(parse_vector(br#"{"status":"error","error":"bad"}"#).is_err());
     }
 
     #[test]

@@ -13,15 +13,21 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::AlertDispatcher;
-use crate::api::{app, AppState};
+use crate::api::{router, AppState, GuardError, Guards};
 use crate::config::Config;
-use crate::engine::{DetectionRunner, RunnerContext};
+use crate::engine::{unix_now, DetectionRunner, RunnerContext};
+use crate::history::{History, HistoryError};
+use crate::insights::live::Live;
+use crate::insights::Insights;
 use crate::metrics::Metrics;
 use crate::prometheus::{ClientError, PrometheusClient};
 use crate::state::Store;
 
 /// Time given to the alert sinks to deliver what is queued at shutdown.
 pub const ALERT_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How often the anomaly history's retention is applied.
+pub const HISTORY_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Errors that stop the service from starting.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,12 @@ pub enum ServiceError {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The anomaly history cannot be opened (permissions, disk full).
+    #[error("{0} (check history.path)")]
+    History(#[from] HistoryError),
+    /// The API guards cannot be set up.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
 }
 
 /// Binds `config.server.addr` and runs until `cancel` fires.
@@ -67,10 +79,17 @@ pub async fn run_with_listener(
     cancel: CancellationToken,
 ) -> Result<(), ServiceError> {
     let metrics = Arc::new(Metrics::default());
-    let store = Arc::new(Store::new(
-        config.detections.iter().map(|d| d.name.as_str()),
-        config.server.recent_anomalies,
-    ));
+    let history = Arc::new(History::open(&config.history, unix_now())?);
+    let store = Arc::new(
+        Store::new(
+            config.detections.iter().map(|d| d.name.as_str()),
+            config.server.recent_anomalies,
+        )
+        .with_history(history.clone()),
+    );
+    let guards = Guards::from_config(&config.server)?;
+    let insights = Arc::new(Insights::new(&config.prometheus, config.insights.clone())?);
+    let live = Arc::new(Live::default());
     let client = PrometheusClient::new(&config.prometheus)?;
     let mut sinks = JoinSet::new();
     let sink_cancel = CancellationToken::new();
@@ -106,13 +125,33 @@ pub async fn run_with_listener(
     // The runners hold the only dispatcher clones now: when they end, the sink queues close.
     drop(ctx);
 
+    let mut background = JoinSet::new();
+    background.spawn(
+        live.clone()
+            .run(insights.clone(), store.clone(), cancel.clone()),
+    );
+    background.spawn(prune_history(history, cancel.clone()));
+    tracing::info!(
+        auth = guards.auth_enabled(),
+        rate_limit = config.server.rate_limit.enabled,
+        history = config
+            .history
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "in memory".into()),
+        "insights API and live view at /"
+    );
     let state = AppState {
         store,
         metrics,
         started: Instant::now(),
+        insights,
+        live,
     };
+    let app = router(state, &guards).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server =
-        axum::serve(listener, app(state)).with_graceful_shutdown(cancel.clone().cancelled_owned());
+        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
 
     cancel.cancelled().await;
@@ -127,9 +166,25 @@ pub async fn run_with_listener(
         sink_cancel.cancel();
         sinks.shutdown().await;
     }
+    while background.join_next().await.is_some() {}
     match server.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ServiceError::Serve(e)),
         Err(_) => Ok(()),
+    }
+}
+
+async fn prune_history(history: Arc<History>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(HISTORY_PRUNE_INTERVAL);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let h = history.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || h.prune(unix_now())).await {
+            tracing::warn!(error = %e, "anomaly history retention failed");
+        }
     }
 }

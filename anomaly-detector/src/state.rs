@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
+use crate::history::History;
 use crate::prometheus::Labels;
 
 /// Labels that name the service a series belongs to, in order of preference.
@@ -47,7 +48,7 @@ pub struct SeriesSnapshot {
 }
 
 /// Outcome of a detection's last cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CycleStatus {
     /// No cycle finished yet.
@@ -99,17 +100,20 @@ pub struct DetectionSnapshot {
 }
 
 /// One anomaly episode (firing, or resolved with its end).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AnomalyRecord {
     /// Detection name.
     pub detection: String,
     /// Series labels.
+    #[schema(value_type = BTreeMap<String, String>)]
     pub labels: Labels,
-    /// Alert fingerprint.
+    /// Alert fingerprint (stable hash of the series labels).
     pub fingerprint: String,
     /// `firing` or `resolved`.
+    #[schema(value_type = String, pattern = "^(firing|resolved)$")]
     pub status: &'static str,
     /// `warning` or `critical`.
+    #[schema(value_type = String, pattern = "^(warning|critical)$")]
     pub severity: &'static str,
     /// Unix seconds when it started.
     pub starts_at: i64,
@@ -117,17 +121,23 @@ pub struct AnomalyRecord {
     pub ends_at: Option<i64>,
     /// Unix seconds of the most anomalous point seen.
     pub timestamp: i64,
-    /// Observed value at that point.
+    /// Observed value at that point (null when not a finite number).
+    #[schema(value_type = Option<f64>)]
     pub value: f64,
-    /// Expected value.
+    /// Expected value (null while warming up).
+    #[schema(value_type = Option<f64>)]
     pub expected: f64,
     /// Band lower edge.
+    #[schema(value_type = Option<f64>)]
     pub lower: f64,
     /// Band upper edge.
+    #[schema(value_type = Option<f64>)]
     pub upper: f64,
-    /// Highest score in the episode.
+    /// Highest score in the episode, in [0, 1].
+    #[schema(value_type = Option<f64>)]
     pub score: f64,
-    /// Model kind.
+    /// Model kind (`warming_up`, `robust_mad`, `holt`, `holt_winters`).
+    #[schema(value_type = String)]
     pub model: &'static str,
 }
 
@@ -137,6 +147,7 @@ pub struct Store {
     detections: RwLock<BTreeMap<String, Arc<DetectionSnapshot>>>,
     recent: Mutex<VecDeque<AnomalyRecord>>,
     recent_cap: usize,
+    history: Option<Arc<History>>,
 }
 
 impl Store {
@@ -158,13 +169,52 @@ impl Store {
             detections: RwLock::new(detections),
             recent: Mutex::new(VecDeque::new()),
             recent_cap: recent_cap.max(1),
+            history: None,
         }
     }
 
-    /// Replaces a detection's snapshot.
+    /// Keeps every anomaly episode also in `history` (firing ones as they start, escalate or
+    /// peak; resolved ones when they end).
+    pub fn with_history(mut self, history: Arc<History>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    /// The anomaly history, when one is attached.
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.as_ref()
+    }
+
+    /// Replaces a detection's snapshot; episodes that started, escalated or peaked since the
+    /// previous one go to the history (written after the lock is released).
     pub fn publish(&self, snapshot: DetectionSnapshot) {
-        let mut map = self.detections.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(snapshot.name.clone(), Arc::new(snapshot));
+        let changed: Vec<AnomalyRecord> = {
+            let mut map = self.detections.write().unwrap_or_else(|p| p.into_inner());
+            let previous = map.get(&snapshot.name).cloned();
+            let changed = match &self.history {
+                Some(_) => snapshot
+                    .firing
+                    .iter()
+                    .filter(|r| {
+                        !previous.as_ref().is_some_and(|p| {
+                            p.firing.iter().any(|o| {
+                                o.fingerprint == r.fingerprint
+                                    && o.starts_at == r.starts_at
+                                    && o.severity == r.severity
+                                    && o.timestamp == r.timestamp
+                            })
+                        })
+                    })
+                    .cloned()
+                    .collect(),
+                None => Vec::new(),
+            };
+            map.insert(snapshot.name.clone(), Arc::new(snapshot));
+            changed
+        };
+        if let Some(h) = &self.history {
+            keep(h, &changed);
+        }
     }
 
     /// All detection snapshots, by name.
@@ -175,6 +225,9 @@ impl Store {
 
     /// Records a finished (resolved) anomaly episode.
     pub fn record_resolved(&self, record: AnomalyRecord) {
+        if let Some(h) = &self.history {
+            keep(h, std::slice::from_ref(&record));
+        }
         let mut q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() == self.recent_cap {
             q.pop_front();
@@ -186,6 +239,30 @@ impl Store {
     pub fn recent(&self) -> Vec<AnomalyRecord> {
         let q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         q.iter().rev().cloned().collect()
+    }
+}
+
+/// Writes `records` to the history in one transaction; a failure is logged (first of a burst at
+/// WARN), never fatal.
+fn keep(h: &History, records: &[AnomalyRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FAILING: AtomicBool = AtomicBool::new(false);
+    match h.upsert_all(records, crate::engine::unix_now()) {
+        Ok(()) => {
+            if FAILING.swap(false, Ordering::Relaxed) {
+                tracing::info!("anomaly history writable again");
+            }
+        }
+        Err(e) => {
+            if FAILING.swap(true, Ordering::Relaxed) {
+                tracing::debug!(error = %e, "anomaly history write failed again");
+            } else {
+                tracing::warn!(error = %e, "cannot write the anomaly history; the API's history misses this episode");
+            }
+        }
     }
 }
 
@@ -222,6 +299,41 @@ mod tests {
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].starts_at, 4);
         assert_eq!(r[2].starts_at, 2);
+    }
+
+    #[test]
+    fn episodes_reach_the_history() {
+        let h = Arc::new(History::open(&crate::config::HistoryConfig::default(), 0).unwrap());
+        let s = Store::new(["d"], 3).with_history(h.clone());
+        let mut r = record(7);
+        r.status = "firing";
+        r.ends_at = None;
+        let snap = |r: &AnomalyRecord| DetectionSnapshot {
+            name: "d".into(),
+            firing: vec![r.clone()],
+            ..Default::default()
+        };
+        s.publish(snap(&r));
+        s.publish(snap(&r));
+        let page = |h: &History| {
+            h.query(&crate::history::HistoryQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .items
+        };
+        assert_eq!(page(&h).len(), 1);
+        assert_eq!(page(&h)[0].status, "firing");
+        r.severity = "critical";
+        s.publish(snap(&r));
+        assert_eq!(page(&h)[0].severity, "critical", "escalation recorded");
+        r.status = "resolved";
+        r.ends_at = Some(9);
+        s.record_resolved(r);
+        let items = page(&h);
+        assert_eq!(items.len(), 1, "one episode");
+        assert_eq!((items[0].status, items[0].ends_at), ("resolved", Some(9)));
     }
 
     #[test]
