@@ -98,8 +98,14 @@ async fn grpc(port: u16, c: &Client<'_>) -> Outcome {
     match TraceServiceClient::new(channel).export(req).await {
         Ok(_) => Outcome::Ok,
         // A handshake the server refuses after it completed on the client's side (TLS 1.3
-        // client certificates) shows as a transport failure of the first call.
-        Err(s) if s.code() == tonic::Code::Unknown || s.code() == tonic::Code::Unavailable => {
+        // client certificates), or TLS alert bytes where HTTP/2 was expected (plain text to a
+        // TLS port), show as a transport failure of the first call.
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Internal
+            ) =>
+        {
             Outcome::NoSession(format!("{s:?}"))
         }
         Err(s) => Outcome::Refused(format!("{:?}", s.code())),

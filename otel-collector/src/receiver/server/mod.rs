@@ -480,6 +480,10 @@ async fn connection(
             }
             _ = slot.evict.cancelled(), if closing.is_none() => {
                 tracing::debug!(receiver = %options.receiver, %peer, "idle connection evicted: max_connections reached");
+                if slot.started.load(Ordering::Relaxed) == 0 {
+                    // Never used: nothing to tell the client, free the slot at once.
+                    break;
+                }
                 conn.as_mut().graceful_shutdown();
                 closing = Some(tokio::time::Instant::now() + idle_grace(&slot));
             }
