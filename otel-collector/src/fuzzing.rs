@@ -18,8 +18,11 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every fuzz target: its name (directory under `testdata/fuzz/`) and entry point.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("otlp_proto", otlp_proto),
     ("otlp_json", otlp_json),
     ("prometheus_translate", prometheus_translate),

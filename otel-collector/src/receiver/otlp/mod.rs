@@ -380,7 +380,6 @@ impl OtlpReceiverConfig {
 /// Builds the connection options of one transport: TLS acceptor (files read now) and auth.
 fn serve_options(
     id: &str,
-    transport: &'static str,
     protocol: Protocol,
     limits: Limits,
     tls: Option<&TlsServerConfig>,
@@ -388,6 +387,7 @@ fn serve_options(
     authenticators: &Authenticators,
     stop: &CancellationToken,
 ) -> Result<ServeOptions, ReceiverError> {
+    let transport = protocol.transport();
     let tls = match tls {
         Some(t) => {
             let alpn: &[&[u8]] = match protocol {
@@ -482,7 +482,6 @@ pub(super) async fn start(
     if let Some(g) = &config.protocols.grpc {
         let options = serve_options(
             id,
-            "grpc",
             Protocol::Grpc,
             g.limits(),
             g.tls.as_ref(),
@@ -498,7 +497,6 @@ pub(super) async fn start(
     if let Some(h) = &config.protocols.http {
         let options = serve_options(
             id,
-            "http",
             Protocol::Http,
             h.limits(),
             h.tls.as_ref(),

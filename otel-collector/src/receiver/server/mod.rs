@@ -116,7 +116,8 @@ pub struct ServeOptions {
 }
 
 impl Protocol {
-    fn transport(self) -> &'static str {
+    /// The `transport` label: `grpc` or `http`.
+    pub fn transport(self) -> &'static str {
         match self {
             Protocol::Grpc => "grpc",
             Protocol::Http => "http",
