@@ -99,11 +99,15 @@ async fn grpc(port: u16, c: &Client<'_>) -> Outcome {
         Ok(_) => Outcome::Ok,
         // A handshake the server refuses after it completed on the client's side (TLS 1.3
         // client certificates), or TLS alert bytes where HTTP/2 was expected (plain text to a
-        // TLS port), show as a transport failure of the first call.
+        // TLS port), show as a transport failure of the first call (which code depends on when
+        // the client notices the alert).
         Err(s)
             if matches!(
                 s.code(),
-                tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Internal
+                tonic::Code::Unknown
+                    | tonic::Code::Unavailable
+                    | tonic::Code::Internal
+                    | tonic::Code::Cancelled
             ) =>
         {
             Outcome::NoSession(format!("{s:?}"))
