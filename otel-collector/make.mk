@@ -52,3 +52,17 @@ bench-collector: deps
 	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/compare.sh
 bench-collector-steady: deps
 	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/steady.sh
+
+# Fuzzing (docs/collector.md, "Fuzzing"): each cargo-fuzz target of otel-collector/fuzz/ runs
+# FUZZ_SECONDS on its corpus; crashes land in otel-collector/testdata/fuzz/<target>/, which
+# `make test` replays on stable (tests/fuzz_replay.rs). Needs nightly (installed if missing; falls
+# back to the stable compiler with RUSTC_BOOTSTRAP) and cargo-fuzz (installed if missing).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= otlp_proto otlp_json prometheus_translate config
+.PHONY: fuzz fuzz-deps
+fuzz-deps:
+	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal || \
+	  echo "no nightly toolchain could be installed: fuzzing with the stable compiler (RUSTC_BOOTSTRAP=1)"
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+fuzz: fuzz-deps
+	bash $(ROOT)/otel-collector/scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)

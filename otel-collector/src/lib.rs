@@ -6,12 +6,14 @@
 //!   trait every stage implements, fan-out, and assembly of the configured graph;
 //! - [`receiver`], [`processor`], [`exporter`], [`connector`], [`extension`]: the components;
 //! - [`telemetry`]: the collector's own metrics (`otelcol_*`) served on :8888;
-//! - [`translate`]: OTLP metrics → Prometheus series (used by the Prometheus exporters).
+//! - [`translate`]: OTLP metrics → Prometheus series (used by the Prometheus exporters);
+//! - [`fuzzing`]: the entry points of the fuzz targets and of their stable replay test.
 
 pub mod config;
 pub mod connector;
 pub mod exporter;
 pub mod extension;
+pub mod fuzzing;
 pub mod pipeline;
 pub mod processor;
 pub mod receiver;

@@ -88,8 +88,22 @@ fn disable_transparent_huge_pages() {
     let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
 
+/// Raises the soft open-files limit to the hard one (as Go programs, the upstream collector
+/// among them, do at start): each client connection is a descriptor, and the common soft
+/// default of 1,024 would cap the receivers far below their `max_connections`.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        // Best effort: a container may forbid it; the receivers then refuse beyond what fits.
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 fn main() -> std::process::ExitCode {
     disable_transparent_huge_pages();
+    raise_open_files_limit();
     let cli = Cli::parse();
     if let Some(url) = &cli.health_probe {
         return health_probe::run(url);

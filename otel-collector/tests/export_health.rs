@@ -25,7 +25,10 @@ async fn health_turns_503_while_a_queue_is_full() {
     )
     .unwrap();
     cfg.validate().unwrap();
-    let ext = extension::start("health_check", &cfg, &ctx).await.unwrap();
+    let ext = extension::start("health_check", &cfg, &ctx)
+        .await
+        .unwrap()
+        .expect("health_check listens");
     let url = format!("http://{}/health/status", ext.local_addr);
     let (s, body) = get(&url).await;
     assert_eq!(s, 503, "starting: {body}");

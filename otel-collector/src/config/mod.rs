@@ -546,8 +546,59 @@ impl Config {
                 ));
             }
         }
+        self.check_authenticators(problems);
         if let Err(m) = self.service.telemetry.check() {
             problems.push(m);
+        }
+    }
+
+    /// Every `auth: {authenticator: ID}` must name an authenticator extension enabled in
+    /// `service.extensions` that can play that side (server for receivers, client for exporters).
+    fn check_authenticators(&self, problems: &mut Vec<Problem>) {
+        let refs = self
+            .receivers
+            .iter()
+            .flat_map(|(id, r)| {
+                r.authenticators()
+                    .into_iter()
+                    .map(move |(k, a)| (format!("receivers.{id}.{k}"), a, true))
+            })
+            .chain(self.exporters.iter().filter_map(|(id, e)| {
+                e.authenticator()
+                    .map(|(k, a)| (format!("exporters.{id}.{k}"), a, false))
+            }));
+        for (path, name, server) in refs {
+            if self.broken.contains(&("extensions", name.clone())) {
+                continue;
+            }
+            let Some(ext) = self.extensions.get(&name) else {
+                problems.push(undefined_authenticator(
+                    &path,
+                    &name,
+                    self.extensions.keys(),
+                ));
+                continue;
+            };
+            let side = if server { "server" } else { "client" };
+            let message = match ext.as_auth() {
+                None => Some(format!("`{name}` is not an authenticator extension (use bearertokenauth or basicauth)")),
+                Some(a) if server && !a.serves() => Some(format!(
+                    "`{name}` cannot check requests: a basicauth used by a receiver needs `htpasswd`"
+                )),
+                Some(a) if !server && !a.signs() => Some(format!(
+                    "`{name}` cannot sign requests: a basicauth used by an exporter needs `client_auth`"
+                )),
+                Some(_) if !self.service.extensions.contains(&name) => Some(format!(
+                    "authenticator `{name}` is defined but not enabled; add it to service.extensions"
+                )),
+                Some(_) => None,
+            };
+            if let Some(message) = message {
+                problems.push(Problem {
+                    path,
+                    message: format!("{message} (needed as the {side} side)"),
+                });
+            }
         }
     }
 
@@ -661,6 +712,23 @@ fn undefined<'a>(
             } else {
                 format!(" (defined: {})", defined.join(", "))
             }
+        ),
+    }
+}
+
+fn undefined_authenticator<'a>(
+    path: &str,
+    name: &str,
+    defined: impl Iterator<Item = &'a String>,
+) -> Problem {
+    let defined: Vec<&str> = defined.map(String::as_str).collect();
+    let hint = suggest::closest(name, defined.iter().copied())
+        .map(|b| format!(" Did you mean `{b}`?"))
+        .unwrap_or_default();
+    Problem {
+        path: path.to_string(),
+        message: format!(
+            "authenticator `{name}` is not defined under top-level `extensions`; define it (bearertokenauth or basicauth) and list it in service.extensions.{hint}"
         ),
     }
 }

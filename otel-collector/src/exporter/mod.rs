@@ -139,6 +139,16 @@ impl ExporterConfig {
         }
     }
 
+    /// The authenticator extension it names (client side): (key path, extension id).
+    pub fn authenticator(&self) -> Option<(String, String)> {
+        let a = match self {
+            ExporterConfig::Otlp(c) => c.auth.as_ref(),
+            ExporterConfig::OtlpHttp(c) => c.auth.as_ref(),
+            _ => None,
+        }?;
+        Some(("auth.authenticator".to_string(), a.authenticator.clone()))
+    }
+
     /// Checks values serde cannot (endpoint syntax, durations > 0, ...), naming the key.
     ///
     /// # Errors
@@ -153,6 +163,23 @@ impl ExporterConfig {
             ExporterConfig::PrometheusRemoteWrite(c) => c.validate(),
         }
     }
+}
+
+/// The client side of the authenticator `auth` names, from the started ones.
+fn client_auth(
+    auth: Option<&crate::extension::auth::AuthRef>,
+    ctx: &StartContext,
+) -> Result<Option<Arc<dyn crate::extension::auth::ClientAuthenticator>>, ComponentConfigError> {
+    let Some(a) = auth else { return Ok(None) };
+    ctx.auth.client(&a.authenticator).map(Some).ok_or_else(|| {
+        ComponentConfigError::new(
+            "auth.authenticator",
+            format!(
+                "`{}` is not a started client authenticator; define it under extensions and list it in service.extensions",
+                a.authenticator
+            ),
+        )
+    })
 }
 
 /// Starts an exporter: spawns its queue consumers / writer, returns the consumer to feed.
@@ -173,7 +200,9 @@ pub async fn start(
     let metrics = queue::ExporterMetrics::new(id);
     Ok(match config {
         ExporterConfig::Otlp(c) => {
-            let exp = otlp::OtlpGrpc::new(c).map_err(cfg_err)?;
+            let exp = otlp::OtlpGrpc::new(c)
+                .map_err(cfg_err)?
+                .with_auth(client_auth(c.auth.as_ref(), ctx).map_err(cfg_err)?);
             let q = queue::QueuedExporter::start(
                 id,
                 exp,
@@ -188,7 +217,9 @@ pub async fn start(
             }
         }
         ExporterConfig::OtlpHttp(c) => {
-            let exp = otlphttp::OtlpHttp::new(c).map_err(cfg_err)?;
+            let exp = otlphttp::OtlpHttp::new(c)
+                .map_err(cfg_err)?
+                .with_auth(client_auth(c.auth.as_ref(), ctx).map_err(cfg_err)?);
             let q = queue::QueuedExporter::start(
                 id,
                 exp,

@@ -51,6 +51,9 @@ pub struct OtlpExporterConfig {
     /// In-memory queue.
     #[serde(default)]
     pub sending_queue: QueueConfig,
+    /// Authenticator extension that signs every request (client side).
+    #[serde(default)]
+    pub auth: Option<crate::extension::auth::AuthRef>,
 }
 
 fn default_timeout() -> Duration {
@@ -139,6 +142,7 @@ pub struct OtlpGrpc {
     headers: http::HeaderMap,
     timeout: Duration,
     grpc_timeout: http::HeaderValue,
+    auth: Option<std::sync::Arc<dyn crate::extension::auth::ClientAuthenticator>>,
 }
 
 /// gRPC frame header: 1 byte compressed flag + 4 bytes big-endian length.
@@ -190,7 +194,17 @@ impl OtlpGrpc {
             headers: header_map(&cfg.headers)?,
             timeout: cfg.timeout,
             grpc_timeout,
+            auth: None,
         })
+    }
+
+    /// Signs every request with `auth` (an authenticator extension's client side).
+    pub fn with_auth(
+        mut self,
+        auth: Option<std::sync::Arc<dyn crate::extension::auth::ClientAuthenticator>>,
+    ) -> Self {
+        self.auth = auth;
+        self
     }
 
     async fn call(&self, req: &GrpcRequest) -> Result<(), ExportError> {
@@ -212,6 +226,10 @@ impl OtlpGrpc {
         request
             .headers_mut()
             .extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(a) = &self.auth {
+            let (name, value) = a.header();
+            request.headers_mut().insert(name, value);
+        }
         let mut channel = self.channel.clone();
         let response = channel
             .ready()

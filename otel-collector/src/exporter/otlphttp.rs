@@ -75,6 +75,9 @@ pub struct OtlpHttpExporterConfig {
     /// In-memory queue.
     #[serde(default)]
     pub sending_queue: QueueConfig,
+    /// Authenticator extension that signs every request (client side).
+    #[serde(default)]
+    pub auth: Option<crate::extension::auth::AuthRef>,
 }
 
 fn default_timeout() -> Duration {
@@ -260,6 +263,7 @@ pub struct OtlpHttp {
     encoding: Encoding,
     compressor: Compressor,
     headers: http::HeaderMap,
+    auth: Option<std::sync::Arc<dyn crate::extension::auth::ClientAuthenticator>>,
 }
 
 impl OtlpHttp {
@@ -305,7 +309,17 @@ impl OtlpHttp {
             encoding: cfg.encoding,
             compressor: Compressor::new(cfg.compression, &cfg.compression_params)?,
             headers: header_map(&cfg.headers)?,
+            auth: None,
         })
+    }
+
+    /// Signs every request with `auth` (an authenticator extension's client side).
+    pub fn with_auth(
+        mut self,
+        auth: Option<std::sync::Arc<dyn crate::extension::auth::ClientAuthenticator>>,
+    ) -> Self {
+        self.auth = auth;
+        self
     }
 
     fn url(&self, s: Signal) -> &reqwest::Url {
@@ -329,6 +343,10 @@ impl OtlpHttp {
             .body(req.body.clone());
         if let Some(enc) = self.compressor.kind.encoding() {
             rb = rb.header(http::header::CONTENT_ENCODING, enc);
+        }
+        if let Some(a) = &self.auth {
+            let (name, value) = a.header();
+            rb = rb.header(name, value);
         }
         let resp = rb.send().await.map_err(|e| {
             ExportError::retryable(format!("sending to {}: {e}", self.url(req.signal)), None)

@@ -1,5 +1,8 @@
-//! Extensions: `health_check`, and the collector's own-metrics server (:8888 `/metrics`).
+//! Extensions: `health_check`, the authenticators `bearertokenauth` and `basicauth`, and the
+//! collector's own-metrics server (:8888 `/metrics`).
 //!
+//! - [`auth`]: the authenticators receivers and exporters name in `auth: {authenticator: ID}`;
+//!   the service starts them (as [`auth::Authenticators`]) before everything else;
 //! - [`health`]: the shared [`health::HealthState`] (service phase, full exporter queues);
 //! - [`health_check`]: the `health_check` extension's HTTP probe (200 when ready, 503 otherwise);
 //! - [`metrics_server`]: serves [`crate::telemetry::SelfMetrics`] plus process gauges
@@ -9,6 +12,7 @@
 //!
 //! Tests: `cargo test -p otel-collector extension` and `tests/export_health.rs`.
 
+pub mod auth;
 pub mod health;
 pub mod health_check;
 pub mod metrics_server;
@@ -23,6 +27,10 @@ use std::sync::Arc;
 pub enum ExtensionConfig {
     /// `health_check`: readiness probe over HTTP.
     HealthCheck(health_check::HealthCheckConfig),
+    /// `bearertokenauth`: bearer token authenticator (server and client).
+    BearerTokenAuth(auth::BearerTokenAuthConfig),
+    /// `basicauth`: HTTP Basic authenticator (htpasswd server, or client).
+    BasicAuth(auth::BasicAuthConfig),
 }
 
 /// Why an extension could not start.
@@ -59,7 +67,16 @@ impl std::fmt::Debug for RunningExtension {
 
 impl ExtensionConfig {
     /// Every extension type name we implement.
-    pub const KINDS: &'static [&'static str] = &["health_check"];
+    pub const KINDS: &'static [&'static str] = &["health_check", "bearertokenauth", "basicauth"];
+
+    /// The authenticator view of this extension, when it is one.
+    pub fn as_auth(&self) -> Option<auth::AuthConfig<'_>> {
+        match self {
+            ExtensionConfig::BearerTokenAuth(c) => Some(auth::AuthConfig::Bearer(c)),
+            ExtensionConfig::BasicAuth(c) => Some(auth::AuthConfig::Basic(c)),
+            ExtensionConfig::HealthCheck(_) => None,
+        }
+    }
 
     /// Parses the YAML value of `extensions.<id>`; `kind` is the type part of the id.
     ///
@@ -73,6 +90,14 @@ impl ExtensionConfig {
         };
         match kind {
             "health_check" => Ok(ExtensionConfig::HealthCheck(
+                serde_path_to_error::deserialize(value)
+                    .map_err(ComponentConfigError::from_serde)?,
+            )),
+            "bearertokenauth" => Ok(ExtensionConfig::BearerTokenAuth(
+                serde_path_to_error::deserialize(value)
+                    .map_err(ComponentConfigError::from_serde)?,
+            )),
+            "basicauth" => Ok(ExtensionConfig::BasicAuth(
                 serde_path_to_error::deserialize(value)
                     .map_err(ComponentConfigError::from_serde)?,
             )),
@@ -93,11 +118,14 @@ impl ExtensionConfig {
     pub fn validate(&self) -> Result<(), ComponentConfigError> {
         match self {
             ExtensionConfig::HealthCheck(c) => c.validate(),
+            ExtensionConfig::BearerTokenAuth(c) => c.validate(),
+            ExtensionConfig::BasicAuth(c) => c.validate(),
         }
     }
 }
 
-/// Starts extension `id` (binds its listener before returning).
+/// Starts extension `id` (binds its listener before returning); `None` for the authenticators,
+/// which the service starts with [`auth::Authenticators::start`].
 ///
 /// # Errors
 /// The listen address cannot be bound.
@@ -105,9 +133,12 @@ pub async fn start(
     id: &str,
     config: &ExtensionConfig,
     ctx: &StartContext,
-) -> Result<RunningExtension, ExtensionError> {
+) -> Result<Option<RunningExtension>, ExtensionError> {
     match config {
-        ExtensionConfig::HealthCheck(c) => health_check::start(id, c, ctx.health.clone()).await,
+        ExtensionConfig::HealthCheck(c) => health_check::start(id, c, ctx.health.clone())
+            .await
+            .map(Some),
+        ExtensionConfig::BearerTokenAuth(_) | ExtensionConfig::BasicAuth(_) => Ok(None),
     }
 }
 

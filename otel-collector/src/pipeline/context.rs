@@ -1,5 +1,6 @@
 //! [`StartContext`]: what the service hands to every component it starts.
 
+use crate::extension::auth::Authenticators;
 use crate::extension::health::HealthState;
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +15,8 @@ pub struct StartContext {
     pub cancel: CancellationToken,
     /// The service's health (phase, full exporter queues), shared by every component.
     pub health: HealthState,
+    /// The started authenticator extensions (`auth: {authenticator: ID}` looks them up).
+    pub auth: Authenticators,
 }
 
 impl StartContext {
@@ -23,7 +26,14 @@ impl StartContext {
             id: id.into(),
             cancel,
             health: HealthState::new(),
+            auth: Authenticators::default(),
         }
+    }
+
+    /// The same context with the started authenticators.
+    pub fn with_auth(mut self, auth: Authenticators) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// The same context sharing `health` (the service creates one and hands it to everyone).

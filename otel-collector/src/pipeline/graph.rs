@@ -29,6 +29,9 @@ pub enum GraphError {
     /// An extension (or the own-metrics server) failed to start.
     #[error(transparent)]
     Extension(#[from] crate::extension::ExtensionError),
+    /// An authenticator extension failed to start.
+    #[error(transparent)]
+    Auth(#[from] crate::extension::auth::AuthStartError),
 }
 
 /// The started components, in start order.

@@ -45,7 +45,22 @@ impl Service {
     /// The first component that failed to start; those started before it are stopped.
     pub async fn start(config: &Config) -> Result<Service, GraphError> {
         let cancel = CancellationToken::new();
-        let ctx = StartContext::new("service", cancel.clone());
+        let auth = extension::auth::Authenticators::start(
+            config
+                .service
+                .extensions
+                .iter()
+                .filter_map(|id| Some((id.as_str(), config.extensions.get(id)?.as_auth()?))),
+            &cancel,
+        );
+        let auth = match auth {
+            Ok(a) => a,
+            Err(e) => {
+                cancel.cancel();
+                return Err(e.into());
+            }
+        };
+        let ctx = StartContext::new("service", cancel.clone()).with_auth(auth);
         let mut extensions: Vec<(String, Arc<dyn Shutdown>)> = Vec::new();
         let mut metrics_addr = None;
         let started: Result<Graph, GraphError> = async {
@@ -59,6 +74,10 @@ impl Service {
                 let e =
                     extension::start(id, &config.extensions[id], &ctx.for_component(id.clone()))
                         .await?;
+                let Some(e) = e else {
+                    tracing::info!(extension = %id, "authenticator started");
+                    continue;
+                };
                 tracing::info!(extension = %id, address = %e.local_addr, "extension started");
                 extensions.push((id.clone(), e.lifecycle));
             }

@@ -9,6 +9,7 @@
 
 pub(crate) mod answer;
 pub mod otlp;
+pub mod server;
 pub mod validate;
 
 use crate::config::{ComponentConfigError, ComponentKind};
@@ -31,6 +32,13 @@ pub enum ReceiverConfig {
 impl ReceiverConfig {
     /// Every receiver type implemented.
     pub const KINDS: &'static [&'static str] = &["otlp"];
+
+    /// The authenticator extensions it names: (key path inside the receiver, extension id).
+    pub fn authenticators(&self) -> Vec<(String, String)> {
+        match self {
+            ReceiverConfig::Otlp(c) => c.authenticators(),
+        }
+    }
 
     /// Signals this receiver can produce.
     pub fn signals(&self) -> &'static [Signal] {
@@ -105,6 +113,14 @@ pub enum ReceiverError {
         /// The endpoint.
         endpoint: String,
         /// The OS error.
+        message: String,
+    },
+    /// A setting that fails only when used (unreadable TLS file, unknown authenticator).
+    #[error("receiver {id}: {message}")]
+    Setting {
+        /// Receiver id.
+        id: String,
+        /// What is wrong, with its key path.
         message: String,
     },
 }
@@ -239,7 +255,9 @@ pub async fn start(
     let stop = ctx.cancel.child_token();
     let mut tasks = JoinSet::new();
     let bound = match config {
-        ReceiverConfig::Otlp(c) => otlp::start(id, c, consumers, stop.clone(), &mut tasks).await?,
+        ReceiverConfig::Otlp(c) => {
+            otlp::start(id, c, consumers, stop.clone(), &mut tasks, &ctx.auth).await?
+        }
     };
     Ok(Arc::new(RunningReceiver {
         id: id.to_string(),

@@ -26,9 +26,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+#[cfg(test)]
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 /// One signal's handler.
@@ -102,44 +102,55 @@ impl LogsService for Handler {
     }
 }
 
-/// Serves OTLP/gRPC on `listener` until `stop` is cancelled (then drains in-flight calls).
-/// A signal no pipeline takes is not registered, so clients get UNIMPLEMENTED for it.
+/// The OTLP/gRPC services as one router (served by [`crate::receiver::server`]). A signal no
+/// pipeline takes is not registered, so clients get UNIMPLEMENTED for it.
+pub(super) fn router(config: &GrpcConfig, targets: [Option<SignalTarget>; 3]) -> axum::Router {
+    let max = (config.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
+    let [traces, metrics, logs] = targets;
+    let mut routes = tonic::service::Routes::default();
+    if let Some(t) = traces {
+        routes = routes.add_service(
+            TraceServiceServer::new(Handler(t))
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(max),
+        );
+    }
+    if let Some(t) = metrics {
+        routes = routes.add_service(
+            MetricsServiceServer::new(Handler(t))
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(max),
+        );
+    }
+    if let Some(t) = logs {
+        routes = routes.add_service(
+            LogsServiceServer::new(Handler(t))
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(max),
+        );
+    }
+    routes.prepare().into_axum_router()
+}
+
+/// Serves OTLP/gRPC on `listener` with default connection options until `stop` (tests).
+#[cfg(test)]
 pub(super) fn serve(
     listener: tokio::net::TcpListener,
     config: &GrpcConfig,
     targets: [Option<SignalTarget>; 3],
     stop: CancellationToken,
-) -> impl std::future::Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
-    let max = (config.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
-    let [traces, metrics, logs] = targets;
-    let traces = traces.map(|t| {
-        TraceServiceServer::new(Handler(t))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(max)
-    });
-    let metrics = metrics.map(|t| {
-        MetricsServiceServer::new(Handler(t))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(max)
-    });
-    let logs = logs.map(|t| {
-        LogsServiceServer::new(Handler(t))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(max)
-    });
-    let mut builder = tonic::transport::Server::builder();
-    if config.max_concurrent_streams > 0 {
-        builder = builder.max_concurrent_streams(config.max_concurrent_streams);
-    }
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    builder
-        .add_optional_service(traces)
-        .add_optional_service(metrics)
-        .add_optional_service(logs)
-        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let options = crate::receiver::server::ServeOptions {
+        receiver: "otlp/test".into(),
+        protocol: crate::receiver::server::Protocol::Grpc,
+        limits: config.limits(),
+        tls: None,
+        auth: None,
+    };
+    crate::receiver::server::serve(listener, router(config, targets), options, stop)
 }
 
 #[cfg(test)]
@@ -257,6 +268,6 @@ mod tests {
         assert_eq!(&got[..3], &want[..], "zstd");
         assert_eq!(&got[3..], &want[..], "gzip");
         stop.cancel();
-        server.await.unwrap().unwrap();
+        server.await.unwrap();
     }
 }

@@ -4,7 +4,7 @@
 //! Status codes (OTLP spec): 200 accepted (with `partial_success` when invalid items were
 //! taken out, see [`crate::receiver::validate`]); 400 undecodable or empty body, bad encoding;
 //! 413 body (or its decompressed form) over `max_request_body_size`; 415 unsupported content
-//! type; when the pipeline refuses (memory limit, full queues) the answer
+//! type; 408 body not received within `read_timeout`; when the pipeline refuses (memory limit, full queues) the answer
 //! [`crate::receiver::answer`] decides: 503 + `Retry-After`.
 
 use super::{CorsConfig, HttpConfig};
@@ -56,6 +56,7 @@ struct SignalState {
     signal: Signal,
     target: SignalTarget,
     max_body: usize,
+    read_timeout: Option<std::time::Duration>,
 }
 
 /// Builds the OTLP/HTTP router for `config`; signals without a target answer 404.
@@ -67,6 +68,7 @@ pub(crate) fn app(config: &HttpConfig, targets: [Option<SignalTarget>; 3]) -> Ro
             signal,
             target,
             max_body: usize::try_from(config.max_request_body_size).unwrap_or(usize::MAX),
+            read_timeout: (!config.read_timeout.is_zero()).then_some(config.read_timeout),
         });
         router = router.route(
             config.path(signal),
@@ -173,7 +175,21 @@ async fn process(state: &SignalState, req: Request) -> Result<Option<Rejected>, 
         .headers()
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let body = read_body(req.into_body(), state.max_body).await?;
+    let body = match state.read_timeout {
+        None => read_body(req.into_body(), state.max_body).await?,
+        Some(limit) => tokio::time::timeout(limit, read_body(req.into_body(), state.max_body))
+            .await
+            .map_err(|_| {
+                Failure::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    tonic::Code::DeadlineExceeded,
+                    format!(
+                        "the request body did not arrive within read_timeout ({}s)",
+                        limit.as_secs_f64()
+                    ),
+                )
+            })??,
+    };
     let body = if encoding.is_some() && body.len() > BLOCKING_DECOMPRESS_THRESHOLD {
         // Large compressed bodies are inflated off the async workers so one upload cannot stall
         // every other connection on its thread.

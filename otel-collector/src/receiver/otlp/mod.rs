@@ -1,17 +1,32 @@
 //! The `otlp` receiver: OTLP/gRPC (tonic) and OTLP/HTTP (axum, protobuf and JSON).
 //!
-//! Config (upstream's keys):
+//! Config (upstream's keys, plus `max_connections`):
 //! ```yaml
 //! receivers:
 //!   otlp:
 //!     protocols:
-//!       grpc: {endpoint: "localhost:4317", max_recv_msg_size_mib: 4, max_concurrent_streams: 0}
+//!       grpc:
+//!         endpoint: "localhost:4317"
+//!         max_recv_msg_size_mib: 4
+//!         max_concurrent_streams: 0         # 0 = 200 per connection
+//!         max_connections: 4096
+//!         keepalive:
+//!           server_parameters: {max_connection_idle: 5m, max_connection_age: 0, max_connection_age_grace: 5s, time: 2h, timeout: 20s}
+//!         tls: {cert_file: server.pem, key_file: server.key, client_ca_file: ca.pem, min_version: "1.2", reload_interval: 1h}
+//!         auth: {authenticator: bearertokenauth}
 //!       http:
 //!         endpoint: "localhost:4318"
 //!         max_request_body_size: 20971520   # bytes, compressed and decompressed
+//!         read_header_timeout: 1m
+//!         read_timeout: 1m
+//!         idle_timeout: 1m
+//!         max_connections: 4096
 //!         cors: {allowed_origins: ["https://*.example.com"], allowed_headers: [], max_age: 7200}
+//!         tls: {cert_file: server.pem, key_file: server.key}
+//!         auth: {authenticator: basicauth/server}
 //! ```
-//! A protocol is on when its key is present (`grpc:` alone means defaults).
+//! A protocol is on when its key is present (`grpc:` alone means defaults). Connections, TLS and
+//! authentication are handled by [`crate::receiver::server`].
 //!
 //! Tests: `cargo test -p otel-collector receiver::otlp` (handlers driven with `oneshot`) and the
 //! integration tests `tests/core_*.rs`.
@@ -19,11 +34,15 @@
 mod grpc;
 mod http;
 
+use super::server::tls::{ReloadingAcceptor, TlsServerConfig};
+use super::server::{self, Limits, Protocol, ServeOptions};
 use super::{ReceiverError, SignalConsumers, SignalTarget};
 use crate::config::{endpoint, ComponentConfigError};
+use crate::extension::auth::{AuthRef, Authenticators, ServerAuth};
 use crate::pipeline::Signal;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +54,10 @@ pub const DEFAULT_HTTP_ENDPOINT: &str = "localhost:4318";
 pub const DEFAULT_MAX_RECV_MSG_SIZE_MIB: u64 = 4;
 /// Upstream's default largest HTTP body (compressed and decompressed), bytes.
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: u64 = 20 * 1024 * 1024;
+/// Upstream's default `read_header_timeout` and `idle_timeout` of HTTP servers.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Our default `read_timeout` (upstream has none): a request body must arrive within it.
+pub const DEFAULT_HTTP_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `receivers.otlp`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -74,8 +97,16 @@ pub struct GrpcConfig {
     pub transport: String,
     /// Largest accepted message (after decompression), MiB.
     pub max_recv_msg_size_mib: u64,
-    /// Concurrent streams per connection; 0 = no limit.
+    /// Concurrent streams per connection; 0 = 200 (hyper's default).
     pub max_concurrent_streams: u32,
+    /// Most connections held at once; idle ones are evicted beyond it (our key).
+    pub max_connections: usize,
+    /// Connection keepalive and lifetime.
+    pub keepalive: Option<GrpcKeepalive>,
+    /// TLS (plain text when absent).
+    pub tls: Option<TlsServerConfig>,
+    /// Authenticator extension checking every request.
+    pub auth: Option<AuthRef>,
 }
 
 impl Default for GrpcConfig {
@@ -85,6 +116,61 @@ impl Default for GrpcConfig {
             transport: "tcp".into(),
             max_recv_msg_size_mib: DEFAULT_MAX_RECV_MSG_SIZE_MIB,
             max_concurrent_streams: 0,
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
+            keepalive: None,
+            tls: None,
+            auth: None,
+        }
+    }
+}
+
+/// `protocols.grpc.keepalive` (`enforcement_policy` is not implemented and refused).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcKeepalive {
+    /// Server-side settings.
+    pub server_parameters: Option<KeepaliveServerParameters>,
+}
+
+/// `protocols.grpc.keepalive.server_parameters` (grpc-go's `keepalive.ServerParameters`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveServerParameters {
+    /// Close a connection with no call in flight for this long (also before its first call).
+    #[serde(with = "crate::config::duration::option")]
+    pub max_connection_idle: Option<Duration>,
+    /// Close a connection (gracefully) after this long.
+    #[serde(with = "crate::config::duration::option")]
+    pub max_connection_age: Option<Duration>,
+    /// After `max_connection_age`, how long calls in flight get.
+    #[serde(with = "crate::config::duration::option")]
+    pub max_connection_age_grace: Option<Duration>,
+    /// Ping an idle client this often.
+    #[serde(with = "crate::config::duration::option")]
+    pub time: Option<Duration>,
+    /// Close when a ping is not answered within this long.
+    #[serde(with = "crate::config::duration::option")]
+    pub timeout: Option<Duration>,
+}
+
+impl GrpcConfig {
+    fn limits(&self) -> Limits {
+        let sp = self
+            .keepalive
+            .as_ref()
+            .and_then(|k| k.server_parameters.clone())
+            .unwrap_or_default();
+        let nz = |d: Option<Duration>| d.filter(|d| !d.is_zero());
+        Limits {
+            max_connections: self.max_connections,
+            first_request: nz(sp.max_connection_idle),
+            idle: nz(sp.max_connection_idle),
+            max_age: nz(sp.max_connection_age),
+            max_age_grace: nz(sp.max_connection_age_grace),
+            header_read: None,
+            keepalive_time: nz(sp.time),
+            keepalive_timeout: nz(sp.timeout),
+            max_concurrent_streams: self.max_concurrent_streams,
         }
     }
 }
@@ -105,6 +191,22 @@ pub struct HttpConfig {
     pub metrics_url_path: String,
     /// Path for logs.
     pub logs_url_path: String,
+    /// The request line and headers must arrive within this long (also the longest a new
+    /// connection may wait before its first request); 0 = no limit.
+    #[serde(with = "crate::config::duration")]
+    pub read_header_timeout: Duration,
+    /// The request body must arrive within this long (answered 408 otherwise); 0 = no limit.
+    #[serde(with = "crate::config::duration")]
+    pub read_timeout: Duration,
+    /// A keep-alive connection idle this long is closed; 0 = no limit.
+    #[serde(with = "crate::config::duration")]
+    pub idle_timeout: Duration,
+    /// Most connections held at once; idle ones are evicted beyond it (our key).
+    pub max_connections: usize,
+    /// TLS (plain text when absent).
+    pub tls: Option<TlsServerConfig>,
+    /// Authenticator extension checking every request.
+    pub auth: Option<AuthRef>,
 }
 
 impl Default for HttpConfig {
@@ -116,11 +218,28 @@ impl Default for HttpConfig {
             traces_url_path: "/v1/traces".into(),
             metrics_url_path: "/v1/metrics".into(),
             logs_url_path: "/v1/logs".into(),
+            read_header_timeout: DEFAULT_HTTP_TIMEOUT,
+            read_timeout: DEFAULT_HTTP_READ_TIMEOUT,
+            idle_timeout: DEFAULT_HTTP_TIMEOUT,
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
+            tls: None,
+            auth: None,
         }
     }
 }
 
 impl HttpConfig {
+    fn limits(&self) -> Limits {
+        let nz = |d: Duration| (!d.is_zero()).then_some(d);
+        Limits {
+            max_connections: self.max_connections,
+            first_request: nz(self.read_header_timeout),
+            idle: nz(self.idle_timeout),
+            header_read: nz(self.read_header_timeout),
+            ..Limits::default()
+        }
+    }
+
     /// The URL path of `signal`.
     pub fn path(&self, signal: Signal) -> &str {
         match signal {
@@ -171,6 +290,12 @@ impl OtlpReceiverConfig {
                     "must be at least 1 (MiB)",
                 ));
             }
+            check_common(
+                "protocols.grpc",
+                g.max_connections,
+                g.tls.as_ref(),
+                g.auth.as_ref(),
+            )?;
         }
         if let Some(h) = &p.http {
             endpoint::parse_host_port(&h.endpoint)
@@ -181,6 +306,12 @@ impl OtlpReceiverConfig {
                     "must be greater than 0 (bytes)",
                 ));
             }
+            check_common(
+                "protocols.http",
+                h.max_connections,
+                h.tls.as_ref(),
+                h.auth.as_ref(),
+            )?;
             for s in Signal::ALL {
                 if !h.path(s).starts_with('/') {
                     return Err(ComponentConfigError::new(
@@ -204,6 +335,100 @@ impl OtlpReceiverConfig {
         }
         Ok(())
     }
+}
+
+fn check_common(
+    prefix: &str,
+    max_connections: usize,
+    tls: Option<&TlsServerConfig>,
+    auth: Option<&AuthRef>,
+) -> Result<(), ComponentConfigError> {
+    if max_connections == 0 {
+        return Err(ComponentConfigError::new(
+            format!("{prefix}.max_connections"),
+            "must be at least 1",
+        ));
+    }
+    if let Some(t) = tls {
+        t.validate(&format!("{prefix}.tls"))?;
+    }
+    if auth.is_some_and(|a| a.authenticator.is_empty()) {
+        return Err(ComponentConfigError::new(
+            format!("{prefix}.auth.authenticator"),
+            "is empty; name an authenticator extension, like bearertokenauth",
+        ));
+    }
+    Ok(())
+}
+
+impl OtlpReceiverConfig {
+    /// The authenticators this receiver names: (key path inside the receiver, extension id).
+    pub fn authenticators(&self) -> Vec<(String, String)> {
+        let p = &self.protocols;
+        let grpc = p.grpc.as_ref().and_then(|g| g.auth.as_ref());
+        let http = p.http.as_ref().and_then(|h| h.auth.as_ref());
+        [
+            ("protocols.grpc.auth.authenticator", grpc),
+            ("protocols.http.auth.authenticator", http),
+        ]
+        .into_iter()
+        .filter_map(|(k, a)| a.map(|a| (k.to_string(), a.authenticator.clone())))
+        .collect()
+    }
+}
+
+/// Builds the connection options of one transport: TLS acceptor (files read now) and auth.
+fn serve_options(
+    id: &str,
+    protocol: Protocol,
+    limits: Limits,
+    tls: Option<&TlsServerConfig>,
+    auth: Option<&AuthRef>,
+    authenticators: &Authenticators,
+    stop: &CancellationToken,
+) -> Result<ServeOptions, ReceiverError> {
+    let transport = protocol.transport();
+    let tls = match tls {
+        Some(t) => {
+            let alpn: &[&[u8]] = match protocol {
+                Protocol::Grpc => &[b"h2"],
+                Protocol::Http => &[b"h2", b"http/1.1"],
+            };
+            let prefix = format!("receivers.{id}.protocols.{transport}.tls");
+            let acceptor =
+                ReloadingAcceptor::new(t, &prefix, id, transport, alpn).map_err(|e| {
+                    ReceiverError::Setting {
+                        id: id.to_string(),
+                        message: e.to_string(),
+                    }
+                })?;
+            acceptor.spawn_reloader(id, stop.clone());
+            Some(acceptor)
+        }
+        None => None,
+    };
+    let auth = match auth {
+        Some(a) => {
+            let inner = authenticators.server(&a.authenticator).ok_or_else(|| {
+                ReceiverError::Setting {
+                    id: id.to_string(),
+                    message: format!(
+                        "protocols.{transport}.auth.authenticator: `{}` is not a started server authenticator",
+                        a.authenticator
+                    ),
+                }
+            })?;
+            Some(ServerAuth::new(inner, &a.authenticator, id, transport))
+        }
+        None => None,
+    };
+    Ok(ServeOptions {
+        receiver: id.to_string(),
+        protocol,
+        limits,
+        tls,
+        auth,
+    })
 }
 
 /// Binds a listener for `endpoint` (`localhost` binds 127.0.0.1, an empty host all interfaces)
@@ -251,32 +476,38 @@ pub(super) async fn start(
     consumers: SignalConsumers,
     stop: CancellationToken,
     tasks: &mut JoinSet<()>,
+    authenticators: &Authenticators,
 ) -> Result<Vec<(&'static str, SocketAddr)>, ReceiverError> {
     let mut bound = Vec::new();
     if let Some(g) = &config.protocols.grpc {
+        let options = serve_options(
+            id,
+            Protocol::Grpc,
+            g.limits(),
+            g.tls.as_ref(),
+            g.auth.as_ref(),
+            authenticators,
+            &stop,
+        )?;
         let (listener, addr) = bind(id, "grpc", &g.endpoint).await?;
         bound.push(("grpc", addr));
-        let server = grpc::serve(listener, g, targets(id, "grpc", &consumers), stop.clone());
-        let rid = id.to_string();
-        tasks.spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!(receiver = %rid, error = %e, "OTLP/gRPC server failed");
-            }
-        });
+        let router = grpc::router(g, targets(id, "grpc", &consumers));
+        tasks.spawn(server::serve(listener, router, options, stop.clone()));
     }
     if let Some(h) = &config.protocols.http {
+        let options = serve_options(
+            id,
+            Protocol::Http,
+            h.limits(),
+            h.tls.as_ref(),
+            h.auth.as_ref(),
+            authenticators,
+            &stop,
+        )?;
         let (listener, addr) = bind(id, "http", &h.endpoint).await?;
         bound.push(("http", addr));
         let router = http::app(h, targets(id, "http", &consumers));
-        let rid = id.to_string();
-        tasks.spawn(async move {
-            let res = axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(e) = res {
-                tracing::error!(receiver = %rid, error = %e, "OTLP/HTTP server failed");
-            }
-        });
+        tasks.spawn(server::serve(listener, router, options, stop.clone()));
     }
     Ok(bound)
 }
