@@ -3,7 +3,7 @@
 //! (no client certificate, one from another CA, an expired one, a valid one), a certificate
 //! rotated on disk and picked up without restart; bearer token (none, wrong, right; counted, never
 //! logged) and basic auth (htpasswd with bcrypt), and the exporters signing their requests with
-//! both authenticators' client sides.
+//! both authenticators' client sides (a rejected exporter credential counted, not retried).
 //!
 //! Certificates are made with `openssl` (Debian package, `make deps`). Run:
 //! `cargo test -p otel-collector --test sec_tls_auth`.
@@ -603,4 +603,144 @@ service:
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A remote-write endpoint that accepts only `Bearer {TOKEN}`: counts accepted and refused requests.
+async fn remote_write_requiring_token() -> (u16, std::sync::Arc<[std::sync::atomic::AtomicU32; 2]>)
+{
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let counts: Arc<[AtomicU32; 2]> = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let c = counts.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/write",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let c = c.clone();
+            async move {
+                let ok = headers
+                    .get("authorization")
+                    .is_some_and(|v| v.as_bytes() == format!("Bearer {TOKEN}").as_bytes());
+                c[usize::from(!ok)].fetch_add(1, Ordering::SeqCst);
+                if ok {
+                    axum::http::StatusCode::NO_CONTENT
+                } else {
+                    axum::http::StatusCode::UNAUTHORIZED
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_signs_with_its_authenticator_and_a_rejected_credential_is_counted_not_retried(
+) {
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    use std::sync::atomic::Ordering;
+    let dir = TempDir::new("sec-prw-auth");
+    let (rw, counts) = remote_write_requiring_token().await;
+    let (g, m) = (free_port(), free_port());
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{g}"}}
+exporters:
+  prometheusremotewrite/right:
+    endpoint: "http://127.0.0.1:{rw}/api/v1/write"
+    auth: {{authenticator: bearertokenauth/right}}
+  prometheusremotewrite/wrong:
+    endpoint: "http://127.0.0.1:{rw}/api/v1/write"
+    auth: {{authenticator: bearertokenauth/wrong}}
+extensions:
+  bearertokenauth/right: {{token: "{TOKEN}"}}
+  bearertokenauth/wrong: {{token: "wrong-guess-987"}}
+service:
+  extensions: [bearertokenauth/right, bearertokenauth/wrong]
+  telemetry: {{metrics: {{address: "127.0.0.1:{m}"}}}}
+  pipelines:
+    metrics: {{receivers: [otlp], exporters: [prometheusremotewrite/right, prometheusremotewrite/wrong]}}
+"#
+    );
+    let c = Collector::start(&dir, "prw-auth", &config, &[g, m]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let point = NumberDataPoint {
+        time_unix_nano: now,
+        value: Some(number_data_point::Value::AsDouble(1.5)),
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "queue_depth".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![point],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut client = MetricsServiceClient::connect(format!("http://127.0.0.1:{g}"))
+        .await
+        .unwrap();
+    client.export(req).await.expect("accepted by the receiver");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (sent, failed) = loop {
+        let s = self_metrics(m).await;
+        let sent = sum(
+            &s,
+            "otelcol_exporter_sent_metric_points_total",
+            &["prometheusremotewrite/right"],
+        );
+        let failed = sum(
+            &s,
+            "otelcol_exporter_send_failed_metric_points_total",
+            &["prometheusremotewrite/wrong"],
+        );
+        if sent >= 1.0 && failed >= 1.0 {
+            break (sent, failed);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "right exporter sent {sent}, wrong exporter failed {failed}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((sent, failed), (1.0, 1.0));
+    // Give a retry (if there wrongly were one) time to arrive: 401 is permanent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        counts[0].load(Ordering::SeqCst),
+        1,
+        "the signed request arrived once"
+    );
+    assert_eq!(
+        counts[1].load(Ordering::SeqCst),
+        1,
+        "the rejected credential was tried once, not retried"
+    );
+    let log = c.logs();
+    assert!(log.contains("401"), "the rejection is logged:\n{log}");
+    assert!(
+        !log.contains(TOKEN) && !log.contains("wrong-guess-987"),
+        "no secret in the log:\n{log}"
+    );
 }

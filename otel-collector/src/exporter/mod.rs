@@ -144,6 +144,7 @@ impl ExporterConfig {
         let a = match self {
             ExporterConfig::Otlp(c) => c.auth.as_ref(),
             ExporterConfig::OtlpHttp(c) => c.auth.as_ref(),
+            ExporterConfig::PrometheusRemoteWrite(c) => c.auth.as_ref(),
             _ => None,
         }?;
         Some(("auth.authenticator".to_string(), a.authenticator.clone()))
@@ -277,8 +278,14 @@ pub async fn start(
             }
         }
         ExporterConfig::PrometheusRemoteWrite(c) => {
-            let exp = prometheusremotewrite::RemoteWriteExporter::start(id, c.clone(), &ctx.cancel)
-                .map_err(|e| cfg_err(e.source))?;
+            let auth = client_auth(c.auth.as_ref(), ctx).map_err(cfg_err)?;
+            let exp = prometheusremotewrite::RemoteWriteExporter::start_with_auth(
+                id,
+                c.clone(),
+                auth,
+                &ctx.cancel,
+            )
+            .map_err(|e| cfg_err(e.source))?;
             exp.set_health(ctx.health.clone());
             RunningExporter {
                 consumer: exp.clone(),

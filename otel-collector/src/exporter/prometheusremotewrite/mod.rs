@@ -179,6 +179,8 @@ pub struct RemoteWriteConfig {
     pub max_series_per_metric: usize,
     /// Delta sums/histograms: accumulate (default) or drop.
     pub delta_temporality: DeltaMode,
+    /// Client authenticator extension that signs every request (`auth: {authenticator: ID}`).
+    pub auth: Option<crate::extension::auth::AuthRef>,
 }
 
 impl Default for RemoteWriteConfig {
@@ -198,6 +200,7 @@ impl Default for RemoteWriteConfig {
             remote_write_queue: RemoteWriteQueue::default(),
             retry_on_failure: RetrySettings::default(),
             max_series_per_metric: 0,
+            auth: None,
             delta_temporality: DeltaMode::Accumulate,
         }
     }
@@ -405,6 +408,8 @@ struct Sender {
     client: reqwest::Client,
     endpoint: String,
     headers: Vec<(String, String)>,
+    /// Adds the authenticator's header (bearer token, basic) to every request.
+    auth: Option<Arc<dyn crate::extension::auth::ClientAuthenticator>>,
     retry: RetryConfig,
     metrics: Metrics,
     /// Requests queued or being sent.
@@ -434,6 +439,10 @@ impl Sender {
             .body(req.body.clone());
         for (k, v) in &self.headers {
             r = r.header(k, v);
+        }
+        if let Some(a) = &self.auth {
+            let (name, value) = a.header();
+            r = r.header(name, value);
         }
         match r.send().await {
             Ok(resp) => {
@@ -549,6 +558,20 @@ impl RemoteWriteExporter {
         config: RemoteWriteConfig,
         cancel: &CancellationToken,
     ) -> Result<Arc<Self>, RemoteWriteError> {
+        Self::start_with_auth(id, config, None, cancel)
+    }
+
+    /// [`Self::start`], with every request signed by `auth` (the client side of the
+    /// authenticator extension that `config.auth` names).
+    ///
+    /// # Errors
+    /// Invalid configuration (unreadable TLS files included).
+    pub fn start_with_auth(
+        id: &str,
+        config: RemoteWriteConfig,
+        auth: Option<Arc<dyn crate::extension::auth::ClientAuthenticator>>,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<Self>, RemoteWriteError> {
         let err = |source| RemoteWriteError {
             id: id.to_string(),
             source,
@@ -566,6 +589,7 @@ impl RemoteWriteExporter {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            auth,
             retry: config.retry_on_failure.policy(),
             metrics,
             in_flight: AtomicUsize::new(0),
