@@ -404,6 +404,8 @@ async fn live_page() -> Response {
 struct DetectionHealth {
     name: String,
     status: CycleStatus,
+    /// True when no cycle completed within 3 intervals (runner stuck or dead).
+    stalled: bool,
     series: usize,
     firing: usize,
     consecutive_failures: u32,
@@ -414,18 +416,20 @@ struct DetectionHealth {
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct Health {
-    /// `ok`, or `degraded` when a detection's last cycle failed.
+    /// `ok`; `degraded` when a detection's last cycle failed; `failing` when a detection
+    /// completed no cycle within 3 intervals.
     status: &'static str,
     uptime_seconds: u64,
     detections: Vec<DetectionHealth>,
 }
 
 /// Always 200 while the process serves (liveness); `status` says whether every detection's
-/// last cycle succeeded.
+/// last cycle succeeded and whether every detection completes its cycles on time.
 #[utoipa::path(get, path = "/health", tag = "operations",
     summary = "Liveness and per-detection cycle status. Always 200 while the process serves.",
     responses((status = 200, description = "Health.", body = Health)))]
 async fn health(State(s): State<AppState>) -> Json<Health> {
+    let now = crate::engine::unix_now();
     let detections: Vec<DetectionHealth> = s
         .store
         .detections()
@@ -433,6 +437,7 @@ async fn health(State(s): State<AppState>) -> Json<Health> {
         .map(|d| DetectionHealth {
             name: d.name.clone(),
             status: d.cycle.status,
+            stalled: d.cycle.stalled(now),
             series: d.series.len(),
             firing: d.firing.len(),
             consecutive_failures: d.cycle.consecutive_failures,
@@ -441,9 +446,15 @@ async fn health(State(s): State<AppState>) -> Json<Health> {
             last_duration_seconds: d.cycle.last_duration_seconds,
         })
         .collect();
-    let degraded = detections.iter().any(|d| d.status == CycleStatus::Failure);
+    let status = if detections.iter().any(|d| d.stalled) {
+        "failing"
+    } else if detections.iter().any(|d| d.status == CycleStatus::Failure) {
+        "degraded"
+    } else {
+        "ok"
+    };
     Json(Health {
-        status: if degraded { "degraded" } else { "ok" },
+        status,
         uptime_seconds: s.started.elapsed().as_secs(),
         detections,
     })
@@ -1356,6 +1367,46 @@ mod tests {
         let rate = d.iter().find(|d| d["name"] == "rate").unwrap();
         assert_eq!(rate["series"], 2);
         assert_eq!(rate["firing"], 1);
+    }
+
+    #[tokio::test]
+    async fn health_fails_a_detection_without_a_cycle_for_three_intervals() {
+        let s = state();
+        let now = crate::engine::unix_now();
+        let cycle = |completed: i64| crate::state::CycleInfo {
+            status: CycleStatus::Success,
+            interval_seconds: 10,
+            scheduled_at: Some(now - 1000),
+            last_completed: Some(completed),
+            ..Default::default()
+        };
+        let publish = |c| {
+            s.store.publish(DetectionSnapshot {
+                name: "errors".into(),
+                cycle: c,
+                ..Default::default()
+            })
+        };
+        // Last cycle 25 s ago with a 10 s interval: on time.
+        publish(cycle(now - 25));
+        let v = json(&get(app(s.clone()), ROUTE_HEALTH).await.1);
+        assert_eq!(v["status"], "ok", "{v}");
+        // 40 s ago (> 3 intervals) while the last outcome was a success: failing.
+        publish(cycle(now - 40));
+        let (st, body) = get(app(s.clone()), ROUTE_HEALTH).await;
+        assert_eq!(st, StatusCode::OK);
+        let v = json(&body);
+        assert_eq!(v["status"], "failing", "{v}");
+        let d = v["detections"].as_array().unwrap();
+        let errors = d.iter().find(|d| d["name"] == "errors").unwrap();
+        assert_eq!(errors["stalled"], true);
+        // Scheduled long ago and never completed a first cycle: failing too.
+        publish(crate::state::CycleInfo {
+            last_completed: None,
+            ..cycle(0)
+        });
+        let v = json(&get(app(s.clone()), ROUTE_HEALTH).await.1);
+        assert_eq!(v["status"], "failing", "{v}");
     }
 
     #[tokio::test]

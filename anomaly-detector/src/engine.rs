@@ -12,6 +12,7 @@
 //! source) and `tests/service_live.rs` (real Prometheus that is down, then up).
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -87,7 +88,12 @@ pub struct Tracker {
     limit_warned: bool,
     /// Series on a fallback model at the end of the previous cycle (logged when it changes).
     degraded: usize,
+    /// How a point is fed to a series' model ([`SeriesDetector::observe`]; tests swap it).
+    observe: Observe,
 }
+
+/// Feeds one point to a series' model.
+type Observe = fn(&mut SeriesDetector, i64, f64) -> Evaluation;
 
 /// Result of feeding one query result to a [`Tracker`].
 #[derive(Debug, Default)]
@@ -104,6 +110,8 @@ pub struct CycleOutcome {
     pub dropped: u64,
     /// Series forgotten because they disappeared.
     pub expired: u64,
+    /// Series whose model panicked this cycle (forgotten; rebuilt from history next cycle).
+    pub model_panics: u64,
 }
 
 impl Tracker {
@@ -128,6 +136,7 @@ impl Tracker {
             series: HashMap::new(),
             limit_warned: false,
             degraded: 0,
+            observe: SeriesDetector::observe,
         }
     }
 
@@ -182,25 +191,23 @@ impl Tracker {
                 state.last_ts
             };
             let prev_model = state.last_eval.as_ref().map(|e| e.model);
-            let mut any_eligible = false;
-            let mut worst: Option<Evaluation> = None;
-            let mut fed = 0u64;
-            for (ts, v) in rs.points {
-                if ts <= state.last_ts {
-                    continue;
-                }
-                let v = if v.is_finite() { v } else { f64::NAN };
-                let e = state.detector.observe(ts, v);
-                state.last_ts = ts;
-                fed += 1;
-                if ts > eligible_from {
-                    any_eligible = true;
-                    if e.anomalous && worst.as_ref().is_none_or(|w| e.score >= w.score) {
-                        worst = Some(e.clone());
-                    }
-                }
-                state.last_eval = Some(e);
-            }
+            // A panicking model must not take the other series (or the detection) with it:
+            // contain it here, forget the series (its model state is unknown) and count it.
+            let observe = self.observe;
+            let fed = catch_unwind(AssertUnwindSafe(|| {
+                feed(state, observe, rs.points, eligible_from)
+            }));
+            let Ok(Fed {
+                fed,
+                any_eligible,
+                worst,
+            }) = fed
+            else {
+                self.series.remove(&rs.labels);
+                out.model_panics += 1;
+                tracing::warn!(detection = %self.cfg.name, series = ?rs.labels, "series model panicked; series dropped and rebuilt from history next cycle");
+                continue;
+            };
             if fed == 0 {
                 continue;
             }
@@ -340,6 +347,47 @@ impl Tracker {
             })
             .collect()
     }
+}
+
+/// What feeding one series' new points produced.
+struct Fed {
+    /// Points fed.
+    fed: u64,
+    /// Whether a point newer than `eligible_from` was fed.
+    any_eligible: bool,
+    /// The most anomalous eligible evaluation.
+    worst: Option<Evaluation>,
+}
+
+/// Feeds the points of `points` newer than the series' last one to its model.
+fn feed(
+    state: &mut SeriesState,
+    observe: Observe,
+    points: Vec<(i64, f64)>,
+    eligible_from: i64,
+) -> Fed {
+    let mut r = Fed {
+        fed: 0,
+        any_eligible: false,
+        worst: None,
+    };
+    for (ts, v) in points {
+        if ts <= state.last_ts {
+            continue;
+        }
+        let v = if v.is_finite() { v } else { f64::NAN };
+        let e = observe(&mut state.detector, ts, v);
+        state.last_ts = ts;
+        r.fed += 1;
+        if ts > eligible_from {
+            r.any_eligible = true;
+            if e.anomalous && r.worst.as_ref().is_none_or(|w| e.score >= w.score) {
+                r.worst = Some(e.clone());
+            }
+        }
+        state.last_eval = Some(e);
+    }
+    r
 }
 
 /// Whether `kind` is a fallback used for lack of history.
@@ -509,6 +557,27 @@ impl AlertTemplate {
     }
 }
 
+/// Why a cycle failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    /// The Prometheus query failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// Model evaluation panicked outside the per-series containment; the tracker was reset.
+    #[error("model evaluation panicked ({0}); series state reset")]
+    ModelPanic(String),
+}
+
+impl CycleError {
+    /// Short stable reason for `anomaly_detector_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CycleError::Query(e) => e.reason(),
+            CycleError::ModelPanic(_) => "model_panic",
+        }
+    }
+}
+
 /// Runs one detection on its schedule until `cancel` fires.
 #[derive(Debug)]
 pub struct DetectionRunner {
@@ -531,13 +600,18 @@ impl DetectionRunner {
             ctx.client.graph_url(&cfg.query),
             ctx.dashboard_url.clone(),
         );
+        let cycle = CycleInfo {
+            interval_seconds: interval.as_secs().max(1),
+            scheduled_at: Some(unix_now()),
+            ..CycleInfo::default()
+        };
         Self {
             cfg,
             interval,
             ctx,
             tracker: Some(tracker),
             last_end: None,
-            cycle: CycleInfo::default(),
+            cycle,
         }
     }
 
@@ -545,6 +619,8 @@ impl DetectionRunner {
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        // Publish the schedule so `/health` can tell a stalled detection from a pending one.
+        self.publish();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -584,7 +660,7 @@ impl DetectionRunner {
                 self.cycle.consecutive_failures = 0;
                 true
             }
-            Err(QueryError::Cancelled) => return false,
+            Err(CycleError::Query(QueryError::Cancelled)) => return false,
             Err(e) => {
                 span.record("outcome", "failure");
                 let reason = e.reason();
@@ -602,6 +678,7 @@ impl DetectionRunner {
             }
         };
         self.cycle.last_duration_seconds = elapsed.as_secs_f64();
+        self.cycle.last_completed = Some(unix_now());
         self.ctx.metrics.cycle(&self.cfg.name, elapsed, ok);
         self.publish();
         ok
@@ -611,7 +688,7 @@ impl DetectionRunner {
         &mut self,
         now: i64,
         cancel: &CancellationToken,
-    ) -> Result<CycleOutcome, QueryError> {
+    ) -> Result<CycleOutcome, CycleError> {
         let step = self.cfg.step.as_secs().max(1) as i64;
         let end = now - now.rem_euclid(step);
         let history_start = end - self.cfg.history.as_secs() as i64;
@@ -643,22 +720,49 @@ impl DetectionRunner {
                 Ok(r) => results = r,
                 Err(e) => {
                     self.tracker = Some(tracker);
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         }
+        self.tracker = Some(tracker);
+        self.evaluate(results, now, end).await
+    }
+
+    /// Feeds a query result to the tracker on a blocking thread, counts and dispatches.
+    async fn evaluate(
+        &mut self,
+        results: Vec<RangeSeries>,
+        now: i64,
+        end: i64,
+    ) -> Result<CycleOutcome, CycleError> {
+        let tracker = self
+            .tracker
+            .take()
+            .expect("tracker is returned every cycle");
         // Model updates are CPU work: keep them off the async workers.
-        let (tracker, out) = tokio::task::spawn_blocking(move || {
+        let evaluated = tokio::task::spawn_blocking(move || {
             let mut tracker = tracker;
             let out = tracker.process(results, now);
             (tracker, out)
         })
-        .await
-        .expect("model evaluation does not panic");
+        .await;
+        let m = &self.ctx.metrics;
+        let (tracker, out) = match evaluated {
+            Ok(r) => r,
+            Err(e) => {
+                // Per-series panics are contained in `process`; this is a panic outside
+                // them. Start over with an empty tracker (history is replayed next cycle).
+                self.tracker = Some(self.fresh_tracker());
+                self.last_end = None;
+                return Err(CycleError::ModelPanic(e.to_string()));
+            }
+        };
         self.tracker = Some(tracker);
         self.last_end = Some(end);
-        let m = &self.ctx.metrics;
         m.evaluated(&self.cfg.name, out.series_evaluated, out.points);
+        if out.model_panics > 0 {
+            m.failure(&self.cfg.name, "model_panic", out.model_panics);
+        }
         if out.dropped > 0 {
             m.failure(&self.cfg.name, "series_limit", out.dropped);
         }
@@ -667,6 +771,15 @@ impl DetectionRunner {
         }
         self.ctx.alerts.dispatch(&out.events);
         Ok(out)
+    }
+
+    fn fresh_tracker(&self) -> Tracker {
+        Tracker::new(
+            self.cfg.clone(),
+            self.interval,
+            self.ctx.client.graph_url(&self.cfg.query),
+            self.ctx.dashboard_url.clone(),
+        )
     }
 
     fn publish(&self) {
@@ -822,6 +935,78 @@ mod tests {
         let out = t.process(vec![series("a", 130, 200, wave)], 200);
         assert_eq!(out.expired, 1);
         assert_eq!(t.len(), 1);
+    }
+
+    /// Panics on a value of exactly 13.0, otherwise the real model.
+    fn panicking_observe(d: &mut SeriesDetector, ts: i64, v: f64) -> Evaluation {
+        assert!(v != 13.0, "injected model panic");
+        d.observe(ts, v)
+    }
+
+    #[test]
+    fn a_panicking_series_model_is_contained_and_counted() {
+        let mut t = tracker("");
+        t.observe = panicking_observe;
+        let out = t.process(
+            vec![
+                series("a", 0, 2990, wave),
+                series("bad", 0, 2990, |x| if x == 2000 { 13.0 } else { wave(x) }),
+                series("c", 0, 2990, wave),
+            ],
+            2990,
+        );
+        assert_eq!(out.model_panics, 1);
+        assert_eq!(out.series_evaluated, 2);
+        assert_eq!(t.len(), 2, "the other series are kept");
+        // The next cycle goes on: the good series keep their models, and a spike still fires.
+        let out = t.process(
+            vec![
+                series("a", 2990, 3000, |_| 1e6),
+                series("bad", 2990, 3000, wave),
+                series("c", 2990, 3000, wave),
+            ],
+            3000,
+        );
+        assert_eq!(out.model_panics, 0);
+        assert_eq!(out.events.len(), 1, "{:?}", out.events);
+        assert_eq!(out.events[0].alert.labels["job"], "a");
+        assert_eq!(t.len(), 3, "the panicked series is tracked again");
+    }
+
+    #[tokio::test]
+    async fn runner_counts_model_panics_and_keeps_cycling() {
+        let d = detection("");
+        let metrics = Arc::new(Metrics::default());
+        let store = Arc::new(Store::new(["lat"], 10));
+        let mut sinks = tokio::task::JoinSet::new();
+        let alerts = AlertDispatcher::start(
+            None,
+            &[],
+            metrics.clone(),
+            &mut sinks,
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let c = Config::from_yaml(
+            "prometheus: {url: 'http://127.0.0.1:1'}\ndetections: []\n",
+            Path::new("t.yaml"),
+            |_| None,
+        )
+        .unwrap();
+        let ctx = RunnerContext {
+            client: PrometheusClient::new(&c.prometheus).unwrap(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            alerts,
+            dashboard_url: String::new(),
+        };
+        let mut r = DetectionRunner::new(d, Duration::from_secs(10), ctx);
+        r.tracker.as_mut().unwrap().observe = panicking_observe;
+        let results = vec![series("a", 0, 100, wave), series("bad", 0, 100, |_| 13.0)];
+        let out = r.evaluate(results, 100, 100).await.unwrap();
+        assert_eq!(out.series_evaluated, 1);
+        assert_eq!(metrics.failures("lat", "model_panic"), 1);
+        assert_eq!(r.tracker.as_ref().unwrap().len(), 1);
     }
 
     #[test]

@@ -266,7 +266,7 @@ impl Metrics {
                 .iter()
                 .map(|(d, v)| (format!("detection=\"{}\"", escape(d)), *v)),
         );
-        counter(&mut out, "anomaly_detector_failures_total", "Failures by detection and reason (connect, timeout, http_5xx, http_4xx, decode, series_limit, ...).",
+        counter(&mut out, "anomaly_detector_failures_total", "Failures by detection and reason (connect, timeout, http_5xx, http_4xx, decode, series_limit, model_panic, ...).",
             m.failures.iter().map(|((d, r), v)| (format!("detection=\"{}\",reason=\"{}\"", escape(d), escape(r)), *v)));
         counter(
             &mut out,

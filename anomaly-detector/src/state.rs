@@ -72,6 +72,27 @@ pub struct CycleInfo {
     pub consecutive_failures: u32,
     /// Duration of the last cycle in seconds.
     pub last_duration_seconds: f64,
+    /// The detection's evaluation interval in seconds (0 until its runner is scheduled).
+    pub interval_seconds: u64,
+    /// Unix seconds when the runner was scheduled.
+    pub scheduled_at: Option<i64>,
+    /// Unix seconds when the last cycle (successful or not) completed.
+    pub last_completed: Option<i64>,
+}
+
+/// A detection whose runner completed no cycle for this many intervals is stalled.
+pub const STALL_INTERVALS: u64 = 3;
+
+impl CycleInfo {
+    /// Whether, as of `now` (unix seconds), the runner completed no cycle within
+    /// [`STALL_INTERVALS`] intervals of the last completion (or of being scheduled).
+    pub fn stalled(&self, now: i64) -> bool {
+        let Some(since) = self.last_completed.or(self.scheduled_at) else {
+            return false;
+        };
+        self.interval_seconds > 0
+            && now.saturating_sub(since) > (self.interval_seconds * STALL_INTERVALS) as i64
+    }
 }
 
 impl Default for CycleInfo {
@@ -82,6 +103,9 @@ impl Default for CycleInfo {
             last_error: None,
             consecutive_failures: 0,
             last_duration_seconds: 0.0,
+            interval_seconds: 0,
+            scheduled_at: None,
+            last_completed: None,
         }
     }
 }
