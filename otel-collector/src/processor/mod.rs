@@ -3,7 +3,8 @@
 //! upstream); a processor wraps the next [`SharedConsumer`] into a new one.
 //!
 //! Implemented: `batch`, `memory_limiter`, `resource`, `attributes`, `filter` (legacy
-//! include/exclude form; OTTL conditions are refused with a clear error).
+//! include/exclude form; OTTL conditions are refused with a clear error), `probabilistic_sampler`,
+//! `tail_sampling`.
 //!
 //! Tests: `cargo test -p otel-collector processor::`.
 
@@ -11,6 +12,7 @@ pub mod attributes;
 pub mod batch;
 pub mod filter;
 pub mod memory_limiter;
+pub mod probabilistic_sampler;
 pub(crate) mod walk;
 
 use crate::config::{parse_component, ComponentConfigError, ComponentKind};
@@ -30,6 +32,8 @@ pub enum ProcessorConfig {
     Attributes(attributes::AttributesConfig),
     /// `filter`: drop spans, metrics, log records by name or attribute.
     Filter(Box<filter::FilterConfig>),
+    /// `probabilistic_sampler`: keep a share of traces by trace id.
+    ProbabilisticSampler(probabilistic_sampler::ProbabilisticSamplerConfig),
 }
 
 impl ProcessorConfig {
@@ -39,6 +43,7 @@ impl ProcessorConfig {
         "batch",
         "filter",
         "memory_limiter",
+        "probabilistic_sampler",
         "resource",
     ];
 }
@@ -55,6 +60,9 @@ impl ComponentKind for ProcessorConfig {
             "resource" => ProcessorConfig::Resource(parse_component(value)?),
             "attributes" => ProcessorConfig::Attributes(parse_component(value)?),
             "filter" => ProcessorConfig::Filter(Box::new(filter::FilterConfig::parse(value)?)),
+            "probabilistic_sampler" => {
+                ProcessorConfig::ProbabilisticSampler(parse_component(value)?)
+            }
             other => {
                 return Err(ComponentConfigError::new(
                     "",
@@ -70,6 +78,7 @@ impl ComponentKind for ProcessorConfig {
             ProcessorConfig::Resource(c) => c.validate(),
             ProcessorConfig::Attributes(c) => c.validate(),
             ProcessorConfig::Filter(c) => c.validate(),
+            ProcessorConfig::ProbabilisticSampler(c) => c.validate(),
         }
     }
 }
@@ -115,6 +124,12 @@ pub fn build(
         },
         ProcessorConfig::Filter(c) => BuiltProcessor {
             consumer: Arc::new(filter::FilterProcessor::new(id, c, signal, next)),
+            lifecycle: None,
+        },
+        ProcessorConfig::ProbabilisticSampler(c) => BuiltProcessor {
+            consumer: Arc::new(probabilistic_sampler::ProbabilisticSampler::new(
+                id, c, signal, next,
+            )),
             lifecycle: None,
         },
     }
