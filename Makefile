@@ -20,14 +20,15 @@ APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter vict
 # `test` and `bench` rules, whose prerequisite lists are expanded when make reads them.
 TEST_TARGETS :=
 BENCH_TARGETS :=
-include $(wildcard */make.mk crates/*/make.mk)
+include $(wildcard */make.mk crates/*/make.mk .ci/*/make.mk)
 
-.PHONY: help deps deps-apt deps-py build release test test-unit test-config bench fmt lint up down status
+.PHONY: help deps deps-apt deps-py build release test test-unit test-config bench fmt lint up down status up-compose down-compose
 
 help:
 	@echo "make up      start the stack on 127.0.0.1 (state and logs in .run/)"
 	@echo "make status  show what is running"
 	@echo "make down    stop the stack"
+	@echo "make up-compose / down-compose   the same stack plus Tempo and Grafana in Docker"
 	@echo "make test    install test dependencies and run every test"
 	@echo "make bench   run the benchmarks"
 	@echo "make fmt / make lint"
@@ -70,7 +71,7 @@ test-config: deps-apt
 	promtool check config prometheus/prometheus.yml
 	@if ls prometheus/tests/*.yml >/dev/null 2>&1; then promtool test rules prometheus/tests/*.yml; fi
 	amtool check-config prometheus/alertmanager.yml
-	shellcheck .ci/run .ci/stack.sh
+	shellcheck -x .ci/run .ci/stack.sh scripts/*.sh
 	python3 -m py_compile .ci/webhook_sink.py
 
 bench: deps release $(BENCH_TARGETS)
@@ -85,11 +86,28 @@ status:
 down:
 	@.ci/stack.sh down
 
+## up-compose / down-compose: docker-compose.yml (needs Docker with the compose plugin).
+define NEED_DOCKER
+	@command -v docker >/dev/null 2>&1 || { echo "make $@: docker is not installed (no 'docker' on PATH). Install Docker Engine with the compose plugin, or run the stack as processes with 'make up'." >&2; exit 1; }
+	@docker compose version >/dev/null 2>&1 || { echo "make $@: the docker compose plugin is not installed ('docker compose version' fails)." >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make $@: docker is installed but its engine does not answer ('docker info' fails): start it." >&2; exit 1; }
+endef
+
+up-compose:
+	$(NEED_DOCKER)
+	docker compose up -d --build
+	docker compose ps
+	@echo "Grafana http://localhost:3000  Prometheus http://localhost:9090  Alertmanager http://localhost:9093  stop: make down-compose"
+
+down-compose:
+	$(NEED_DOCKER)
+	docker compose down
+
 fmt:
 	$(CARGO) fmt --all
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	shellcheck .ci/run .ci/stack.sh
+	shellcheck -x .ci/run .ci/stack.sh scripts/*.sh
 

@@ -10,9 +10,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-RUN=$ROOT/.run
-BIN=$ROOT/target/release
 PY=${PY:-$ROOT/.venv/bin/python}
+
+# Knobs for short runs (the end-to-end test, e2e/): where binaries and state live, which
+# detector config and rule files are used, and how often metrics are exported, scraped and
+# evaluated. The defaults are what `make up` has always used.
+: "${STACK_BIN:=$ROOT/target/release}" "${STACK_RUN:=$ROOT/.run}"
+: "${DETECTOR_CONFIG:=anomaly-detector/config/detector.yaml}"
+: "${PROMETHEUS_RULES:=$ROOT/prometheus/rules/*.yml}"
+: "${PROMETHEUS_SCRAPE_INTERVAL:=15s}" "${PROMETHEUS_EVAL_INTERVAL:=15s}"
+: "${METRIC_EXPORT_INTERVAL_MS:=10000}" "${LOADGEN_PATTERN:=diurnal}" "${LOADGEN_DAY:=10m}"
+RUN=$STACK_RUN
+BIN=$STACK_BIN
+# RUN as printed: relative to the checkout when it is inside it.
+SHOWN=${RUN#"$ROOT"/}
 
 : "${PROMETHEUS_PORT:=9090}" "${ALERTMANAGER_PORT:=9093}" "${WEBHOOK_PORT:=9095}"
 : "${OTLP_GRPC_PORT:=4317}" "${OTLP_HTTP_PORT:=4318}" "${COLLECTOR_METRICS_PORT:=8888}"
@@ -41,7 +52,7 @@ start() {
     if pid_of "$name" >/dev/null; then log "$name already running (pid $(pid_of "$name"))"; return; fi
     nohup "$@" >"$RUN/$name.log" 2>&1 &
     echo $! >"$RUN/$name.pid"
-    log "started $name (pid $!, log .run/$name.log)"
+    log "started $name (pid $!, log $SHOWN/$name.log)"
 }
 
 # wait_http NAME URL: waits up to 30 s for URL to answer 2xx.
@@ -49,16 +60,18 @@ wait_http() {
     local name=$1 url=$2
     for _ in $(seq 1 60); do
         curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
-        pid_of "$name" >/dev/null || die "$name exited; last lines of .run/$name.log:\n$(tail -20 "$RUN/$name.log")"
+        pid_of "$name" >/dev/null || die "$name exited; last lines of $SHOWN/$name.log:\n$(tail -20 "$RUN/$name.log")"
         sleep 0.5
     done
-    die "$name did not answer on $url within 30 s (see .run/$name.log)"
+    die "$name did not answer on $url within 30 s (see $SHOWN/$name.log)"
 }
 
 render_configs() {
     sed -e "s/127.0.0.1:8889/127.0.0.1:$PROM_EXPORTER_PORT/; s/127.0.0.1:8888/127.0.0.1:$COLLECTOR_METRICS_PORT/" \
         -e "s/127.0.0.1:9464/127.0.0.1:$DETECTOR_PORT/; s/127.0.0.1:9093/127.0.0.1:$ALERTMANAGER_PORT/" \
-        -e "s/127.0.0.1:9090/127.0.0.1:$PROMETHEUS_PORT/; s#rules/\*.yml#$ROOT/prometheus/rules/*.yml#" \
+        -e "s/127.0.0.1:9090/127.0.0.1:$PROMETHEUS_PORT/; s#rules/\*.yml#$PROMETHEUS_RULES#" \
+        -e "s/scrape_interval: 15s/scrape_interval: $PROMETHEUS_SCRAPE_INTERVAL/" \
+        -e "s/evaluation_interval: 15s/evaluation_interval: $PROMETHEUS_EVAL_INTERVAL/" \
         prometheus/prometheus.yml >"$RUN/prometheus.yml"
     sed -e "s#http://127.0.0.1:9095/alerts/page#$ALERT_PAGE_WEBHOOK_URL#" \
         -e "s#http://127.0.0.1:9095/alerts/ticket#$ALERT_TICKET_WEBHOOK_URL#" \
@@ -93,32 +106,34 @@ up() {
     local otlp="http://127.0.0.1:$OTLP_GRPC_PORT"
     DEMO_ADDR="127.0.0.1:$DEMO_PORT" DEMO_INVENTORY_ADDR="127.0.0.1:$DEMO_INVENTORY_PORT" \
     DEMO_PAYMENT_ADDR="127.0.0.1:$DEMO_PAYMENT_PORT" OTEL_EXPORTER_OTLP_ENDPOINT=$otlp \
-    OTEL_METRIC_EXPORT_INTERVAL=10000 \
+    OTEL_METRIC_EXPORT_INTERVAL=$METRIC_EXPORT_INTERVAL_MS \
         start demo-app "$BIN/demo-app"
     wait_http demo-app "http://127.0.0.1:$DEMO_PORT/health"
 
-    OTEL_EXPORTER_OTLP_ENDPOINT=$otlp OTEL_METRIC_EXPORT_INTERVAL=10000 \
+    OTEL_EXPORTER_OTLP_ENDPOINT=$otlp OTEL_METRIC_EXPORT_INTERVAL=$METRIC_EXPORT_INTERVAL_MS \
         start node-agent "$BIN/node-agent"
 
     PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT" ALERTMANAGER_URL="http://127.0.0.1:$ALERTMANAGER_PORT" \
     DETECTOR_ADDR="127.0.0.1:$DETECTOR_PORT" OTEL_EXPORTER_OTLP_ENDPOINT=$otlp \
     DETECTOR_WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/detector" DETECTOR_WEBHOOK_SECRET=$WEBHOOK_SECRET \
-        start anomaly-detector "$BIN/anomaly-detector" --config anomaly-detector/config/detector.yaml
+    DETECTOR_HISTORY="${DETECTOR_HISTORY:-$RUN/anomalies.db}" \
+        start anomaly-detector "$BIN/anomaly-detector" --config "$DETECTOR_CONFIG"
     wait_http anomaly-detector "http://127.0.0.1:$DETECTOR_PORT/health"
 
     start loadgen "$BIN/loadgen" --target "http://127.0.0.1:$DEMO_PORT" --rps "$LOADGEN_RPS" \
-        --duration "$LOADGEN_DURATION" --pattern diurnal
+        --duration "$LOADGEN_DURATION" --pattern "$LOADGEN_PATTERN" --day "$LOADGEN_DAY"
     wait_http prometheus "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
     wait_http alertmanager "http://127.0.0.1:$ALERTMANAGER_PORT/-/ready"
     echo
     status
+    guide
 }
 
 status() {
     local rows=(
         "prometheus|http://127.0.0.1:$PROMETHEUS_PORT|http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
         "alertmanager|http://127.0.0.1:$ALERTMANAGER_PORT|http://127.0.0.1:$ALERTMANAGER_PORT/-/ready"
-        "webhook-sink|http://127.0.0.1:$WEBHOOK_PORT (deliveries in .run/webhook.jsonl)|http://127.0.0.1:$WEBHOOK_PORT/"
+        "webhook-sink|http://127.0.0.1:$WEBHOOK_PORT (deliveries in $SHOWN/webhook.jsonl)|http://127.0.0.1:$WEBHOOK_PORT/"
         "otel-collector|OTLP grpc 127.0.0.1:$OTLP_GRPC_PORT, http 127.0.0.1:$OTLP_HTTP_PORT; metrics :$PROM_EXPORTER_PORT, own :$COLLECTOR_METRICS_PORT, health :$HEALTH_PORT|http://127.0.0.1:$HEALTH_PORT/"
         "demo-app|http://127.0.0.1:$DEMO_PORT (inventory :$DEMO_INVENTORY_PORT, payment :$DEMO_PAYMENT_PORT)|http://127.0.0.1:$DEMO_PORT/health"
         "node-agent|pushes OTLP to 127.0.0.1:$OTLP_GRPC_PORT|"
@@ -126,7 +141,7 @@ status() {
         "loadgen|$LOADGEN_RPS req/s diurnal against the demo-app|"
     )
     printf '%-17s %-8s %-7s %s\n' SERVICE PID HEALTH WHERE
-    local row name where probe pid health
+    local row name where probe pid health down=0
     for row in "${rows[@]}"; do
         IFS='|' read -r name where probe <<<"$row"
         pid=$(pid_of "$name" || true)
@@ -134,9 +149,32 @@ status() {
         elif [[ -z $probe ]]; then health=running
         elif curl -fsS -o /dev/null --max-time 2 "$probe" 2>/dev/null; then health=ok
         else health=failing; fi
+        [[ $health == down || $health == failing ]] && down=$((down + 1))
         printf '%-17s %-8s %-7s %s\n' "$name" "${pid:--}" "$health" "$where"
     done
-    echo "logs: .run/<service>.log   traces (file exporter): .run/traces.jsonl   stop: make down"
+    echo "logs: $SHOWN/<service>.log   traces (file exporter): $SHOWN/traces.jsonl   stop: make down"
+    # `make status` fails when a service is down or does not answer its health probe.
+    if ((down > 0)); then echo "$down service(s) down or failing: see $SHOWN/<service>.log" >&2; return 1; fi
+}
+
+# urlencode TEXT: TEXT percent-encoded for a query string.
+urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+
+# guide: where to look once the stack runs, and how to play the demo scenarios (scripts/).
+guide() {
+    local prom="http://127.0.0.1:$PROMETHEUS_PORT"
+    local red='sum by (job) (rate(http_server_request_duration_seconds_count[1m]))'
+    echo
+    echo "Prometheus alerts:  $prom/alerts"
+    echo "RED graph (rate):   $prom/graph?g0.expr=$(urlencode "$red")&g0.tab=0&g0.range_input=30m"
+    echo "Alertmanager:       http://127.0.0.1:$ALERTMANAGER_PORT/#/alerts"
+    echo "Webhook deliveries: $SHOWN/webhook.jsonl (Alertmanager: /alerts/page|ticket|default; detector: /detector, signed)"
+    echo "                    or GET http://127.0.0.1:$WEBHOOK_PORT/ (last 50)"
+    echo "Scenarios (each prints what to expect and where to look):"
+    echo "  scripts/traffic.sh [RPS] [DURATION]       more load (loadgen)"
+    echo "  scripts/errors.sh [RATE] [SECONDS]        5xx spike -> SLO fast-burn page"
+    echo "  scripts/latency.sh [MS] [SECONDS]         slow responses -> latency SLO / p95 alerts"
+    echo "  scripts/anomaly.sh [MS] [SECONDS]         latency anomaly -> detector webhook (after warm-up)"
 }
 
 down() {
