@@ -87,11 +87,11 @@ fn unknown_top_level_key_suggests() {
 fn unknown_component_type_lists_known_ones() {
     let p = one(&GOOD.replace(
         "  batch:\n    timeout: 200ms",
-        "  batch:\n    timeout: 200ms\n  tail_sampling:",
+        "  batch:\n    timeout: 200ms\n  groupbytrace:",
     ));
-    assert_eq!(p.path, "processors.tail_sampling");
+    assert_eq!(p.path, "processors.groupbytrace");
     assert!(
-        p.message.contains("unknown processor type `tail_sampling`"),
+        p.message.contains("unknown processor type `groupbytrace`"),
         "{}",
         p.message
     );

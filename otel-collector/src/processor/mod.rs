@@ -13,6 +13,7 @@ pub mod batch;
 pub mod filter;
 pub mod memory_limiter;
 pub mod probabilistic_sampler;
+pub mod tail_sampling;
 pub(crate) mod walk;
 
 use crate::config::{parse_component, ComponentConfigError, ComponentKind};
@@ -34,6 +35,8 @@ pub enum ProcessorConfig {
     Filter(Box<filter::FilterConfig>),
     /// `probabilistic_sampler`: keep a share of traces by trace id.
     ProbabilisticSampler(probabilistic_sampler::ProbabilisticSamplerConfig),
+    /// `tail_sampling`: decide on whole traces after `decision_wait`.
+    TailSampling(Box<tail_sampling::TailSamplingConfig>),
 }
 
 impl ProcessorConfig {
@@ -45,6 +48,7 @@ impl ProcessorConfig {
         "memory_limiter",
         "probabilistic_sampler",
         "resource",
+        "tail_sampling",
     ];
 }
 
@@ -63,6 +67,7 @@ impl ComponentKind for ProcessorConfig {
             "probabilistic_sampler" => {
                 ProcessorConfig::ProbabilisticSampler(parse_component(value)?)
             }
+            "tail_sampling" => ProcessorConfig::TailSampling(Box::new(parse_component(value)?)),
             other => {
                 return Err(ComponentConfigError::new(
                     "",
@@ -79,6 +84,7 @@ impl ComponentKind for ProcessorConfig {
             ProcessorConfig::Attributes(c) => c.validate(),
             ProcessorConfig::Filter(c) => c.validate(),
             ProcessorConfig::ProbabilisticSampler(c) => c.validate(),
+            ProcessorConfig::TailSampling(c) => c.validate(),
         }
     }
 }
@@ -130,6 +136,27 @@ pub fn build(
             consumer: Arc::new(probabilistic_sampler::ProbabilisticSampler::new(
                 id, c, signal, next,
             )),
+            lifecycle: None,
+        },
+        ProcessorConfig::TailSampling(c) if signal == Signal::Traces => {
+            match tail_sampling::TailSampler::start(id, c, next.clone(), ctx) {
+                Ok(t) => BuiltProcessor {
+                    consumer: t.clone(),
+                    lifecycle: Some(t),
+                },
+                Err(e) => {
+                    // Unreachable after `validate`; keep the data flowing rather than panic.
+                    tracing::error!(processor = id, error = %e, "tail_sampling did not start; passing spans unsampled");
+                    BuiltProcessor {
+                        consumer: next,
+                        lifecycle: None,
+                    }
+                }
+            }
+        }
+        // Upstream's tail_sampling is traces-only; in another pipeline it passes data on.
+        ProcessorConfig::TailSampling(_) => BuiltProcessor {
+            consumer: next,
             lifecycle: None,
         },
     }
