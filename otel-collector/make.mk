@@ -58,7 +58,7 @@ bench-collector-steady: deps
 # `make test` replays on stable (tests/fuzz_replay.rs). Needs nightly (installed if missing; falls
 # back to the stable compiler with RUSTC_BOOTSTRAP) and cargo-fuzz (installed if missing).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= otlp_proto otlp_json prometheus_translate config
+FUZZ_TARGETS ?= otlp_proto otlp_json prometheus_translate config wal_segment
 .PHONY: fuzz fuzz-deps
 fuzz-deps:
 	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal || \

@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("otlp_json", otlp_json),
     ("prometheus_translate", prometheus_translate),
     ("config", config),
+    ("wal_segment", wal_segment),
 ];
 
 /// The signal chosen by an input's first byte, and the rest of the input.
@@ -125,4 +126,30 @@ pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data).into_owned();
     let lookup = |name: &str| (name == "FUZZ").then(|| "127.0.0.1:4317".to_string());
     let _ = Config::from_docs(&[("fuzz.yaml".to_string(), text)], &lookup);
+}
+
+/// The persistent queue's segment reader on arbitrary bytes: every record it returns lies
+/// inside the input, in order, without overlap, and re-encodes to exactly its bytes; damaged
+/// regions are counted, never more than there are bytes.
+pub fn wal_segment(data: &[u8]) {
+    use crate::exporter::wal;
+    let scan = wal::scan_segment(data);
+    assert!(
+        scan.skipped <= data.len() as u64,
+        "skipped {}",
+        scan.skipped
+    );
+    let mut end = 0u64;
+    for f in &scan.records {
+        assert!(f.offset >= end, "records overlap");
+        end = f.offset + u64::from(f.len);
+        assert!(end <= data.len() as u64, "record past the end");
+        let bytes = &data[f.offset as usize..end as usize];
+        let payload = &bytes[wal::HEADER_LEN + 1..];
+        assert_eq!(
+            wal::encode_record(f.seq, f.signal, payload),
+            bytes,
+            "a record re-encodes to its bytes"
+        );
+    }
 }

@@ -21,6 +21,7 @@ pub mod prometheus;
 pub mod prometheusremotewrite;
 pub mod queue;
 pub mod retry;
+pub mod wal;
 
 use crate::config::ComponentConfigError;
 use crate::pipeline::{SharedConsumer, Shutdown, Signal, StartContext};

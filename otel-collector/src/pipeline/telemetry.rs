@@ -98,6 +98,39 @@ impl Telemetry {
         }
     }
 
+    /// The batch as the OTLP protobuf request of its signal (what the persistent queue stores).
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        use prost::Message;
+        match self {
+            Telemetry::Traces(r) => r.encode_to_vec(),
+            Telemetry::Metrics(r) => r.encode_to_vec(),
+            Telemetry::Logs(r) => r.encode_to_vec(),
+        }
+    }
+
+    /// Size of [`Telemetry::encode_to_vec`]'s output, without encoding.
+    pub fn encoded_len(&self) -> usize {
+        use prost::Message;
+        match self {
+            Telemetry::Traces(r) => r.encoded_len(),
+            Telemetry::Metrics(r) => r.encoded_len(),
+            Telemetry::Logs(r) => r.encoded_len(),
+        }
+    }
+
+    /// Decodes an OTLP protobuf request of `signal`.
+    ///
+    /// # Errors
+    /// When `bytes` is not a valid request of that signal.
+    pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Telemetry, prost::DecodeError> {
+        use prost::Message;
+        Ok(match signal {
+            Signal::Traces => Telemetry::Traces(ExportTraceServiceRequest::decode(bytes)?),
+            Signal::Metrics => Telemetry::Metrics(ExportMetricsServiceRequest::decode(bytes)?),
+            Signal::Logs => Telemetry::Logs(ExportLogsServiceRequest::decode(bytes)?),
+        })
+    }
+
     /// True when the batch holds no items.
     pub fn is_empty(&self) -> bool {
         self.item_count() == 0
