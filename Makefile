@@ -62,8 +62,10 @@ release:
 test: deps build test-unit test-config $(TEST_TARGETS)
 	@echo "make test: all suites passed"
 
+## `cargo test --workspace` builds every workspace binary before any test runs, so the tests
+## that start another crate's binary need not build it (crates/test-support/src/bins.rs).
 test-unit:
-	$(CARGO) test --workspace
+	TEST_SUPPORT_PREBUILT_BINS=1 $(CARGO) test --workspace
 
 ## test-config: static checks of the Prometheus/Alertmanager configs and the shell scripts.
 test-config: deps-apt
