@@ -59,7 +59,7 @@ release:
 	$(CARGO) build --workspace --release --bins
 
 ## test: unit + integration tests of every component, config tests, end-to-end.
-test: deps build test-unit test-config $(TEST_TARGETS)
+test: deps lint build test-unit test-config $(TEST_TARGETS)
 	@echo "make test: all suites passed"
 
 ## `cargo test --workspace` builds every workspace binary before any test runs, so the tests
@@ -72,7 +72,6 @@ test-config: deps-apt
 	promtool check config prometheus/prometheus.yml
 	@if ls prometheus/tests/*.yml >/dev/null 2>&1; then promtool test rules prometheus/tests/*.yml; fi
 	amtool check-config prometheus/alertmanager.yml
-	shellcheck .ci/run .ci/stack.sh
 	python3 -m py_compile .ci/webhook_sink.py
 
 bench: deps release $(BENCH_TARGETS)
@@ -90,8 +89,13 @@ down:
 fmt:
 	$(CARGO) fmt --all
 
-lint:
+## Every shell script git tracks: *.sh and any file whose first line is a sh/bash shebang.
+SHELL_SCRIPTS = $(sort $(shell git ls-files '*.sh') $(shell git ls-files -z | xargs -0 grep -lIE -m1 '^\#!.*(/|env )(ba|da)?sh( |$$)' 2>/dev/null))
+
+## lint (part of `make test`): rustfmt check, clippy with warnings as errors, shellcheck.
+lint: deps-apt
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	shellcheck .ci/run .ci/stack.sh
+	@test -n "$(SHELL_SCRIPTS)" || { echo "lint: no shell scripts found (not a git checkout?)"; exit 1; }
+	shellcheck $(SHELL_SCRIPTS)
 
