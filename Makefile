@@ -14,7 +14,8 @@ CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 # Debian packages the tests and the stack run for real.
-APT_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics curl shellcheck openssl chromium
+# python3 and python3-venv: `python3 -m venv` for .venv and .tools/venv.
+APT_PACKAGES := python3 python3-venv prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics curl shellcheck openssl chromium
 
 # Components register their targets in TEST_TARGETS / BENCH_TARGETS; include them before the
 # `test` and `bench` rules, whose prerequisite lists are expanded when make reads them.
@@ -22,7 +23,7 @@ TEST_TARGETS :=
 BENCH_TARGETS :=
 include $(wildcard */make.mk crates/*/make.mk .ci/*/make.mk)
 
-.PHONY: help deps deps-apt deps-py build release test test-unit test-config bench fmt lint up down status up-compose down-compose
+.PHONY: help deps deps-apt deps-py check-rust build release test test-unit test-config bench fmt lint up down status up-compose down-compose
 
 help:
 	@echo "make up      start the stack on 127.0.0.1 (state and logs in .run/)"
@@ -36,15 +37,14 @@ help:
 ## deps: install everything tests and the stack need (idempotent).
 deps: deps-apt deps-py
 
+## Debian's postinst would start prometheus, alertmanager and node_exporter; the tests and the
+## stack start their own, so .ci/deps-apt.sh keeps the packages it installs from starting.
 deps-apt:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
-	@# Debian's postinst may start the services; the tests and the stack start their own.
-	@-pkill -x prometheus-node-exporter >/dev/null 2>&1; true
+	@.ci/deps-apt.sh $(APT_PACKAGES)
+
+## check-rust: the toolchain is at least the workspace's rust-version (says what to do if not).
+check-rust:
+	@.ci/check-rust.sh
 
 deps-py: $(VENV)/.installed
 
@@ -53,26 +53,28 @@ $(VENV)/.installed: .ci/requirements-test.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r .ci/requirements-test.txt
 	touch $@
 
-build:
+build: check-rust
 	$(CARGO) build --workspace --all-targets
 
-release:
+release: check-rust
 	$(CARGO) build --workspace --release --bins
 
 ## test: unit + integration tests of every component, config tests, end-to-end.
-test: deps build test-unit test-config $(TEST_TARGETS)
+test: deps lint build test-unit test-config $(TEST_TARGETS)
 	@echo "make test: all suites passed"
 
+## `cargo test --workspace` builds every workspace binary before any test runs, so the tests
+## that start another crate's binary need not build it (crates/test-support/src/bins.rs).
 test-unit:
-	$(CARGO) test --workspace
+	TEST_SUPPORT_PREBUILT_BINS=1 $(CARGO) test --workspace
 
 ## test-config: static checks of the Prometheus/Alertmanager configs and the shell scripts.
 test-config: deps-apt
 	promtool check config prometheus/prometheus.yml
 	@if ls prometheus/tests/*.yml >/dev/null 2>&1; then promtool test rules prometheus/tests/*.yml; fi
 	amtool check-config prometheus/alertmanager.yml
-	shellcheck -x .ci/run .ci/stack.sh scripts/*.sh
 	python3 -m py_compile .ci/webhook_sink.py
+	.ci/test-owns-port.sh
 
 bench: deps release $(BENCH_TARGETS)
 
@@ -106,8 +108,13 @@ down-compose:
 fmt:
 	$(CARGO) fmt --all
 
-lint:
+## Every shell script git tracks: *.sh and any file whose first line is a sh/bash shebang.
+SHELL_SCRIPTS = $(sort $(shell git ls-files '*.sh') $(shell git ls-files -z | xargs -0 grep -lIE -m1 '^\#!.*(/|env )(ba|da)?sh( |$$)' 2>/dev/null))
+
+## lint (part of `make test`): rustfmt check, clippy with warnings as errors, shellcheck.
+lint: deps-apt check-rust
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	shellcheck -x .ci/run .ci/stack.sh scripts/*.sh
+	@test -n "$(SHELL_SCRIPTS)" || { echo "lint: no shell scripts found (not a git checkout?)"; exit 1; }
+	shellcheck -x $(SHELL_SCRIPTS)
 

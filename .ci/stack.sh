@@ -66,6 +66,20 @@ wait_http() {
     die "$name did not answer on $url within 30 s (see $SHOWN/$name.log)"
 }
 
+# owns_port NAME PORT: fails naming PORT unless the process started as NAME is the one listening
+# on it (on a machine with systemd, Debian's postinst may have started its own prometheus or
+# alertmanager on the default ports, which would answer wait_http in our place).
+owns_port() {
+    local name=$1 port=$2 pid hex inode
+    pid=$(pid_of "$name") || die "$name exited; last lines of .run/$name.log:\n$(tail -20 "$RUN/$name.log")"
+    hex=$(printf ':%04X' "$port")
+    while read -r inode; do
+        # The listening socket is one of the started process's descriptors.
+        find "/proc/$pid/fd" -maxdepth 1 -lname "socket:\[$inode\]" 2>/dev/null | grep -q . && return 0
+    done < <(awk -v p="$hex" '$4 == "0A" && substr($2, length($2) - 4) == p {print $10}' /proc/net/tcp /proc/net/tcp6 2>/dev/null)
+    die "port $port answers, but not from the $name started here (pid $pid): another process listens on it (Debian's prometheus or prometheus-alertmanager service? 'systemctl disable --now' it), or pick another port (variables at the top of .ci/stack.sh)"
+}
+
 render_configs() {
     sed -e "s/127.0.0.1:8889/127.0.0.1:$PROM_EXPORTER_PORT/; s/127.0.0.1:8888/127.0.0.1:$COLLECTOR_METRICS_PORT/" \
         -e "s/127.0.0.1:9464/127.0.0.1:$DETECTOR_PORT/; s/127.0.0.1:9093/127.0.0.1:$ALERTMANAGER_PORT/" \
@@ -123,7 +137,9 @@ up() {
     start loadgen "$BIN/loadgen" --target "http://127.0.0.1:$DEMO_PORT" --rps "$LOADGEN_RPS" \
         --duration "$LOADGEN_DURATION" --pattern "$LOADGEN_PATTERN" --day "$LOADGEN_DAY"
     wait_http prometheus "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+    owns_port prometheus "$PROMETHEUS_PORT"
     wait_http alertmanager "http://127.0.0.1:$ALERTMANAGER_PORT/-/ready"
+    owns_port alertmanager "$ALERTMANAGER_PORT"
     echo
     status
     guide

@@ -2,8 +2,8 @@
 //! sink tasks, and the graceful shutdown order (stop accepting and stop scheduling, finish the
 //! running cycles, deliver queued alerts within [`ALERT_FLUSH_DEADLINE`], exit).
 //!
-//! Tests: `tests/service_live.rs` runs the binary against a real Prometheus and Alertmanager;
-//! `tests/service_recovery.rs` runs [`run_with_listener`] against a Prometheus that starts late.
+//! Tests: `tests/service_live.rs` runs the binary against a real Prometheus (down at start,
+//! then up) and Alertmanager; `tests/insights_api.rs` calls [`run_with_listener`] in-process.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

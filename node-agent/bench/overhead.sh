@@ -31,8 +31,10 @@ sink_port=$(free_port); ne_port=$(free_port)
 out=$(mktemp -d)
 sink_pid=""
 cleanup() {
-  [ -n "$sink_pid" ] && kill -TERM "$sink_pid" 2>/dev/null || true
-  [ -n "$sink_pid" ] && wait "$sink_pid" 2>/dev/null || true
+  if [ -n "$sink_pid" ]; then
+    kill -TERM "$sink_pid" 2>/dev/null || true
+    wait "$sink_pid" 2>/dev/null || true
+  fi
   rm -rf "$out"
 }
 trap cleanup EXIT

@@ -50,7 +50,7 @@ pub struct Config {
     /// Default collection (and export) interval for every scraper.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// Where procfs and sysfs are mounted (change to `/host/proc` in a container).
+    /// Where procfs is mounted, or the host's root in a container (`root.host`).
     pub root: RootConfig,
     /// Which scrapers run and how.
     pub scrapers: ScrapersConfig,
@@ -72,21 +72,64 @@ impl Default for Config {
     }
 }
 
-/// Filesystem roots for procfs and sysfs.
+/// Where the agent reads the machine it reports on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RootConfig {
-    /// procfs mount point.
+    /// procfs mount point (ignored when `host` is set).
     pub proc: PathBuf,
-    /// sysfs mount point.
-    pub sys: PathBuf,
+    /// The host's root filesystem, mounted in a container (`--host-root`): procfs is read from
+    /// `<host>/proc`, the network and mount tables from the host's pid 1 (`<host>/proc/1/net/*`,
+    /// `<host>/proc/1/mounts`), and each mount point is `statvfs`ed under `<host>`.
+    pub host: Option<PathBuf>,
 }
+
+/// Default procfs mount point.
+const DEFAULT_PROC: &str = "/proc";
 
 impl Default for RootConfig {
     fn default() -> Self {
         Self {
-            proc: PathBuf::from("/proc"),
-            sys: PathBuf::from("/sys"),
+            proc: PathBuf::from(DEFAULT_PROC),
+            host: None,
+        }
+    }
+}
+
+impl RootConfig {
+    /// The procfs directory read.
+    pub fn proc_dir(&self) -> PathBuf {
+        match &self.host {
+            Some(h) => h.join("proc"),
+            None => self.proc.clone(),
+        }
+    }
+
+    /// The procfs-relative directory of the network tables: the host's pid 1 network
+    /// namespace under a host root, the agent's own otherwise.
+    pub fn net_dir(&self) -> &'static str {
+        if self.host.is_some() {
+            "1/net"
+        } else {
+            "net"
+        }
+    }
+
+    /// The procfs-relative mount table: the host's pid 1 mount namespace under a host root,
+    /// the agent's own (what its `statvfs` sees) otherwise.
+    pub fn mounts_file(&self) -> &'static str {
+        if self.host.is_some() {
+            "1/mounts"
+        } else {
+            "self/mounts"
+        }
+    }
+
+    /// Where a mount point of the mount table is reachable from the agent.
+    pub fn mount_path(&self, mountpoint: &str) -> PathBuf {
+        match &self.host {
+            Some(h) => h.join(mountpoint.trim_start_matches('/')),
+            None => PathBuf::from(mountpoint),
         }
     }
 }
@@ -615,6 +658,22 @@ impl Config {
     /// # Errors
     /// The first invalid value found.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(h) = &self.root.host {
+            if self.root.proc != Path::new(DEFAULT_PROC) {
+                return Err(invalid(
+                    "root.proc",
+                    &self.root.proc.display().to_string(),
+                    "set either root.host (procfs is then <host>/proc) or root.proc, not both",
+                ));
+            }
+            if !h.is_absolute() {
+                return Err(invalid(
+                    "root.host",
+                    &h.display().to_string(),
+                    "must be an absolute path (e.g. /host)",
+                ));
+            }
+        }
         if self.interval < Duration::from_millis(100) {
             return Err(invalid(
                 "interval",
@@ -721,6 +780,36 @@ mod tests {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/node-agent.yaml");
         let cfg = Config::load(Some(&p), &no_env).unwrap();
         assert_eq!(cfg.scrapers.process.top_n, 5);
+    }
+
+    #[test]
+    fn host_root_paths_and_validation() {
+        let mut cfg = Config::from_yaml("root: {host: /host}\n").unwrap();
+        cfg.validate().unwrap();
+        let r = &cfg.root;
+        assert_eq!(r.proc_dir(), Path::new("/host/proc"));
+        assert_eq!(r.net_dir(), "1/net");
+        assert_eq!(r.mounts_file(), "1/mounts");
+        assert_eq!(r.mount_path("/var/lib"), Path::new("/host/var/lib"));
+        assert_eq!(r.mount_path("/"), Path::new("/host"));
+        let own = RootConfig::default();
+        assert_eq!(own.proc_dir(), Path::new("/proc"));
+        assert_eq!((own.net_dir(), own.mounts_file()), ("net", "self/mounts"));
+        assert_eq!(own.mount_path("/var/lib"), Path::new("/var/lib"));
+        cfg.root.proc = PathBuf::from("/elsewhere/proc");
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("root.proc") && err.contains("root.host"),
+            "{err}"
+        );
+        let err = Config::from_yaml("root: {host: host}\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("absolute"), "{err}");
+        // root.sys was never read: it is gone, and naming it is an error.
+        let err = Config::from_yaml("root: {sys: /sys}\n").unwrap_err();
+        assert!(err.to_string().contains("sys"), "{err}");
     }
 
     #[test]

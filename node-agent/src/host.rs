@@ -222,18 +222,15 @@ desc!(
 pub struct Reader {
     /// procfs root.
     pub proc: PathBuf,
-    /// sysfs root.
-    pub sys: PathBuf,
     buf: Vec<u8>,
     path: PathBuf,
 }
 
 impl Reader {
-    /// A reader for `proc` and `sys` roots.
-    pub fn new(proc: &Path, sys: &Path) -> Self {
+    /// A reader for the procfs root `proc`.
+    pub fn new(proc: &Path) -> Self {
         Self {
             proc: proc.to_path_buf(),
-            sys: sys.to_path_buf(),
             buf: vec![0; 16 << 10],
             path: PathBuf::new(),
         }
@@ -343,7 +340,7 @@ impl Host {
     /// Builds the scraper from a validated config; reads `btime` once.
     pub fn new(cfg: &Config, tps: u64, now_ns: u64) -> Self {
         let mut h = Self {
-            reader: Reader::new(&cfg.root.proc, &cfg.root.sys),
+            reader: Reader::new(&cfg.root.proc_dir()),
             cfg: cfg.clone(),
             disk_exclude: opt_regex(&cfg.scrapers.disk.exclude_devices),
             fs_exclude: opt_regex(&cfg.scrapers.filesystem.exclude_mountpoints),
@@ -606,8 +603,9 @@ impl Host {
 
     /// `system.filesystem.usage` / `.utilization` for real filesystems (statvfs on each mount).
     pub fn filesystem(&mut self, out: &mut MetricSet) {
-        // The agent's own mount namespace is what statvfs sees, so read /proc/self/mounts.
-        let mounts = match self.reader.proc_text("self/mounts") {
+        // Without a host root the agent's own mount namespace is what statvfs sees
+        // (/proc/self/mounts); with one, the host's pid 1 table, statvfs'd under the host root.
+        let mounts = match self.reader.proc_text(self.cfg.root.mounts_file()) {
             Ok(t) => parse::parse_mounts(t),
             Err(e) => {
                 self.unreadable.hit("filesystem", &e);
@@ -625,7 +623,7 @@ impl Host {
             {
                 continue;
             }
-            let st = match rustix::fs::statvfs(m.mountpoint.as_str()) {
+            let st = match rustix::fs::statvfs(self.cfg.root.mount_path(&m.mountpoint)) {
                 Ok(s) => s,
                 Err(e) => {
                     self.unreadable
@@ -668,7 +666,8 @@ impl Host {
     /// `system.network.*` from /proc/net/dev.
     pub fn network(&mut self, out: &mut MetricSet) {
         let start = self.boot_ns;
-        match self.reader.proc_bytes("net/dev").map(parse::parse_net_dev) {
+        let dev = format!("{}/dev", self.cfg.root.net_dir());
+        match self.reader.proc_bytes(&dev).map(parse::parse_net_dev) {
             Ok(Ok(devs)) => {
                 for d in devs {
                     if self
@@ -716,8 +715,9 @@ impl Host {
     pub fn connections(&mut self, out: &mut MetricSet) {
         let start = self.boot_ns;
         let mut counts = [0u64; 11];
-        for f in ["net/tcp", "net/tcp6"] {
-            match self.reader.proc_text(f) {
+        let net = self.cfg.root.net_dir();
+        for f in ["tcp", "tcp6"] {
+            match self.reader.proc_text(&format!("{net}/{f}")) {
                 Ok(t) => parse::count_tcp_states(t, &mut counts),
                 // tcp6 is absent when IPv6 is disabled: not an error worth counting.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -769,7 +769,6 @@ pub(crate) mod tests {
         let mut cfg = Config::default();
         let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
         cfg.root.proc = td.join("proc");
-        cfg.root.sys = td.join("sys");
         cfg
     }
 
@@ -976,6 +975,79 @@ pub(crate) mod tests {
         assert_eq!(num(points(&set, "system.cpu.load_average.15m")[0]), 0.5);
         assert_eq!(num(points(&set, "system.uptime")[0]), 123_456.78);
         assert_eq!(h.unreadable.total(), 0);
+    }
+
+    /// A config reading the fixture host root (which differs from the machine's own).
+    pub(crate) fn host_root_config() -> Config {
+        let mut cfg = Config::default();
+        cfg.root.host = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/hostroot"));
+        cfg.validate().unwrap();
+        cfg
+    }
+
+    #[test]
+    fn host_root_reads_the_hosts_pid1_tables_and_statvfs_under_the_root() {
+        let mut h = Host::new(&host_root_config(), 100, 0);
+        let mut set = MetricSet::new(1);
+        h.filesystem(&mut set);
+        h.network(&mut set);
+        h.connections(&mut set);
+        // Mounts from proc/1/mounts, statvfs'd under the root (the paths exist only there).
+        let mounts: std::collections::BTreeSet<_> = points(&set, "system.filesystem.utilization")
+            .into_iter()
+            .map(|p| {
+                (
+                    attr(p, "system.device").unwrap(),
+                    attr(p, "system.filesystem.mountpoint").unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("/dev/fixture-data", "/srv/data"),
+                ("/dev/fixture-root", "/")
+            ]
+            .map(|(d, m)| (d.to_string(), m.to_string()))
+            .into()
+        );
+        let p = find(
+            &set,
+            "system.filesystem.usage",
+            &[
+                ("system.filesystem.mountpoint", "/srv/data"),
+                ("system.filesystem.state", "used"),
+            ],
+        );
+        assert_eq!(attr(p, "system.filesystem.mode").as_deref(), Some("ro"));
+        // /gone is in the host's table but not under the root: counted, not fatal.
+        assert_eq!(h.unreadable.total(), 1, "{:?}", h.unreadable);
+        // Interfaces and connections of the host's pid 1 namespace, not the agent's.
+        let p = find(
+            &set,
+            "system.network.io",
+            &[
+                ("network.interface.name", "fixture0"),
+                ("network.io.direction", "receive"),
+            ],
+        );
+        assert_eq!(num(p), 424242.0);
+        assert!(points(&set, "system.network.io").iter().all(|p| attr(
+            p,
+            "network.interface.name"
+        )
+        .as_deref()
+            != Some("container0")));
+        let conns = |state: &str| {
+            num(find(
+                &set,
+                "system.network.connections",
+                &[("network.connection.state", state)],
+            ))
+        };
+        assert_eq!(conns("established"), 2.0);
+        assert_eq!(conns("listen"), 1.0);
+        assert_eq!(conns("time_wait"), 0.0);
     }
 
     #[test]

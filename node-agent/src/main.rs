@@ -34,6 +34,10 @@ struct Cli {
     /// With --once: time between the priming and the printed collection (for utilization).
     #[arg(long, default_value = "1s", value_parser = humantime_serde::re::humantime::parse_duration)]
     once_window: Duration,
+    /// The host's root filesystem mounted in a container (e.g. `/host`): report on the host,
+    /// not the container (sets `root.host`; wins over the file).
+    #[arg(long, env = "NODE_AGENT_HOST_ROOT", value_name = "DIR")]
+    host_root: Option<PathBuf>,
     /// Print the effective configuration (file + environment) as YAML and exit.
     #[arg(long)]
     print_config: bool,
@@ -73,7 +77,11 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         return Ok(health_probe::run(url));
     }
     init_logging();
-    let cfg = Config::load(cli.config.as_deref(), &env)?;
+    let mut cfg = Config::load(cli.config.as_deref(), &env)?;
+    if let Some(dir) = &cli.host_root {
+        cfg.root.host = Some(dir.clone());
+        cfg.validate()?;
+    }
     if cli.print_config {
         print!("{}", serde_yaml::to_string(&cfg)?);
         return Ok(std::process::ExitCode::SUCCESS);

@@ -48,11 +48,13 @@ pub fn attributes(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut a = BTreeMap::new();
-    let proc = &cfg.root.proc;
+    // Under a host root these name the host (its hostname, machine id and OS), not the container.
+    let proc = cfg.root.proc_dir();
+    let file = |p: &str| cfg.root.mount_path(p);
     let host = read_trim(&proc.join("sys/kernel/hostname")).unwrap_or_else(|| "unknown".into());
     a.insert("host.name".to_string(), host.clone());
-    if let Some(id) = read_trim(Path::new("/etc/machine-id"))
-        .or_else(|| read_trim(Path::new("/var/lib/dbus/machine-id")))
+    if let Some(id) =
+        read_trim(&file("/etc/machine-id")).or_else(|| read_trim(&file("/var/lib/dbus/machine-id")))
     {
         a.insert("host.id".to_string(), id);
     }
@@ -62,7 +64,7 @@ pub fn attributes(
     );
     a.insert("os.type".to_string(), "linux".to_string());
     let release = read_trim(&proc.join("sys/kernel/osrelease"));
-    let pretty = std::fs::read_to_string("/etc/os-release")
+    let pretty = std::fs::read_to_string(file("/etc/os-release"))
         .ok()
         .and_then(|t| os_pretty_name(&t));
     let desc = match (pretty, release) {
@@ -112,6 +114,19 @@ pub fn to_proto(attrs: &BTreeMap<String, String>) -> Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_root_names_the_host() {
+        let mut cfg = Config::default();
+        cfg.root.host = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/hostroot"));
+        let a = attributes(&cfg, &|_| None).unwrap();
+        assert_eq!(a["host.name"], "fixture-node");
+        assert_eq!(a["host.id"], "fixture-machine-id-0123456789abcdef");
+        assert!(
+            a["os.description"].starts_with("Fixture Linux 1.0"),
+            "{a:?}"
+        );
+    }
 
     #[test]
     fn precedence_and_k8s_node() {

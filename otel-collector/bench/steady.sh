@@ -19,7 +19,7 @@ cd "$ROOT"
 TARGET_DIR=$("$CARGO" metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 BIN="$TARGET_DIR/release/otel-collector"; GEN="$TARGET_DIR/release/telemetrygen"
 WORK=$(mktemp -d); PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${PIDS[@]:-}"; do if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_IN=$(free_port); P_SINK=$(free_port); P_SINK_HTTP=$(free_port); P_IN_HTTP=$(free_port)
@@ -58,7 +58,7 @@ YAML
 wait_port() { local end=$((SECONDS + 20)); while [ $SECONDS -lt $end ]; do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
 metric() { curl -fsS "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 ~ "^"n"(\\{|$)" {s += $2} END {printf "%d\n", s}'; }
 RUST_LOG=warn taskset -c "$LOADGEN_CPU" "$BIN" --config "$WORK/sink.yaml" > "$WORK/sink.log" 2>&1 & PIDS+=($!)
-RUST_LOG=warn taskset -c "$COLLECTOR_CPU" "$BIN" --config "$WORK/collector.yaml" > "$WORK/collector.log" 2>&1 & CP=$!; PIDS+=($CP)
+RUST_LOG=warn taskset -c "$COLLECTOR_CPU" "$BIN" --config "$WORK/collector.yaml" > "$WORK/collector.log" 2>&1 & CP=$!; PIDS+=("$CP")
 wait_port "$P_SINK"; wait_port "$P_IN"; wait_port "$P_MET"
 TCK=$(getconf CLK_TCK)
 ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }

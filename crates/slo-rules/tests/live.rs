@@ -8,7 +8,7 @@
 //! --workspace` / `make test` build them) and `prometheus` on PATH (`make deps`).
 //! Run: `cargo test -p slo-rules --test live` after `cargo build -p demo-app -p otel-collector`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,18 +19,10 @@ use test_support::{free_port, require_bin, workspace_root, Procs, TempDir};
 const SERVICES: [&str; 3] = ["demo-frontend", "demo-inventory", "demo-payment"];
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A binary of the workspace next to this crate's own (same target dir and profile).
+/// A binary of the workspace next to this crate's own (same target dir and profile), built
+/// first when needed.
 fn sibling_bin(name: &str) -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_slo-rules"))
-        .parent()
-        .unwrap()
-        .join(name);
-    assert!(
-        bin.is_file(),
-        "{} not found: run `cargo build -p {name}` (same CARGO_TARGET_DIR), or `cargo test --workspace`",
-        bin.display()
-    );
-    bin
+    test_support::bins::workspace_bin(env!("CARGO_BIN_EXE_slo-rules"), name, name)
 }
 
 fn collector_config(otlp: u16, exporter: u16) -> String {

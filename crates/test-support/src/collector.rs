@@ -7,21 +7,9 @@ use crate::process::Procs;
 
 /// The `otel-collector` binary of the same cargo target dir and profile as the calling test,
 /// i.e. next to that crate's own binary (`bin_of_this_crate`, from
-/// `env!("CARGO_BIN_EXE_...")`). Only that directory is searched: a binary from another target
-/// dir may be stale. `cargo test --workspace` (and so `make test`) builds it; panics with the
-/// command to run when it is missing.
+/// `env!("CARGO_BIN_EXE_...")`), built first when needed ([`crate::bins::workspace_bin`]).
 pub fn collector_bin(bin_of_this_crate: &str) -> PathBuf {
-    let dir = Path::new(bin_of_this_crate)
-        .parent()
-        .expect("binary path has a parent");
-    let bin = dir.join("otel-collector");
-    assert!(
-        bin.is_file(),
-        "{} not found: run `cargo build -p otel-collector` (with the same CARGO_TARGET_DIR as \
-         the tests), or run the tests with `cargo test --workspace` / `make test`, which build it",
-        bin.display()
-    );
-    bin
+    crate::bins::workspace_bin(bin_of_this_crate, "otel-collector", "otel-collector")
 }
 
 /// Writes `config_yaml` to `dir/collector.yaml`, checks it with `otel-collector validate`,

@@ -129,7 +129,7 @@ pub enum MetricsLevel {
     Detailed,
 }
 
-/// Where the own-metrics endpoint listens when nothing is configured (DESIGN.md: 8888, loopback).
+/// Where the own-metrics endpoint listens when nothing is configured (docs/collector.md "Self-metrics": 8888, loopback).
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:8888";
 
 impl TelemetryConfig {

@@ -40,7 +40,7 @@ pub struct HealthCheckConfig {
     pub response_body: Option<ResponseBody>,
 }
 
-/// Default listen address (DESIGN.md: health on 13133, loopback by default).
+/// Default listen address (docs/collector-exporters.md, "Health check": 13133, loopback by default).
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:13133";
 
 impl Default for HealthCheckConfig {
