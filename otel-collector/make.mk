@@ -66,3 +66,10 @@ fuzz-deps:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 fuzz: fuzz-deps
 	bash $(ROOT)/otel-collector/scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# tail_sampling throughput beside the plain pipeline, and memory per in-flight trace
+# (docs/sampling.md, "Performance"); bounded under 2 minutes after the build.
+BENCH_TARGETS += bench-tail-sampling
+.PHONY: bench-tail-sampling
+bench-tail-sampling: deps
+	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/tail_sampling.sh

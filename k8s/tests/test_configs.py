@@ -29,8 +29,8 @@ SAMPLE = "otel-collector/config/otel-collector.yaml"
 COLLECTOR_CONFIGS = {
     "gateway (dev)": ([SAMPLE], []),
     "gateway (prod)": ([SAMPLE, "k8s/config/collector-gateway-prod.yaml"],
-                       ["file_storage", "spanmetrics", "servicegraph", "tail_sampling"]),
-    "agent (prod)": (["k8s/config/collector-agent.yaml"], ["loadbalancing"]),
+                       ["file_storage", "spanmetrics", "servicegraph"]),
+    "agent (prod)": (["k8s/config/collector-agent.yaml"], []),
 }
 # How a missing component shows in `validate`'s output.
 MISSING = re.compile(r"unknown (?:\w+ )?type `(\w+)`|sending_queue\.storage: unknown key `storage`")

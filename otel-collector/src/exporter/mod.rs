@@ -1,7 +1,8 @@
 //! Exporters: where pipelines deliver data, and the registry that builds them from config.
 //!
 //! Kinds: `otlp` (gRPC), `otlphttp`, `debug`, `file`, `prometheus` (scrape endpoint) and
-//! `prometheusremotewrite` (metrics only; see [`prometheus`], [`prometheusremotewrite`]). The network exporters sit behind a bounded
+//! `prometheusremotewrite` (metrics only; see [`prometheus`], [`prometheusremotewrite`]) and
+//! `loadbalancing` (OTLP gRPC to one of several downstreams by trace id, [`loadbalancing`]). The network exporters sit behind a bounded
 //! `sending_queue` with `retry_on_failure` ([`queue`], [`retry`]); `file` has its own bounded
 //! writer queue; `debug` logs synchronously. Every exporter counts `otelcol_exporter_*` items per
 //! signal.
@@ -14,6 +15,7 @@
 
 pub mod debug;
 pub mod file;
+pub mod loadbalancing;
 pub mod otlp;
 pub mod otlp_common;
 pub mod otlphttp;
@@ -42,6 +44,8 @@ pub enum ExporterConfig {
     Prometheus(prometheus::PrometheusExporterConfig),
     /// `prometheusremotewrite`: Prometheus remote write (metrics only).
     PrometheusRemoteWrite(prometheusremotewrite::RemoteWriteConfig),
+    /// `loadbalancing`: OTLP to one of several downstreams by trace id or service.
+    LoadBalancing(Box<loadbalancing::LoadBalancingConfig>),
 }
 
 /// Why an exporter could not start.
@@ -104,6 +108,7 @@ impl ExporterConfig {
         "file",
         "prometheus",
         "prometheusremotewrite",
+        "loadbalancing",
     ];
 
     /// Parses the YAML value of `exporters.<id>`; `kind` is the type part of the id.
@@ -118,6 +123,7 @@ impl ExporterConfig {
             "file" => ExporterConfig::File(parse_as(value)?),
             "prometheus" => ExporterConfig::Prometheus(parse_as(value)?),
             "prometheusremotewrite" => ExporterConfig::PrometheusRemoteWrite(parse_as(value)?),
+            "loadbalancing" => ExporterConfig::LoadBalancing(Box::new(parse_as(value)?)),
             other => {
                 return Err(ComponentConfigError::new(
                     "",
@@ -163,7 +169,28 @@ impl ExporterConfig {
             ExporterConfig::File(c) => c.validate(),
             ExporterConfig::Prometheus(c) => c.validate(),
             ExporterConfig::PrometheusRemoteWrite(c) => c.validate(),
+            ExporterConfig::LoadBalancing(c) => c.validate(),
         }
+    }
+}
+
+/// The queue's handle on a shared [`loadbalancing::LoadBalancer`] (its resolver task holds
+/// another).
+struct LbExport(Arc<loadbalancing::LoadBalancer>);
+
+impl queue::Export for LbExport {
+    type Prepared = loadbalancing::Parts;
+    fn prepare(
+        &self,
+        data: crate::pipeline::Telemetry,
+    ) -> Result<Self::Prepared, retry::ExportError> {
+        <loadbalancing::LoadBalancer as queue::Export>::prepare(&self.0, data)
+    }
+    fn send<'a>(
+        &'a self,
+        p: &'a Self::Prepared,
+    ) -> futures::future::BoxFuture<'a, Result<(), retry::ExportError>> {
+        <loadbalancing::LoadBalancer as queue::Export>::send(&self.0, p)
     }
 }
 
@@ -276,6 +303,23 @@ pub async fn start(
             RunningExporter {
                 consumer: Arc::new(exp),
                 lifecycle: server,
+            }
+        }
+        ExporterConfig::LoadBalancing(c) => {
+            let lb = loadbalancing::LoadBalancer::new(id, c).map_err(cfg_err)?;
+            tokio::spawn(Arc::clone(&lb).run_resolver(ctx.cancel.child_token()));
+            let (queue, retry) = c.queue_and_retry().map_err(cfg_err)?;
+            let q = queue::QueuedExporter::start(
+                id,
+                LbExport(lb),
+                &queue,
+                retry,
+                metrics,
+                ctx.health.clone(),
+            );
+            RunningExporter {
+                consumer: q.clone(),
+                lifecycle: q,
             }
         }
         ExporterConfig::PrometheusRemoteWrite(c) => {

@@ -20,6 +20,10 @@
 //! (kept ones are passed at once, dropped ones dropped). Decisions: a policy of `invert_match`
 //! that matches vetoes; otherwise any policy that samples keeps the trace (upstream's rule).
 //!
+//! Held spans are kept protobuf-encoded per trace, with their resource and scope shared by all
+//! traces of the request they came in (memory near the wire size: see docs/sampling.md), and
+//! decoded once at the decision.
+//!
 //! Design: one mutex around the pending traces (a map plus an arrival-ordered queue; traces are
 //! decided and evicted from its front, so both stay O(1) per trace), the policies and the
 //! decision cache; held for appends and for deciding, never across an await. A timer task
@@ -37,8 +41,11 @@ use crate::pipeline::{
 };
 use crate::telemetry::{Counter, Gauge, SelfMetrics};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use policy::{combine, Decision, Policy, PolicyConfig, TraceView};
+use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -129,11 +136,77 @@ impl TailSamplingConfig {
     }
 }
 
+/// The resource and scope a run of spans came with, shared by every trace of that request.
+#[derive(Debug)]
+struct Head {
+    resource: Option<Resource>,
+    resource_schema: String,
+    scope: Option<InstrumentationScope>,
+    scope_schema: String,
+}
+
+/// Spans of one trace that came under one [`Head`], protobuf-encoded (length-delimited): a held
+/// span takes its wire size, not the 3-4 times larger decoded form.
+#[derive(Debug)]
+struct Fragment {
+    head: Arc<Head>,
+    buf: Vec<u8>,
+}
+
 /// A trace waiting for its decision.
 #[derive(Debug, Default)]
 struct Pending {
-    fragments: Vec<ResourceSpans>,
+    fragments: Vec<Fragment>,
     span_count: usize,
+}
+
+impl Pending {
+    fn push(&mut self, head: &Arc<Head>, span: &Span) {
+        let len = span.encoded_len();
+        let frag = match self.fragments.last_mut() {
+            Some(f) if Arc::ptr_eq(&f.head, head) => f,
+            _ => {
+                self.fragments.push(Fragment {
+                    head: Arc::clone(head),
+                    buf: Vec::new(),
+                });
+                let last = self.fragments.len() - 1;
+                &mut self.fragments[last]
+            }
+        };
+        frag.buf
+            .reserve_exact(len + prost::length_delimiter_len(len));
+        // Encoding into a Vec cannot fail (it grows).
+        let _ = span.encode_length_delimited(&mut frag.buf);
+        self.span_count += 1;
+    }
+
+    /// The held spans decoded back, one `ResourceSpans` per fragment.
+    fn decode(&self) -> Vec<ResourceSpans> {
+        self.fragments
+            .iter()
+            .map(|f| {
+                let mut rest = f.buf.as_slice();
+                let mut spans = Vec::new();
+                while !rest.is_empty() {
+                    match Span::decode_length_delimited(&mut rest) {
+                        Ok(s) => spans.push(s),
+                        // Bytes we encoded ourselves; stop rather than loop on corruption.
+                        Err(_) => break,
+                    }
+                }
+                ResourceSpans {
+                    resource: f.head.resource.clone(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: f.head.scope.clone(),
+                        spans,
+                        schema_url: f.head.scope_schema.clone(),
+                    }],
+                    schema_url: f.head.resource_schema.clone(),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Remembers the last `cap` trace ids of one outcome.
@@ -350,44 +423,71 @@ impl Engine {
     /// once; spans of already-dropped traces are dropped; the rest wait for their decision.
     pub fn ingest(&mut self, req: ExportTraceServiceRequest, now: Instant) -> Vec<ResourceSpans> {
         let mut pass = Vec::new();
-        for (id, (fragments, n)) in by_trace(req) {
-            if let Some(p) = self.pending.get_mut(&id) {
-                p.fragments.extend(fragments);
-                p.span_count += n;
-                continue;
-            }
-            match self.cache.get(&id) {
-                Some(true) => {
-                    self.metrics.late_spans.0.add(n as u64);
-                    pass.extend(fragments);
-                    continue;
+        for rs in req.resource_spans {
+            for ss in rs.scope_spans {
+                let head = Arc::new(Head {
+                    resource: rs.resource.clone(),
+                    resource_schema: rs.schema_url.clone(),
+                    scope: ss.scope,
+                    scope_schema: ss.schema_url,
+                });
+                let late: Vec<Span> = ss
+                    .spans
+                    .into_iter()
+                    .filter_map(|span| self.hold(&head, span, now))
+                    .collect();
+                if !late.is_empty() {
+                    pass.push(ResourceSpans {
+                        resource: head.resource.clone(),
+                        scope_spans: vec![ScopeSpans {
+                            scope: head.scope.clone(),
+                            spans: late,
+                            schema_url: head.scope_schema.clone(),
+                        }],
+                        schema_url: head.resource_schema.clone(),
+                    });
                 }
-                Some(false) => {
-                    self.metrics.late_spans.1.add(n as u64);
-                    continue;
-                }
-                None => {}
             }
-            while self.pending.len() >= self.num_traces {
-                let Some((old, _)) = self.order.pop_front() else {
-                    break;
-                };
-                if self.pending.remove(&old).is_some() {
-                    self.metrics.dropped_too_early.add(1);
-                }
-            }
-            self.metrics.new_traces.add(1);
-            self.order.push_back((id, now));
-            self.pending.insert(
-                id,
-                Pending {
-                    fragments,
-                    span_count: n,
-                },
-            );
         }
         self.metrics.on_memory.set(self.pending.len() as i64);
         pass
+    }
+
+    /// Holds one span for its trace's decision; returns it when its trace was already kept.
+    fn hold(&mut self, head: &Arc<Head>, span: Span, now: Instant) -> Option<Span> {
+        let mut id = [0u8; 16];
+        if span.trace_id.len() == 16 {
+            id.copy_from_slice(&span.trace_id);
+        }
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.push(head, &span);
+            return None;
+        }
+        match self.cache.get(&id) {
+            Some(true) => {
+                self.metrics.late_spans.0.add(1);
+                return Some(span);
+            }
+            Some(false) => {
+                self.metrics.late_spans.1.add(1);
+                return None;
+            }
+            None => {}
+        }
+        while self.pending.len() >= self.num_traces {
+            let Some((old, _)) = self.order.pop_front() else {
+                break;
+            };
+            if self.pending.remove(&old).is_some() {
+                self.metrics.dropped_too_early.add(1);
+            }
+        }
+        self.metrics.new_traces.add(1);
+        self.order.push_back((id, now));
+        let mut p = Pending::default();
+        p.push(head, &span);
+        self.pending.insert(id, p);
+        None
     }
 
     /// Decides every trace first seen at least `decision_wait` before `now` (all of them when
@@ -403,18 +503,25 @@ impl Engine {
             let Some(p) = self.pending.remove(&id) else {
                 continue;
             };
-            if self.decide(&id, &p, secs) {
-                kept.extend(p.fragments);
+            let spans = p.decode();
+            if self.decide(&id, &spans, p.span_count, secs) {
+                kept.extend(spans);
             }
         }
         self.metrics.on_memory.set(self.pending.len() as i64);
         kept
     }
 
-    fn decide(&mut self, id: &TraceId, p: &Pending, now_secs: u64) -> bool {
+    fn decide(
+        &mut self,
+        id: &TraceId,
+        spans: &[ResourceSpans],
+        span_count: usize,
+        now_secs: u64,
+    ) -> bool {
         let view = TraceView {
-            fragments: &p.fragments,
-            span_count: p.span_count,
+            fragments: spans,
+            span_count,
             trace_id: id,
             now_secs,
         };

@@ -280,9 +280,10 @@ policies:
     e.ingest(req(spans), t0);
     let out = kept(&e.decide_due(t0 + Duration::from_secs(1), false));
     assert!(out.contains_key(slow_err.as_slice()));
-    // 1 (and) + at most 2 plain ones (fewer never: the composite's window is fresh, but the
-    // second may turn between traces and refill it: at most 4 then).
-    assert!((3..=5).contains(&out.len()), "{}", out.len());
+    // Every policy sees every trace: the slow error (decided first) also takes one span of the
+    // composite's "rest" share of 2, leaving room for one plain trace (more only if the second
+    // turns between traces and refills the window).
+    assert!((2..=4).contains(&out.len()), "{}", out.len());
 }
 
 #[test]
