@@ -374,7 +374,7 @@ impl<E: Export> QueuedExporter<E> {
         let opts = WalOptions {
             max_items: queue.queue_size,
             max_bytes: queue.max_size_mib << 20,
-            segment_size: storage.segment_size_mib << 20,
+            segment_size: storage.segment_size_kib << 10,
             fsync: storage.fsync,
         };
         let (wal, report) = Wal::open(dir, opts)?;

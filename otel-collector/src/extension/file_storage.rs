@@ -5,7 +5,7 @@
 //! the `compaction` block. Our store is a set of append-only segments deleted as they drain, so
 //! space is reclaimed continuously without a compaction pass: the `compaction` keys are accepted
 //! so upstream configs load unchanged, and only `compaction.on_start` acts (logged reclamation of
-//! drained segments at start, which we always do). `segment_size_mib` is ours.
+//! drained segments at start, which we always do). `segment_size_kib` is ours.
 //!
 //! Tests: `cargo test -p otel-collector extension::file_storage`, `tests/durability_*.rs`.
 
@@ -30,8 +30,8 @@ pub struct FileStorageConfig {
     pub timeout: Duration,
     /// Upstream's compaction settings (see the module docs).
     pub compaction: CompactionConfig,
-    /// Size at which a new segment file is started (MiB, default 8).
-    pub segment_size_mib: u64,
+    /// Size at which a new segment file is started (KiB, default 8192).
+    pub segment_size_kib: u64,
 }
 
 /// `compaction` block, in upstream's shape.
@@ -65,7 +65,7 @@ impl Default for FileStorageConfig {
             fsync: false,
             timeout: Duration::from_secs(1),
             compaction: CompactionConfig::default(),
-            segment_size_mib: 8,
+            segment_size_kib: 8192,
         }
     }
 }
@@ -82,9 +82,9 @@ impl FileStorageConfig {
                 "must name a directory for the persistent queues",
             ));
         }
-        if self.segment_size_mib == 0 {
+        if self.segment_size_kib == 0 {
             return Err(ComponentConfigError::new(
-                "segment_size_mib",
+                "segment_size_kib",
                 "must be at least 1",
             ));
         }
