@@ -84,6 +84,15 @@ fn request(prefix: &str, n: usize, pad: usize) -> (ExportTraceServiceRequest, Ve
     (req, names)
 }
 
+/// What one sender got back.
+#[derive(Default)]
+struct Sent {
+    /// Names of the spans whose request was acknowledged.
+    acked: Vec<String>,
+    /// Requests refused with a retryable status (UNAVAILABLE, RESOURCE_EXHAUSTED).
+    retryable: usize,
+}
+
 /// Sends requests of `per` spans until `stop` is set or `max` requests were sent, one every
 /// `gap`; returns the names of the spans whose request was acknowledged.
 async fn sender(
@@ -95,7 +104,22 @@ async fn sender(
     gap: Duration,
     stop: Arc<AtomicBool>,
 ) -> Vec<String> {
-    let mut acked = Vec::new();
+    sender_counting(port, tag, per, pad, max, gap, stop)
+        .await
+        .acked
+}
+
+/// [`sender`], also counting retryable refusals.
+async fn sender_counting(
+    port: u16,
+    tag: String,
+    per: usize,
+    pad: usize,
+    max: usize,
+    gap: Duration,
+    stop: Arc<AtomicBool>,
+) -> Sent {
+    let mut sent = Sent::default();
     let mut client = None;
     for i in 0..max {
         if stop.load(Ordering::SeqCst) {
@@ -112,13 +136,21 @@ async fn sender(
         };
         let (req, names) = request(&format!("{tag}-{i}"), per, pad);
         match tokio::time::timeout(Duration::from_secs(10), c.export(req)).await {
-            Ok(Ok(_)) => acked.extend(names),
+            Ok(Ok(_)) => sent.acked.extend(names),
+            Ok(Err(st))
+                if matches!(
+                    st.code(),
+                    tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                ) =>
+            {
+                sent.retryable += 1
+            }
             Ok(Err(_)) => {}
             Err(_) => client = None,
         }
         tokio::time::sleep(gap).await;
     }
-    acked
+    sent
 }
 
 /// Counts of one run, printed for the closing note.
@@ -141,9 +173,9 @@ fn outcome(acked: &[String], state: &ServerState) -> Outcome {
     }
 }
 
-fn report(test: &str, o: &Outcome, peak_rss_kib: u64) {
+fn report(test: &str, o: &Outcome, peak_rss_kib: u64, limit: &str) {
     println!(
-        "{test}: acknowledged {} arrived {} lost {} duplicates {} peak RSS {} MiB (no memory_limiter configured)",
+        "{test}: acknowledged {} arrived {} lost {} duplicates {} peak RSS {} MiB (limit: {limit})",
         o.acknowledged,
         o.arrived_unique,
         o.lost,
@@ -236,6 +268,7 @@ async fn sigkill_mid_stream_then_restart_delivers_every_acknowledged_span() {
         "sigkill_mid_stream",
         &o,
         rss.max(peak_rss_kib(c.child.id())),
+        "none configured",
     );
     assert_eq!(o.lost, 0, "acknowledged spans lost:\n{}", c.logs());
     assert!(c.logs().contains("persistent queue opened"), "{}", c.logs());
@@ -285,7 +318,12 @@ async fn a_corrupted_queue_directory_is_skipped_counted_and_the_rest_delivered()
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let o = outcome(&acked, &state);
-    report("corrupt_queue_dir", &o, peak_rss_kib(c.child.id()));
+    report(
+        "corrupt_queue_dir",
+        &o,
+        peak_rss_kib(c.child.id()),
+        "none configured",
+    );
     assert_eq!(o.lost, 20, "exactly the two damaged records are lost");
     assert!(c.running(), "the collector keeps running");
     let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
@@ -339,9 +377,92 @@ async fn backend_down_30s_under_load_then_up_delivers_every_acknowledged_span() 
     assert_eq!(down_arrivals, 0, "backend was down");
     wait_all_arrived(&acked, &state, Duration::from_secs(30)).await;
     let o = outcome(&acked, &state);
-    report("backend_down_30s", &o, peak_rss_kib(c.child.id()));
+    report(
+        "backend_down_30s",
+        &o,
+        peak_rss_kib(c.child.id()),
+        "none configured",
+    );
     assert!(o.acknowledged > 5_000, "steady load: {}", o.acknowledged);
     assert_eq!(o.lost, 0, "acknowledged spans lost:\n{}", c.logs());
+    let status = c.terminate();
+    assert!(status.success(), "{status}");
+}
+
+/// Overload: senders push far more than the exporter drains (a backend answering in 100 ms, two
+/// senders). The memory limiter and the byte-bounded queue refuse with UNAVAILABLE, RSS stays
+/// under `limit_mib`, and once the load stops everything acknowledged arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overload_is_refused_with_a_retryable_status_under_the_memory_limit() {
+    const LIMIT_MIB: u64 = 150;
+    let dir = TempDir::new("dur-overload");
+    let (backend, state) = start_server().await;
+    state.delay_ms.store(100, Ordering::SeqCst);
+    let (grpc, metrics) = (free_port(), free_port());
+    let cfg = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{grpc}"}}
+processors:
+  memory_limiter: {{check_interval: 100ms, limit_mib: {LIMIT_MIB}, spike_limit_mib: 50}}
+exporters:
+  otlp:
+    endpoint: "127.0.0.1:{backend}"
+    tls: {{insecure: true}}
+    sending_queue: {{num_consumers: 2, queue_size: 100000, max_size_mib: 16}}
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 0s}}
+service:
+  telemetry:
+    metrics:
+      address: "127.0.0.1:{metrics}"
+  pipelines:
+    traces: {{receivers: [otlp], processors: [memory_limiter], exporters: [otlp]}}
+"#,
+        backend = backend.port()
+    );
+    let mut c = Collector::start(&dir, "a", &cfg, &[grpc]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..16)
+        .map(|t| {
+            tokio::spawn(sender_counting(
+                grpc,
+                format!("o{t}"),
+                500,
+                100,
+                100_000,
+                Duration::ZERO,
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (mut acked, mut refused) = (Vec::new(), 0);
+    for t in load {
+        let s = t.await.unwrap();
+        acked.extend(s.acked);
+        refused += s.retryable;
+    }
+    let rss = peak_rss_kib(c.child.id());
+    state.delay_ms.store(0, Ordering::SeqCst);
+    wait_all_arrived(&acked, &state, Duration::from_secs(60)).await;
+    let o = outcome(&acked, &state);
+    report(
+        "overload",
+        &o,
+        rss.max(peak_rss_kib(c.child.id())),
+        &format!("{LIMIT_MIB} MiB"),
+    );
+    println!(
+        "overload: {} requests acknowledged, {refused} refused with a retryable status in 10 s",
+        o.acknowledged / 500
+    );
+    assert!(refused > 0, "senders were told to retry");
+    assert!(rss / 1024 < LIMIT_MIB, "peak RSS {} MiB", rss / 1024);
+    assert_eq!(o.lost, 0, "acknowledged spans lost:\n{}", c.logs());
+    assert!(c.running(), "recovered");
     let status = c.terminate();
     assert!(status.success(), "{status}");
 }
