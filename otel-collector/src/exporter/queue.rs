@@ -1269,4 +1269,85 @@ mod tests {
         );
         assert_eq!(q.shared.metrics.queue_size.get(), 0);
     }
+
+    /// `block_on_overflow`: a full queue makes the caller wait for room, up to `block_timeout`.
+    #[tokio::test]
+    async fn block_on_overflow_waits_for_room_then_refuses_at_the_timeout() {
+        let reg = SelfMetrics::default();
+        let (exp, gate) = flaky(0, false, 0);
+        let q = QueuedExporter::start(
+            "otlp/block",
+            exp,
+            &QueueConfig {
+                num_consumers: 1,
+                queue_size: 1,
+                block_on_overflow: true,
+                block_timeout: Duration::from_millis(300),
+                ..QueueConfig::default()
+            },
+            fast_retry(),
+            ExporterMetrics::in_registry(&reg, "otlp/block"),
+            HealthState::new(),
+        );
+        q.consume(spans(1)).await.unwrap(); // taken by the (blocked) sender
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        q.consume(spans(1)).await.unwrap(); // fills the queue
+        let t = std::time::Instant::now();
+        let err = q.consume(spans(1)).await.unwrap_err();
+        assert!(err.is_retryable());
+        assert!(
+            t.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+        // With room made while waiting, the caller gets in.
+        let opener = {
+            let gate = Arc::clone(&gate);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                gate.add_permits(100);
+            })
+        };
+        q.consume(spans(1)).await.unwrap();
+        opener.await.unwrap();
+        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
+        assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 3);
+    }
+
+    /// `max_size_mib` bounds the memory queue in bytes as well as in batches.
+    #[tokio::test]
+    async fn the_memory_queue_is_bounded_in_bytes() {
+        let reg = SelfMetrics::default();
+        let (exp, gate) = flaky(0, false, 0);
+        let q = QueuedExporter::start(
+            "otlp/bytes",
+            exp,
+            &QueueConfig {
+                num_consumers: 1,
+                queue_size: 1000,
+                max_size_mib: 1,
+                ..QueueConfig::default()
+            },
+            fast_retry(),
+            ExporterMetrics::in_registry(&reg, "otlp/bytes"),
+            HealthState::new(),
+        );
+        // The bound holds `fit` batches, plus the one the blocked sender took.
+        let fit = (1usize << 20) / spans(20_000).encoded_len();
+        let mut accepted = 0;
+        for _ in 0..2 * fit + 10 {
+            if q.consume(spans(20_000)).await.is_ok() {
+                accepted += 1;
+            }
+        }
+        assert!(
+            (fit..=fit + 1).contains(&accepted),
+            "accepted {accepted}, fit {fit}"
+        );
+        assert!(q.shared.metrics.queue_bytes.get() <= 1 << 20);
+        gate.add_permits(1000);
+        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
+    }
 }
