@@ -547,6 +547,7 @@ impl Config {
             }
         }
         self.check_authenticators(problems);
+        self.check_storage(problems);
         if let Err(m) = self.service.telemetry.check() {
             problems.push(m);
         }
@@ -599,6 +600,35 @@ impl Config {
                     message: format!("{message} (needed as the {side} side)"),
                 });
             }
+        }
+    }
+
+    /// Every `sending_queue.storage` must name a `file_storage` extension enabled in
+    /// `service.extensions`.
+    fn check_storage(&self, problems: &mut Vec<Problem>) {
+        for (id, e) in &self.exporters {
+            let Some((key, name)) = e.storage() else {
+                continue;
+            };
+            if self.broken.contains(&("extensions", name.clone())) {
+                continue;
+            }
+            let message = match self.extensions.get(&name) {
+                None => format!(
+                    "storage `{name}` is not defined under top-level `extensions`; define a file_storage extension and list it in service.extensions"
+                ),
+                Some(ext) if ext.as_storage().is_none() => {
+                    format!("`{name}` is not a file_storage extension")
+                }
+                Some(_) if !self.service.extensions.contains(&name) => format!(
+                    "storage `{name}` is defined but not enabled; add it to service.extensions"
+                ),
+                Some(_) => continue,
+            };
+            problems.push(Problem {
+                path: format!("exporters.{id}.{key}"),
+                message,
+            });
         }
     }
 

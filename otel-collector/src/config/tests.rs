@@ -349,3 +349,36 @@ fn duplicate_and_invalid_ids() {
     assert_eq!(p.path, "exporters.debug/");
     assert!(p.message.contains("invalid component id"), "{p}");
 }
+
+const STORAGE: &str = r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:4317
+extensions:
+  file_storage/q:
+    directory: /tmp/queues
+    fsync: true
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:4999
+    sending_queue:
+      storage: file_storage/q
+service:
+  extensions: [file_storage/q]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp]
+"#;
+
+#[test]
+fn sending_queue_storage_must_name_an_enabled_file_storage() {
+    load(&[STORAGE]).unwrap();
+    let p = one(&STORAGE.replace("storage: file_storage/q", "storage: file_storage/x"));
+    assert_eq!(p.path, "exporters.otlp.sending_queue.storage");
+    assert!(p.message.contains("not defined"), "{}", p.message);
+    let p = one(&STORAGE.replace("extensions: [file_storage/q]", "extensions: []"));
+    assert!(p.message.contains("not enabled"), "{}", p.message);
+}

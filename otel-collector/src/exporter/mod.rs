@@ -157,6 +157,17 @@ impl ExporterConfig {
         Some(("auth.authenticator".to_string(), a.authenticator.clone()))
     }
 
+    /// The `file_storage` extension its `sending_queue.storage` names: (key path, extension id).
+    pub fn storage(&self) -> Option<(String, String)> {
+        let q = match self {
+            ExporterConfig::Otlp(c) => &c.sending_queue,
+            ExporterConfig::OtlpHttp(c) => &c.sending_queue,
+            _ => return None,
+        };
+        let s = q.storage.clone().filter(|_| q.enabled)?;
+        Some(("sending_queue.storage".to_string(), s))
+    }
+
     /// Checks values serde cannot (endpoint syntax, durations > 0, ...), naming the key.
     ///
     /// # Errors
@@ -211,6 +222,66 @@ fn client_auth(
     })
 }
 
+/// Starts a network exporter behind its `sending_queue`: on disk when `storage` names a started
+/// `file_storage` extension, in memory otherwise.
+fn start_queued<E: queue::Export>(
+    id: &str,
+    exp: E,
+    q: &queue::QueueConfig,
+    retry: &retry::RetryConfig,
+    metrics: queue::ExporterMetrics,
+    ctx: &StartContext,
+) -> Result<RunningExporter, ExporterError> {
+    let Some(name) = q.storage.as_ref().filter(|_| q.enabled) else {
+        let q =
+            queue::QueuedExporter::start(id, exp, q, retry.clone(), metrics, ctx.health.clone());
+        return Ok(RunningExporter {
+            consumer: q.clone(),
+            lifecycle: q,
+        });
+    };
+    let storage = ctx.storage.get(name).ok_or_else(|| ExporterError::Config {
+        id: id.to_string(),
+        source: ComponentConfigError::new(
+            "sending_queue.storage",
+            format!("`{name}` is not an enabled file_storage extension; define it under extensions and list it in service.extensions"),
+        ),
+    })?;
+    let io = |what: String, source| ExporterError::Io {
+        id: id.to_string(),
+        what,
+        source,
+    };
+    storage.prepare().map_err(|m| {
+        io(
+            format!("file_storage {name}: {m}"),
+            std::io::Error::other("unusable directory"),
+        )
+    })?;
+    let dir = storage.queue_dir(id);
+    let q = queue::QueuedExporter::start_persistent(
+        id,
+        exp,
+        q,
+        retry.clone(),
+        metrics,
+        ctx.health.clone(),
+        &dir,
+        storage,
+    )
+    .map_err(|e| match e {
+        wal::WalError::Io { what, path, source } => io(
+            format!("persistent queue: {what} {}", path.display()),
+            source,
+        ),
+        other => io(other.to_string(), std::io::Error::other("persistent queue")),
+    })?;
+    Ok(RunningExporter {
+        consumer: q.clone(),
+        lifecycle: q,
+    })
+}
+
 /// Starts an exporter: spawns its queue consumers / writer, returns the consumer to feed.
 ///
 /// Must run inside a tokio runtime.
@@ -232,35 +303,13 @@ pub async fn start(
             let exp = otlp::OtlpGrpc::new(c)
                 .map_err(cfg_err)?
                 .with_auth(client_auth(c.auth.as_ref(), ctx).map_err(cfg_err)?);
-            let q = queue::QueuedExporter::start(
-                id,
-                exp,
-                &c.sending_queue,
-                c.retry_on_failure.clone(),
-                metrics,
-                ctx.health.clone(),
-            );
-            RunningExporter {
-                consumer: q.clone(),
-                lifecycle: q,
-            }
+            start_queued(id, exp, &c.sending_queue, &c.retry_on_failure, metrics, ctx)?
         }
         ExporterConfig::OtlpHttp(c) => {
             let exp = otlphttp::OtlpHttp::new(c)
                 .map_err(cfg_err)?
                 .with_auth(client_auth(c.auth.as_ref(), ctx).map_err(cfg_err)?);
-            let q = queue::QueuedExporter::start(
-                id,
-                exp,
-                &c.sending_queue,
-                c.retry_on_failure.clone(),
-                metrics,
-                ctx.health.clone(),
-            );
-            RunningExporter {
-                consumer: q.clone(),
-                lifecycle: q,
-            }
+            start_queued(id, exp, &c.sending_queue, &c.retry_on_failure, metrics, ctx)?
         }
         ExporterConfig::Debug(c) => {
             let d = Arc::new(debug::DebugExporter::new(id, c, metrics));

@@ -8,6 +8,14 @@
 //!   503) without waiting, so a slow backend cannot stall the pipelines feeding other exporters.
 //!   A dispatcher hands queued batches to at most `num_consumers` concurrent senders.
 //! - queue disabled: `consume` sends synchronously (with retries) and returns the outcome.
+//! - `storage: <file_storage id>`: the queue is a write-ahead log on disk ([`super::wal`]);
+//!   `consume` returns once the batch (as its OTLP protobuf request) is written, synced when the
+//!   extension has `fsync: true`; a record leaves the disk only once sent or given up on, and
+//!   what a run leaves behind is sent first by the next one (at-least-once).
+//!
+//! Both queues are bounded by `queue_size` batches and `max_size_mib` of encoded bytes; a full
+//! queue refuses with a retryable error, or with `block_on_overflow: true` waits up to
+//! `block_timeout` for room first.
 //!
 //! Each send retries retryable failures per [`RetryConfig`]; permanent failures are dropped and
 //! counted (`otelcol_exporter_send_failed_*`); so is a batch whose send panicked (the panic is
@@ -17,6 +25,7 @@
 //! Tests: `cargo test -p otel-collector exporter::queue` and `tests/export_otlp.rs`.
 
 use super::retry::{Backoff, ExportError, RetryConfig};
+use super::wal::{self, Wal, WalError, WalOptions};
 use crate::extension::health::HealthState;
 use crate::pipeline::{
     contain, ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Signal, Telemetry,
@@ -24,10 +33,10 @@ use crate::pipeline::{
 use crate::telemetry::{Counter, Gauge, SelfMetrics};
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// The `sending_queue` block of an exporter.
@@ -40,6 +49,16 @@ pub struct QueueConfig {
     pub num_consumers: usize,
     /// Capacity in batches (default 1000).
     pub queue_size: usize,
+    /// Capacity in MiB of encoded batches (default 256), in memory or on disk (ours).
+    pub max_size_mib: u64,
+    /// When full, wait for room up to `block_timeout` instead of refusing at once.
+    pub block_on_overflow: bool,
+    /// Longest wait of `block_on_overflow` before refusing (default 5s; ours).
+    #[serde(with = "humantime_serde")]
+    pub block_timeout: Duration,
+    /// Id of a `file_storage` extension: keep the queue on disk there (write-ahead, resumed on
+    /// restart) instead of in memory.
+    pub storage: Option<String>,
 }
 
 impl Default for QueueConfig {
@@ -48,6 +67,10 @@ impl Default for QueueConfig {
             enabled: true,
             num_consumers: 10,
             queue_size: 1000,
+            max_size_mib: 256,
+            block_on_overflow: false,
+            block_timeout: Duration::from_secs(5),
+            storage: None,
         }
     }
 }
@@ -72,6 +95,12 @@ impl QueueConfig {
             return Err(E::new(
                 "sending_queue.queue_size",
                 "must be at least 1 batch (for example 1000), or set sending_queue.enabled: false",
+            ));
+        }
+        if self.max_size_mib == 0 {
+            return Err(E::new(
+                "sending_queue.max_size_mib",
+                "must be at least 1 (for example 256)",
             ));
         }
         Ok(())
@@ -109,6 +138,10 @@ pub struct ExporterMetrics {
     pub queue_size: Gauge,
     /// Queue capacity in batches.
     pub queue_capacity: Gauge,
+    /// Bytes currently queued (encoded batches).
+    pub queue_bytes: Gauge,
+    /// Damaged records skipped in the persistent queue (at start and on read).
+    pub queue_skipped: Counter,
 }
 
 fn signal_index(s: Signal) -> usize {
@@ -176,6 +209,16 @@ impl ExporterMetrics {
                 "Capacity of the sending queue in batches.",
                 labels(),
             ),
+            queue_bytes: reg.gauge(
+                "otelcol_exporter_queue_size_bytes",
+                "Bytes of encoded batches in the sending queue.",
+                labels(),
+            ),
+            queue_skipped: reg.counter(
+                "otelcol_exporter_persistent_queue_skipped_records_total",
+                "Damaged records (torn, corrupt, undecodable) skipped in the persistent queue.",
+                labels(),
+            ),
         }
     }
 
@@ -199,7 +242,32 @@ impl ExporterMetrics {
 struct Item<P> {
     signal: Signal,
     items: u64,
+    /// Encoded size, counted against `max_size_mib` while queued.
+    bytes: u64,
     prepared: P,
+}
+
+/// The on-disk queue of an exporter with `sending_queue.storage`.
+struct Disk {
+    wal: std::sync::Mutex<Wal>,
+    /// Signalled after each append (the dispatcher waits on it when the queue is empty).
+    wake: Notify,
+}
+
+impl Disk {
+    /// Runs `f` on the write-ahead log on a blocking thread.
+    async fn with<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Wal) -> T + Send + 'static,
+    ) -> Option<T> {
+        let disk = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut wal = disk.wal.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut wal)
+        })
+        .await
+        .ok()
+    }
 }
 
 /// What the sender tasks share.
@@ -208,8 +276,13 @@ struct Shared<E: Export> {
     exporter: E,
     retry: RetryConfig,
     metrics: ExporterMetrics,
-    /// Cancelled at the shutdown deadline: retries stop waiting, leftovers count as failed.
+    /// Cancelled at the shutdown deadline: retries stop waiting, leftovers count as failed
+    /// (in a persistent queue they stay on disk for the next start instead).
     abort: CancellationToken,
+    /// True with a persistent queue.
+    persistent: bool,
+    /// Signalled whenever queued data leaves (room for `block_on_overflow` waiters).
+    room: Notify,
 }
 
 /// Delay after which a client refused by a full queue should retry.
@@ -218,8 +291,14 @@ const QUEUE_FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// An [`Export`] behind a `sending_queue` and `retry_on_failure`: a [`Consumer`] and [`Shutdown`].
 pub struct QueuedExporter<E: Export> {
     shared: Arc<Shared<E>>,
-    /// `None` when the queue is disabled (synchronous sends).
+    /// `None` when the queue is disabled (synchronous sends) or on disk.
     tx: Option<mpsc::Sender<Item<E::Prepared>>>,
+    /// The persistent queue, with `sending_queue.storage`.
+    disk: Option<Arc<Disk>>,
+    /// Bytes in the memory queue.
+    mem_bytes: Arc<AtomicU64>,
+    max_bytes: u64,
+    block: Option<Duration>,
     closing: AtomicBool,
     /// Set while the queue is reported full to the health state.
     full: Arc<AtomicBool>,
@@ -239,7 +318,8 @@ impl<E: Export> std::fmt::Debug for QueuedExporter<E> {
 }
 
 impl<E: Export> QueuedExporter<E> {
-    /// Starts the queue's dispatcher (when enabled) for exporter `id`.
+    /// Starts the queue's dispatcher (when enabled) for exporter `id`, with the queue in
+    /// memory (`sending_queue.storage` is ignored here; see [`QueuedExporter::start_persistent`]).
     pub fn start(
         id: &str,
         exporter: E,
@@ -248,15 +328,10 @@ impl<E: Export> QueuedExporter<E> {
         metrics: ExporterMetrics,
         health: HealthState,
     ) -> Arc<Self> {
-        let shared = Arc::new(Shared {
-            id: id.to_string(),
-            exporter,
-            retry,
-            metrics,
-            abort: CancellationToken::new(),
-        });
+        let shared = Self::shared(id, exporter, retry, metrics, false);
         let drain = CancellationToken::new();
         let full = Arc::new(AtomicBool::new(false));
+        let mem_bytes = Arc::new(AtomicU64::new(0));
         let (tx, handle) = if queue.enabled {
             let (tx, rx) = mpsc::channel(queue.queue_size);
             shared.metrics.queue_capacity.set(queue.queue_size as i64);
@@ -267,20 +342,247 @@ impl<E: Export> QueuedExporter<E> {
                 drain.clone(),
                 Arc::clone(&full),
                 health.clone(),
+                Arc::clone(&mem_bytes),
             ));
             (Some(tx), Some(handle))
         } else {
             (None, None)
         };
+        Self::assemble(
+            shared, queue, tx, None, mem_bytes, full, health, drain, handle,
+        )
+    }
+
+    /// Starts exporter `id` with its queue on disk in `dir` (`sending_queue.storage`): batches
+    /// are accepted once written to the write-ahead log (synced when `fsync`), and what an
+    /// earlier run left there is sent first. Damaged records are skipped and counted in
+    /// `otelcol_exporter_persistent_queue_skipped_records_total`.
+    ///
+    /// # Errors
+    /// The directory cannot be created, listed or read.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_persistent(
+        id: &str,
+        exporter: E,
+        queue: &QueueConfig,
+        retry: RetryConfig,
+        metrics: ExporterMetrics,
+        health: HealthState,
+        dir: &std::path::Path,
+        storage: &crate::extension::file_storage::FileStorageConfig,
+    ) -> Result<Arc<Self>, WalError> {
+        let opts = WalOptions {
+            max_items: queue.queue_size,
+            max_bytes: queue.max_size_mib << 20,
+            segment_size: storage.segment_size_kib << 10,
+            fsync: storage.fsync,
+        };
+        let (wal, report) = Wal::open(dir, opts)?;
+        metrics.queue_skipped.add(report.skipped);
+        if report.resumed > 0 || report.skipped > 0 || storage.compaction.on_start {
+            tracing::info!(
+                exporter = %id,
+                dir = %dir.display(),
+                resumed = report.resumed,
+                skipped_damaged = report.skipped,
+                reclaimed_segments = report.reclaimed,
+                "persistent queue opened"
+            );
+        }
+        if report.skipped > 0 {
+            tracing::warn!(exporter = %id, skipped = report.skipped, "persistent queue: damaged records skipped (torn or corrupt)");
+        }
+        metrics.queue_size.set(wal.len() as i64);
+        metrics.queue_bytes.set(wal.bytes() as i64);
+        metrics.queue_capacity.set(queue.queue_size as i64);
+        let shared = Self::shared(id, exporter, retry, metrics, true);
+        let disk = Arc::new(Disk {
+            wal: std::sync::Mutex::new(wal),
+            wake: Notify::new(),
+        });
+        let drain = CancellationToken::new();
+        let full = Arc::new(AtomicBool::new(false));
+        let handle = tokio::spawn(dispatch_disk(
+            Arc::clone(&shared),
+            Arc::clone(&disk),
+            queue.num_consumers,
+            drain.clone(),
+            Arc::clone(&full),
+            health.clone(),
+        ));
+        Ok(Self::assemble(
+            shared,
+            queue,
+            None,
+            Some(disk),
+            Arc::new(AtomicU64::new(0)),
+            full,
+            health,
+            drain,
+            Some(handle),
+        ))
+    }
+
+    fn shared(
+        id: &str,
+        exporter: E,
+        retry: RetryConfig,
+        metrics: ExporterMetrics,
+        persistent: bool,
+    ) -> Arc<Shared<E>> {
+        Arc::new(Shared {
+            id: id.to_string(),
+            exporter,
+            retry,
+            metrics,
+            abort: CancellationToken::new(),
+            persistent,
+            room: Notify::new(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        shared: Arc<Shared<E>>,
+        queue: &QueueConfig,
+        tx: Option<mpsc::Sender<Item<E::Prepared>>>,
+        disk: Option<Arc<Disk>>,
+        mem_bytes: Arc<AtomicU64>,
+        full: Arc<AtomicBool>,
+        health: HealthState,
+        drain: CancellationToken,
+        handle: Option<tokio::task::JoinHandle<()>>,
+    ) -> Arc<Self> {
         Arc::new(QueuedExporter {
             shared,
             tx,
+            disk,
+            mem_bytes,
+            max_bytes: queue.max_size_mib << 20,
+            block: queue.block_on_overflow.then_some(queue.block_timeout),
             closing: AtomicBool::new(false),
             full,
             health,
             drain,
             done: tokio::sync::Mutex::new(handle),
         })
+    }
+
+    /// True when batches are accepted only once written to disk.
+    pub fn is_persistent(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    fn refuse_full(&self, signal: Signal, items: u64, why: &str) -> ConsumeError {
+        self.shared.metrics.enqueue_failed(signal, items);
+        if !self.full.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                exporter = %self.shared.id,
+                reason = why,
+                "sending queue is full; refusing data until it drains (further refusals are counted in otelcol_exporter_enqueue_failed_*)"
+            );
+            self.health.queue_full(&self.shared.id);
+        }
+        ConsumeError::Refused {
+            reason: format!(
+                "sending queue of exporter {} is full ({why})",
+                self.shared.id
+            ),
+            retry_after: QUEUE_FULL_RETRY_AFTER,
+        }
+    }
+
+    /// Waits for room when `block_on_overflow` is set and the deadline allows; false = refuse.
+    async fn wait_for_room(&self, until: Option<tokio::time::Instant>) -> bool {
+        let Some(until) = until else { return false };
+        let room = self.shared.room.notified();
+        // Re-check periodically too: a notification may race with the caller's check.
+        let tick = tokio::time::Instant::now() + Duration::from_millis(50);
+        tokio::select! {
+            _ = room => {}
+            _ = tokio::time::sleep_until(tick.min(until)) => {}
+        }
+        tokio::time::Instant::now() < until
+    }
+
+    /// Sends synchronously (queue disabled).
+    async fn send_now(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        let signal = data.signal();
+        let items = data.item_count() as u64;
+        let metrics = &self.shared.metrics;
+        let prepared = match self.shared.exporter.prepare(data) {
+            Ok(p) => p,
+            Err(e) => {
+                metrics.send_failed(signal, items);
+                return Err(ConsumeError::Permanent(e.message));
+            }
+        };
+        let item = Item {
+            signal,
+            items,
+            bytes: 0,
+            prepared,
+        };
+        let send = send_with_retry(&self.shared, &item);
+        let sent = contain::catch("exporter", &self.shared.id, send)
+            .await
+            .unwrap_or_else(|p| {
+                metrics.send_failed(signal, items);
+                Err(ExportError::permanent(format!(
+                    "internal error while sending ({}); the batch was dropped",
+                    p.message
+                )))
+            });
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) if e.retryable => Err(ConsumeError::Refused {
+                reason: e.message,
+                retry_after: e.retry_after.unwrap_or(QUEUE_FULL_RETRY_AFTER),
+            }),
+            Err(e) => Err(ConsumeError::Permanent(e.message)),
+        }
+    }
+
+    /// Appends to the persistent queue; `Ok` once written (and synced with `fsync`).
+    async fn enqueue_disk(&self, disk: &Arc<Disk>, data: Telemetry) -> Result<(), ConsumeError> {
+        let signal = data.signal();
+        let items = data.item_count() as u64;
+        let payload = Arc::new(data.encode_to_vec());
+        let until = self.block.map(|b| tokio::time::Instant::now() + b);
+        loop {
+            let p = Arc::clone(&payload);
+            let appended = disk
+                .with(move |w| {
+                    let r = w.append(signal, &p);
+                    (r, w.len(), w.bytes())
+                })
+                .await;
+            let Some((result, len, bytes)) = appended else {
+                return Err(self.refuse_full(signal, items, "queue writer failed"));
+            };
+            let metrics = &self.shared.metrics;
+            metrics.queue_size.set(len as i64);
+            metrics.queue_bytes.set(bytes as i64);
+            match result {
+                Ok(_) => {
+                    disk.wake.notify_one();
+                    return Ok(());
+                }
+                Err(WalError::Full { .. }) => {
+                    if !self.wait_for_room(until).await {
+                        return Err(self.refuse_full(signal, items, "persistent queue limits"));
+                    }
+                }
+                Err(e) => {
+                    metrics.enqueue_failed(signal, items);
+                    tracing::error!(exporter = %self.shared.id, error = %e, "cannot write to the persistent queue; refusing data");
+                    return Err(ConsumeError::Refused {
+                        reason: format!("exporter {}: {e}", self.shared.id),
+                        retry_after: QUEUE_FULL_RETRY_AFTER,
+                    });
+                }
+            }
+        }
     }
 
     async fn consume_inner(&self, data: Telemetry) -> Result<(), ConsumeError> {
@@ -294,68 +596,58 @@ impl<E: Export> QueuedExporter<E> {
                 retry_after: QUEUE_FULL_RETRY_AFTER,
             });
         }
+        if let Some(disk) = &self.disk {
+            return self.enqueue_disk(disk, data).await;
+        }
         let Some(tx) = &self.tx else {
-            let prepared = match self.shared.exporter.prepare(data) {
-                Ok(p) => p,
-                Err(e) => {
-                    metrics.send_failed(signal, items);
-                    return Err(ConsumeError::Permanent(e.message));
-                }
-            };
-            let item = Item {
-                signal,
-                items,
-                prepared,
-            };
-            let send = send_with_retry(&self.shared, &item);
-            let sent = contain::catch("exporter", &self.shared.id, send)
-                .await
-                .unwrap_or_else(|p| {
-                    metrics.send_failed(signal, items);
-                    Err(ExportError::permanent(format!(
-                        "internal error while sending ({}); the batch was dropped",
-                        p.message
-                    )))
-                });
-            return match sent {
-                Ok(()) => Ok(()),
-                Err(e) if e.retryable => Err(ConsumeError::Refused {
-                    reason: e.message,
-                    retry_after: e.retry_after.unwrap_or(QUEUE_FULL_RETRY_AFTER),
-                }),
-                Err(e) => Err(ConsumeError::Permanent(e.message)),
-            };
+            return self.send_now(data).await;
         };
+        let bytes = data.encoded_len() as u64;
+        let until = self.block.map(|b| tokio::time::Instant::now() + b);
         // Reserve first so a full queue refuses before any encoding work is spent.
-        let permit = match tx.try_reserve() {
-            Ok(p) => p,
-            Err(err) => {
-                metrics.enqueue_failed(signal, items);
-                let full = matches!(err, mpsc::error::TrySendError::Full(()));
-                if full && !self.full.swap(true, Ordering::AcqRel) {
-                    tracing::warn!(
-                        exporter = %self.shared.id,
-                        "sending queue is full; refusing data until it drains (further refusals are counted in otelcol_exporter_enqueue_failed_*)"
-                    );
-                    self.health.queue_full(&self.shared.id);
+        let permit = loop {
+            let used = self.mem_bytes.fetch_add(bytes, Ordering::AcqRel);
+            // One batch larger than the whole bound still goes through an empty queue.
+            if used > 0 && used + bytes > self.max_bytes {
+                self.mem_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                if self.wait_for_room(until).await {
+                    continue;
                 }
-                return Err(ConsumeError::Refused {
-                    reason: format!("sending queue of exporter {} is full", self.shared.id),
-                    retry_after: QUEUE_FULL_RETRY_AFTER,
-                });
+                return Err(self.refuse_full(signal, items, "max_size_mib"));
+            }
+            match tx.try_reserve() {
+                Ok(p) => break p,
+                Err(err) => {
+                    self.mem_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                    let full = matches!(err, mpsc::error::TrySendError::Full(()));
+                    if full && self.wait_for_room(until).await {
+                        continue;
+                    }
+                    if !full {
+                        metrics.enqueue_failed(signal, items);
+                        return Err(ConsumeError::Refused {
+                            reason: format!("exporter {} is shutting down", self.shared.id),
+                            retry_after: QUEUE_FULL_RETRY_AFTER,
+                        });
+                    }
+                    return Err(self.refuse_full(signal, items, "queue_size"));
+                }
             }
         };
         match self.shared.exporter.prepare(data) {
             Ok(prepared) => {
                 metrics.queue_size.add(1);
+                metrics.queue_bytes.add(bytes as i64);
                 permit.send(Item {
                     signal,
                     items,
+                    bytes,
                     prepared,
                 });
                 Ok(())
             }
             Err(e) => {
+                self.mem_bytes.fetch_sub(bytes, Ordering::AcqRel);
                 metrics.send_failed(signal, items);
                 tracing::error!(exporter = %self.shared.id, error = %e, "cannot encode batch; dropped");
                 Err(ConsumeError::Permanent(e.message))
@@ -389,6 +681,15 @@ impl<E: Export> Shutdown for QueuedExporter<E> {
     }
 }
 
+/// Marks the queue as having room again (health, blocked callers).
+fn dequeued<E: Export>(shared: &Shared<E>, full: &AtomicBool, health: &HealthState) {
+    shared.room.notify_waiters();
+    if full.swap(false, Ordering::AcqRel) {
+        health.queue_recovered(&shared.id);
+        tracing::info!(exporter = %shared.id, "sending queue has room again");
+    }
+}
+
 /// Hands queued batches to at most `num_consumers` concurrent senders until drained.
 async fn dispatch<E: Export>(
     shared: Arc<Shared<E>>,
@@ -397,6 +698,7 @@ async fn dispatch<E: Export>(
     drain: CancellationToken,
     full: Arc<AtomicBool>,
     health: HealthState,
+    mem_bytes: Arc<AtomicU64>,
 ) {
     let slots = Arc::new(Semaphore::new(num_consumers));
     let mut draining = false;
@@ -420,10 +722,9 @@ async fn dispatch<E: Export>(
         };
         let Some(item) = item else { break };
         shared.metrics.queue_size.add(-1);
-        if full.swap(false, Ordering::AcqRel) {
-            health.queue_recovered(&shared.id);
-            tracing::info!(exporter = %shared.id, "sending queue has room again");
-        }
+        shared.metrics.queue_bytes.add(-(item.bytes as i64));
+        mem_bytes.fetch_sub(item.bytes, Ordering::AcqRel);
+        dequeued(&shared, &full, &health);
         if shared.abort.is_cancelled() {
             shared.metrics.send_failed(item.signal, item.items);
             continue;
@@ -439,6 +740,124 @@ async fn dispatch<E: Export>(
     }
     // Wait for the in-flight senders.
     let _ = slots.acquire_many(num_consumers as u32).await;
+}
+
+/// The next record of the persistent queue, waiting for one; `None` once draining finds it
+/// empty, or at the shutdown deadline (`abort`).
+async fn next_record(
+    disk: &Arc<Disk>,
+    drain: &CancellationToken,
+    abort: &CancellationToken,
+) -> Option<wal::Record> {
+    loop {
+        if abort.is_cancelled() {
+            return None;
+        }
+        let draining = drain.is_cancelled();
+        let wake = disk.wake.notified();
+        match disk.with(|w| w.take_next()).await? {
+            Ok(Some(r)) => return Some(r),
+            Ok(None) if draining => return None,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "persistent queue: cannot read a record; retrying in 1s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        tokio::select! {
+            _ = wake => {}
+            _ = drain.cancelled() => {}
+        }
+    }
+}
+
+/// Sends the persistent queue's records with at most `num_consumers` concurrent senders; each
+/// record is removed from disk once delivered or given up on. At shutdown it goes on sending
+/// until the queue is empty or the deadline; what is left stays on disk for the next start.
+async fn dispatch_disk<E: Export>(
+    shared: Arc<Shared<E>>,
+    disk: Arc<Disk>,
+    num_consumers: usize,
+    drain: CancellationToken,
+    full: Arc<AtomicBool>,
+    health: HealthState,
+) {
+    let slots = Arc::new(Semaphore::new(num_consumers));
+    loop {
+        let permit = match Arc::clone(&slots).acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        let Some(rec) = next_record(&disk, &drain, &shared.abort).await else {
+            break;
+        };
+        let shared = Arc::clone(&shared);
+        let disk = Arc::clone(&disk);
+        let full = Arc::clone(&full);
+        let health = health.clone();
+        tokio::spawn(async move {
+            let keep = send_record(&shared, &rec).await;
+            let seq = rec.seq;
+            let done = disk
+                .with(move |w| {
+                    let r = if keep { Ok(()) } else { w.ack(seq) };
+                    (r, w.len(), w.bytes(), w.damaged_on_read)
+                })
+                .await;
+            if let Some((r, len, bytes, _)) = done {
+                if let Err(e) = r {
+                    tracing::warn!(exporter = %shared.id, error = %e, "persistent queue: cannot record a delivery (the record may be sent again after a restart)");
+                }
+                shared.metrics.queue_size.set(len as i64);
+                shared.metrics.queue_bytes.set(bytes as i64);
+            }
+            dequeued(&shared, &full, &health);
+            drop(permit);
+        });
+    }
+    let _ = slots.acquire_many(num_consumers as u32).await;
+    let damaged = disk.with(|w| w.damaged_on_read).await.unwrap_or(0);
+    if damaged > 0 {
+        tracing::warn!(exporter = %shared.id, damaged, "persistent queue: records damaged on disk were skipped while sending");
+    }
+}
+
+/// Decodes, prepares and sends one stored record. True when it must stay on disk (the send was
+/// cut short by the shutdown deadline); false when it is done with (sent, or dropped and counted).
+async fn send_record<E: Export>(shared: &Arc<Shared<E>>, rec: &wal::Record) -> bool {
+    let data = match Telemetry::decode(rec.signal, &rec.payload) {
+        Ok(d) => d,
+        Err(e) => {
+            shared.metrics.queue_skipped.add(1);
+            tracing::error!(exporter = %shared.id, error = %e, "persistent queue: undecodable record skipped");
+            return false;
+        }
+    };
+    let items = data.item_count() as u64;
+    let prepared = match shared.exporter.prepare(data) {
+        Ok(p) => p,
+        Err(e) => {
+            shared.metrics.send_failed(rec.signal, items);
+            tracing::error!(exporter = %shared.id, error = %e, "cannot encode a stored batch; dropped");
+            return false;
+        }
+    };
+    let item = Item {
+        signal: rec.signal,
+        items,
+        bytes: 0,
+        prepared,
+    };
+    let sent = contain::catch("exporter", &shared.id, send_with_retry(shared, &item)).await;
+    match sent {
+        Ok(Ok(())) => false,
+        Ok(Err(_)) => shared.abort.is_cancelled(),
+        Err(_) => {
+            shared.metrics.send_failed(rec.signal, items);
+            false
+        }
+    }
 }
 
 /// Sends one batch, retrying retryable failures per the retry config; counts the outcome.
@@ -485,7 +904,13 @@ async fn send_with_retry<E: Export>(
         tracing::debug!(exporter = %shared.id, error = %err.message, ?delay, "export failed; retrying");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shared.abort.cancelled() => return give_up("shutdown deadline reached", err),
+            _ = shared.abort.cancelled() => {
+                if shared.persistent {
+                    tracing::warn!(exporter = %shared.id, items = item.items, "shutdown deadline reached; batch kept in the persistent queue for the next start");
+                    return Err(err);
+                }
+                return give_up("shutdown deadline reached", err);
+            }
         }
     }
 }
@@ -575,6 +1000,7 @@ mod tests {
                 enabled: true,
                 num_consumers: 1,
                 queue_size: 2,
+                ..QueueConfig::default()
             },
             fast_retry(),
             metrics.clone(),
@@ -648,6 +1074,7 @@ mod tests {
                     enabled,
                     num_consumers: 1,
                     queue_size: 10,
+                    ..QueueConfig::default()
                 },
                 fast_retry(),
                 metrics.clone(),
@@ -766,5 +1193,161 @@ mod tests {
         assert_eq!(metrics.by_signal[0].send_failed.get(), 10);
         let err = q.consume(spans(1)).await.unwrap_err();
         assert!(err.is_retryable(), "refuses after shutdown");
+    }
+
+    fn persistent(
+        id: &str,
+        exp: Flaky,
+        dir: &std::path::Path,
+        reg: &SelfMetrics,
+        queue_size: usize,
+    ) -> Arc<QueuedExporter<Flaky>> {
+        let storage = crate::extension::file_storage::FileStorageConfig {
+            directory: dir.to_path_buf(),
+            fsync: true,
+            ..Default::default()
+        };
+        QueuedExporter::start_persistent(
+            id,
+            exp,
+            &QueueConfig {
+                num_consumers: 2,
+                queue_size,
+                ..QueueConfig::default()
+            },
+            RetryConfig {
+                max_elapsed_time: Duration::ZERO,
+                ..fast_retry()
+            },
+            ExporterMetrics::in_registry(reg, id),
+            HealthState::new(),
+            &storage.queue_dir(id),
+            &storage,
+        )
+        .unwrap()
+    }
+
+    /// What a persistent queue accepted but could not send before shutdown is sent by the next
+    /// start; a full one refuses with a retryable error.
+    #[tokio::test]
+    async fn persistent_queue_keeps_unsent_batches_for_the_next_start() {
+        let d = test_support::tempdir::TempDir::new("queue-persistent");
+        let reg = SelfMetrics::default();
+        let (down, _g) = flaky(usize::MAX, false, 1000);
+        let q = persistent("otlp/p", down, d.path(), &reg, 3);
+        assert!(q.is_persistent());
+        for n in [1, 2, 3] {
+            q.consume(spans(n)).await.unwrap();
+        }
+        let err = q.consume(spans(4)).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        q.shutdown(tokio::time::Instant::now() + Duration::from_millis(200))
+            .await;
+        assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 0);
+        assert_eq!(
+            q.shared.metrics.by_signal[0].send_failed.get(),
+            0,
+            "kept, not failed"
+        );
+        drop(q);
+        let reg = SelfMetrics::default();
+        let (up, _g) = flaky(0, false, 1000);
+        let q = persistent("otlp/p", up, d.path(), &reg, 3);
+        q.consume(spans(10)).await.unwrap_err();
+        let t = std::time::Instant::now();
+        while q.shared.metrics.by_signal[0].sent.get() < 6 && t.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        q.consume(spans(10)).await.unwrap();
+        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            q.shared.metrics.by_signal[0].sent.get(),
+            16,
+            "{}",
+            reg.render()
+        );
+        assert_eq!(q.shared.metrics.queue_size.get(), 0);
+    }
+
+    /// `block_on_overflow`: a full queue makes the caller wait for room, up to `block_timeout`.
+    #[tokio::test]
+    async fn block_on_overflow_waits_for_room_then_refuses_at_the_timeout() {
+        let reg = SelfMetrics::default();
+        let (exp, gate) = flaky(0, false, 0);
+        let q = QueuedExporter::start(
+            "otlp/block",
+            exp,
+            &QueueConfig {
+                num_consumers: 1,
+                queue_size: 1,
+                block_on_overflow: true,
+                block_timeout: Duration::from_millis(300),
+                ..QueueConfig::default()
+            },
+            fast_retry(),
+            ExporterMetrics::in_registry(&reg, "otlp/block"),
+            HealthState::new(),
+        );
+        q.consume(spans(1)).await.unwrap(); // taken by the (blocked) sender
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        q.consume(spans(1)).await.unwrap(); // fills the queue
+        let t = std::time::Instant::now();
+        let err = q.consume(spans(1)).await.unwrap_err();
+        assert!(err.is_retryable());
+        assert!(
+            t.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+        // With room made while waiting, the caller gets in.
+        let opener = {
+            let gate = Arc::clone(&gate);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                gate.add_permits(100);
+            })
+        };
+        q.consume(spans(1)).await.unwrap();
+        opener.await.unwrap();
+        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
+        assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 3);
+    }
+
+    /// `max_size_mib` bounds the memory queue in bytes as well as in batches.
+    #[tokio::test]
+    async fn the_memory_queue_is_bounded_in_bytes() {
+        let reg = SelfMetrics::default();
+        let (exp, gate) = flaky(0, false, 0);
+        let q = QueuedExporter::start(
+            "otlp/bytes",
+            exp,
+            &QueueConfig {
+                num_consumers: 1,
+                queue_size: 1000,
+                max_size_mib: 1,
+                ..QueueConfig::default()
+            },
+            fast_retry(),
+            ExporterMetrics::in_registry(&reg, "otlp/bytes"),
+            HealthState::new(),
+        );
+        // The bound holds `fit` batches, plus the one the blocked sender took.
+        let fit = (1usize << 20) / spans(20_000).encoded_len();
+        let mut accepted = 0;
+        for _ in 0..2 * fit + 10 {
+            if q.consume(spans(20_000)).await.is_ok() {
+                accepted += 1;
+            }
+        }
+        assert!(
+            (fit..=fit + 1).contains(&accepted),
+            "accepted {accepted}, fit {fit}"
+        );
+        assert!(q.shared.metrics.queue_bytes.get() <= 1 << 20);
+        gate.add_permits(1000);
+        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
     }
 }

@@ -13,6 +13,7 @@
 //! Tests: `cargo test -p otel-collector extension` and `tests/export_health.rs`.
 
 pub mod auth;
+pub mod file_storage;
 pub mod health;
 pub mod health_check;
 pub mod metrics_server;
@@ -31,6 +32,8 @@ pub enum ExtensionConfig {
     BearerTokenAuth(auth::BearerTokenAuthConfig),
     /// `basicauth`: HTTP Basic authenticator (htpasswd server, or client).
     BasicAuth(auth::BasicAuthConfig),
+    /// `file_storage`: directory of the exporters' persistent queues.
+    FileStorage(file_storage::FileStorageConfig),
 }
 
 /// Why an extension could not start.
@@ -67,14 +70,27 @@ impl std::fmt::Debug for RunningExtension {
 
 impl ExtensionConfig {
     /// Every extension type name we implement.
-    pub const KINDS: &'static [&'static str] = &["health_check", "bearertokenauth", "basicauth"];
+    pub const KINDS: &'static [&'static str] = &[
+        "health_check",
+        "bearertokenauth",
+        "basicauth",
+        "file_storage",
+    ];
 
     /// The authenticator view of this extension, when it is one.
     pub fn as_auth(&self) -> Option<auth::AuthConfig<'_>> {
         match self {
             ExtensionConfig::BearerTokenAuth(c) => Some(auth::AuthConfig::Bearer(c)),
             ExtensionConfig::BasicAuth(c) => Some(auth::AuthConfig::Basic(c)),
-            ExtensionConfig::HealthCheck(_) => None,
+            ExtensionConfig::HealthCheck(_) | ExtensionConfig::FileStorage(_) => None,
+        }
+    }
+
+    /// The storage view of this extension, when it is a `file_storage`.
+    pub fn as_storage(&self) -> Option<&file_storage::FileStorageConfig> {
+        match self {
+            ExtensionConfig::FileStorage(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -101,6 +117,10 @@ impl ExtensionConfig {
                 serde_path_to_error::deserialize(value)
                     .map_err(ComponentConfigError::from_serde)?,
             )),
+            "file_storage" => Ok(ExtensionConfig::FileStorage(
+                serde_path_to_error::deserialize(value)
+                    .map_err(ComponentConfigError::from_serde)?,
+            )),
             other => Err(ComponentConfigError::new(
                 "",
                 format!(
@@ -120,12 +140,13 @@ impl ExtensionConfig {
             ExtensionConfig::HealthCheck(c) => c.validate(),
             ExtensionConfig::BearerTokenAuth(c) => c.validate(),
             ExtensionConfig::BasicAuth(c) => c.validate(),
+            ExtensionConfig::FileStorage(c) => c.validate(),
         }
     }
 }
 
 /// Starts extension `id` (binds its listener before returning); `None` for the authenticators,
-/// which the service starts with [`auth::Authenticators::start`].
+/// which the service starts with [`auth::Authenticators::start`], and for `file_storage`.
 ///
 /// # Errors
 /// The listen address cannot be bound.
@@ -138,7 +159,11 @@ pub async fn start(
         ExtensionConfig::HealthCheck(c) => health_check::start(id, c, ctx.health.clone())
             .await
             .map(Some),
-        ExtensionConfig::BearerTokenAuth(_) | ExtensionConfig::BasicAuth(_) => Ok(None),
+        // Authenticators start with `auth::Authenticators::start`; a file_storage is opened
+        // by the exporters naming it (its directory is checked by the service first).
+        ExtensionConfig::BearerTokenAuth(_)
+        | ExtensionConfig::BasicAuth(_)
+        | ExtensionConfig::FileStorage(_) => Ok(None),
     }
 }
 

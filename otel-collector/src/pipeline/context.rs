@@ -1,7 +1,10 @@
 //! [`StartContext`]: what the service hands to every component it starts.
 
 use crate::extension::auth::Authenticators;
+use crate::extension::file_storage::FileStorageConfig;
 use crate::extension::health::HealthState;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// What a component gets when it starts: its id and the service's shutdown token.
@@ -17,6 +20,11 @@ pub struct StartContext {
     pub health: HealthState,
     /// The started authenticator extensions (`auth: {authenticator: ID}` looks them up).
     pub auth: Authenticators,
+    /// The enabled `file_storage` extensions by id (`sending_queue.storage` names one).
+    pub storage: Arc<BTreeMap<String, FileStorageConfig>>,
+    /// Set for the processors of a pipeline feeding a persistent queue: stages that hold data
+    /// (the batch processor) answer only once it is durably queued.
+    pub durable_acks: bool,
 }
 
 impl StartContext {
@@ -27,12 +35,26 @@ impl StartContext {
             cancel,
             health: HealthState::new(),
             auth: Authenticators::default(),
+            storage: Arc::default(),
+            durable_acks: false,
         }
     }
 
     /// The same context with the started authenticators.
     pub fn with_auth(mut self, auth: Authenticators) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// The same context with the enabled `file_storage` extensions.
+    pub fn with_storage(mut self, storage: BTreeMap<String, FileStorageConfig>) -> Self {
+        self.storage = Arc::new(storage);
+        self
+    }
+
+    /// The same context asking holding stages to acknowledge only durable data.
+    pub fn with_durable_acks(mut self, durable: bool) -> Self {
+        self.durable_acks = durable;
         self
     }
 

@@ -77,8 +77,18 @@ impl Builder<'_> {
             }
         }
         let mut head = FanOut::build(outs);
+        // A pipeline feeding a persistent queue must not acknowledge data held in memory.
+        let durable = p.exporters.iter().any(|id| {
+            config
+                .exporters
+                .get(id)
+                .is_some_and(|e| e.storage().is_some())
+        });
         for id in p.processors.iter().rev() {
-            let pctx = self.ctx.for_component(id.clone());
+            let pctx = self
+                .ctx
+                .for_component(id.clone())
+                .with_durable_acks(durable);
             let built = processor::build(id, &config.processors[id], signal, head, &pctx);
             if let Some(l) = built.lifecycle {
                 self.processors.push((format!("{name}/{id}"), l));

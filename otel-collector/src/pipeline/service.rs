@@ -60,7 +60,15 @@ impl Service {
                 return Err(e.into());
             }
         };
-        let ctx = StartContext::new("service", cancel.clone()).with_auth(auth);
+        let storage = config
+            .service
+            .extensions
+            .iter()
+            .filter_map(|id| Some((id.clone(), config.extensions.get(id)?.as_storage()?.clone())))
+            .collect();
+        let ctx = StartContext::new("service", cancel.clone())
+            .with_auth(auth)
+            .with_storage(storage);
         let mut extensions: Vec<(String, Arc<dyn Shutdown>)> = Vec::new();
         let mut metrics_addr = None;
         let started: Result<Graph, GraphError> = async {

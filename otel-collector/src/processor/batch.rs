@@ -10,6 +10,13 @@
 //! batch mixes data of many requests); put `memory_limiter` before `batch` so refusals reach
 //! clients.
 //!
+//! Durable acks: in a pipeline feeding an exporter with a persistent queue
+//! (`StartContext::durable_acks`), `consume` answers only once the flush holding the caller's
+//! data was taken downstream (written to the queue), with that flush's outcome: a refusal
+//! reaches the client, which retries. A flush then always takes the whole buffer (split by
+//! `send_batch_max_size`), so no caller's data stays behind a partial flush. The batch is
+//! thus never a window in which acknowledged data lives only in memory.
+//!
 //! Self-metrics: `otelcol_processor_batch_batch_send_size` (histogram),
 //! `otelcol_processor_batch_batch_size_trigger_send_total`, `otelcol_processor_batch_timeout_trigger_send_total`.
 //!
@@ -17,8 +24,8 @@
 
 use crate::config::{duration, ComponentConfigError};
 use crate::pipeline::{
-    contain, ConsumeFuture, Consumer, SharedConsumer, Shutdown, ShutdownFuture, Signal,
-    StartContext, Telemetry,
+    contain, ConsumeError, ConsumeFuture, Consumer, SharedConsumer, Shutdown, ShutdownFuture,
+    Signal, StartContext, Telemetry,
 };
 use crate::telemetry::{Counter, Histogram, SelfMetrics};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -87,11 +94,16 @@ impl BatchConfig {
     }
 }
 
+/// Completes one caller's `consume` once the flush holding its data is done (durable acks).
+type Waiter = tokio::sync::oneshot::Sender<Result<(), ConsumeError>>;
+
 #[derive(Default)]
 struct Buffer {
     data: Option<Telemetry>,
     items: usize,
     since: Option<Instant>,
+    /// Callers waiting for the flush of what the buffer holds (only with durable acks).
+    waiters: Vec<Waiter>,
 }
 
 impl Buffer {
@@ -115,6 +127,15 @@ impl Buffer {
         }
     }
 
+    /// Takes everything, in pieces of at most `max` items (0 = one piece), and the waiters.
+    fn take_all(&mut self, max: usize) -> (Vec<(Telemetry, usize)>, Vec<Waiter>) {
+        let mut out = Vec::new();
+        while let Some(x) = self.take(max) {
+            out.push(x);
+        }
+        (out, std::mem::take(&mut self.waiters))
+    }
+
     /// Takes up to `max` items (0 = all) from the front.
     fn take(&mut self, max: usize) -> Option<(Telemetry, usize)> {
         let data = self.data.as_mut()?;
@@ -136,6 +157,8 @@ pub struct BatchProcessor {
     buffer: Mutex<Buffer>,
     wake: Notify,
     next: SharedConsumer,
+    /// Answer callers only once their data was taken downstream (a persistent queue).
+    durable_acks: bool,
     closed: AtomicBool,
     stop: CancellationToken,
     timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -161,6 +184,7 @@ impl BatchProcessor {
             buffer: Mutex::new(Buffer::default()),
             wake: Notify::new(),
             next,
+            durable_acks: ctx.durable_acks,
             closed: AtomicBool::new(false),
             stop: ctx.cancel.child_token(),
             timer: Mutex::new(None),
@@ -197,18 +221,47 @@ impl BatchProcessor {
     }
 
     /// Sends one batch downstream; a refusal or a panic there drops the batch (logged; a panic is
-    /// also counted by [`contain`]) and the processor goes on.
-    async fn send(&self, data: Telemetry, n: usize) {
+    /// also counted by [`contain`]) and the processor goes on. Returns the outcome for durable
+    /// acks.
+    async fn send(&self, data: Telemetry, n: usize) -> Result<(), ConsumeError> {
         self.send_size.observe(n as f64);
         let consume = async { self.next.consume(data).await };
         match contain::catch("processor", &self.id, consume).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
-                tracing::warn!(processor = %self.id, items = n, error = %e, "batch not accepted downstream; dropped")
+                tracing::warn!(processor = %self.id, items = n, error = %e, "batch not accepted downstream; dropped");
+                Err(e)
             }
             Err(_) => {
-                tracing::warn!(processor = %self.id, items = n, "batch dropped after a panic downstream")
+                tracing::warn!(processor = %self.id, items = n, "batch dropped after a panic downstream");
+                Err(ConsumeError::Refused {
+                    reason: format!("processor {}: internal error downstream", self.id),
+                    retry_after: Duration::from_secs(1),
+                })
             }
+        }
+    }
+
+    /// Sends flushed pieces in order, then answers their waiters with the first failure (so a
+    /// caller with durable acks retries whenever any part of its data was not taken).
+    async fn flush(
+        &self,
+        pieces: Vec<(Telemetry, usize)>,
+        waiters: Vec<Waiter>,
+        trigger: Option<&Counter>,
+    ) {
+        let mut outcome = Ok(());
+        for (d, n) in pieces {
+            if let Some(t) = trigger {
+                t.add(1);
+            }
+            let r = self.send(d, n).await;
+            if outcome.is_ok() {
+                outcome = r;
+            }
+        }
+        for w in waiters {
+            let _ = w.send(outcome.clone());
         }
     }
 
@@ -226,22 +279,15 @@ impl BatchProcessor {
                 Some(t0) => {
                     tokio::select! {
                         _ = tokio::time::sleep_until(t0 + timeout) => {
-                            let taken = {
+                            let (pieces, waiters) = {
                                 let mut b = self.lock();
                                 if b.since.is_some_and(|s| s + timeout <= Instant::now()) {
-                                    let mut out = Vec::new();
-                                    while let Some(x) = b.take(self.config.send_batch_max_size) {
-                                        out.push(x);
-                                    }
-                                    out
+                                    b.take_all(self.config.send_batch_max_size)
                                 } else {
-                                    Vec::new()
+                                    (Vec::new(), Vec::new())
                                 }
                             };
-                            for (d, n) in taken {
-                                self.timeout_trigger.add(1);
-                                self.send(d, n).await;
-                            }
+                            self.flush(pieces, waiters, Some(&self.timeout_trigger)).await;
                         }
                         _ = self.stop.cancelled() => return,
                     }
@@ -264,31 +310,47 @@ impl Consumer for BatchProcessor {
                 self.send_size.observe(n as f64);
                 return self.next.consume(data).await;
             }
-            let ready = {
+            let mut acked = None;
+            let (ready, waiters) = {
                 let mut b = self.lock();
                 if b.data.is_none() {
                     b.since = Some(Instant::now());
                     self.wake.notify_one();
                 }
                 b.push(data, n);
-                let mut ready = Vec::new();
+                if self.durable_acks {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    b.waiters.push(tx);
+                    acked = Some(rx);
+                }
                 let flush_all = self.config.timeout.is_zero();
-                while b.items > 0 && (flush_all || b.items >= self.config.send_batch_size) {
-                    match b.take(self.config.send_batch_max_size) {
-                        Some(x) => ready.push(x),
-                        None => break,
+                if self.durable_acks && (flush_all || b.items >= self.config.send_batch_size) {
+                    // Everything at once: no caller's data may stay behind a partial flush.
+                    b.take_all(self.config.send_batch_max_size)
+                } else {
+                    let mut ready = Vec::new();
+                    while b.items > 0 && (flush_all || b.items >= self.config.send_batch_size) {
+                        match b.take(self.config.send_batch_max_size) {
+                            Some(x) => ready.push(x),
+                            None => break,
+                        }
                     }
+                    if b.items > 0 && !ready.is_empty() {
+                        b.since = Some(Instant::now());
+                    }
+                    (ready, Vec::new())
                 }
-                if b.items > 0 && !ready.is_empty() {
-                    b.since = Some(Instant::now());
-                }
-                ready
             };
-            for (d, n) in ready {
-                self.size_trigger.add(1);
-                self.send(d, n).await;
+            self.flush(ready, waiters, Some(&self.size_trigger)).await;
+            match acked {
+                None => Ok(()),
+                Some(rx) => rx.await.unwrap_or_else(|_| {
+                    Err(ConsumeError::Refused {
+                        reason: format!("processor {} stopped before flushing", self.id),
+                        retry_after: Duration::from_secs(1),
+                    })
+                }),
             }
-            Ok(())
         })
     }
 }
@@ -302,19 +364,8 @@ impl Shutdown for BatchProcessor {
             if let Some(t) = task {
                 let _ = tokio::time::timeout_at(deadline, t).await;
             }
-            let rest = {
-                let mut b = self.lock();
-                let mut out = Vec::new();
-                while let Some(x) = b.take(self.config.send_batch_max_size) {
-                    out.push(x);
-                }
-                out
-            };
-            let flush = async {
-                for (d, n) in rest {
-                    self.send(d, n).await;
-                }
-            };
+            let (rest, waiters) = self.lock().take_all(self.config.send_batch_max_size);
+            let flush = self.flush(rest, waiters, None);
             if tokio::time::timeout_at(deadline, flush).await.is_err() {
                 tracing::warn!(processor = %self.id, "batch flush did not finish by the shutdown deadline");
             }

@@ -249,3 +249,75 @@ async fn a_panic_downstream_does_not_stop_timed_flushes() {
     assert_eq!(contain::panics("processor", "batch/panic"), 1);
     b.shutdown(Instant::now() + Duration::from_secs(1)).await;
 }
+
+/// Refuses every batch (a full persistent queue).
+struct Refuses;
+impl Consumer for Refuses {
+    fn consume(&self, _d: Telemetry) -> ConsumeFuture<'_> {
+        Box::pin(async {
+            Err(ConsumeError::Refused {
+                reason: "full".into(),
+                retry_after: Duration::from_secs(1),
+            })
+        })
+    }
+}
+
+/// With durable acks a caller is answered only after the flush holding its data, with that
+/// flush's outcome; without, at once with Ok.
+#[tokio::test]
+async fn durable_acks_wait_for_the_flush_and_carry_its_outcome() {
+    let sink = Arc::new(Sink::default());
+    let dctx = ctx().with_durable_acks(true);
+    let p = BatchProcessor::start(
+        "batch",
+        &cfg(100, 1000, 0),
+        Signal::Traces,
+        sink.clone(),
+        &dctx,
+    );
+    let t0 = std::time::Instant::now();
+    p.consume(traces(1, 1, 3, 0)).await.unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(90),
+        "waited for the timed flush"
+    );
+    assert_eq!(
+        sink.sizes(),
+        vec![3],
+        "answered after the data went downstream"
+    );
+    // Two callers crossing send_batch_size together: both answered by the size flush.
+    let (a, b) = tokio::join!(
+        p.consume(traces(1, 1, 600, 0)),
+        p.consume(traces(1, 1, 600, 0))
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(sink.sizes(), vec![3, 1200]);
+    p.shutdown(Instant::now() + Duration::from_secs(1)).await;
+
+    let p = BatchProcessor::start(
+        "batch",
+        &cfg(20, 1000, 0),
+        Signal::Traces,
+        Arc::new(Refuses),
+        &dctx,
+    );
+    let err = p.consume(traces(1, 1, 2, 0)).await.unwrap_err();
+    assert!(
+        err.is_retryable(),
+        "a refusal downstream reaches the caller: {err}"
+    );
+    p.shutdown(Instant::now() + Duration::from_secs(1)).await;
+
+    let p = BatchProcessor::start(
+        "batch",
+        &cfg(20, 1000, 0),
+        Signal::Traces,
+        Arc::new(Refuses),
+        &ctx(),
+    );
+    p.consume(traces(1, 1, 2, 0)).await.unwrap();
+    p.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
