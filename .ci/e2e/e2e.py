@@ -427,7 +427,7 @@ class E2E:
         if d2["signature_ok"] is not True:
             raise Failure(f"the detector's resolution webhook is not signed with the shared secret: {d2}")
         resolved = self.timeline.mark(f"detector webhook (signed) resolved, fingerprint {fp}", d2["received_at"])
-        self.latencies.append(("latency anomaly end -> resolution webhook (negative: resolved while the fault lasted)",
+        self.latencies.append(("latency anomaly end -> resolution webhook (negative = resolved during the fault)",
                                resolved - injected - LATENCY_FAULT["duration_s"]))
 
     def last_sample(self, expr, start, end):
@@ -582,6 +582,11 @@ class E2E:
         print(r.stdout, r.stderr, sep="", flush=True)
         alive = [f"{n} (pid {pid})" for n, pid in pids.items() if pid_alive(pid)]
         listening = [f"{k}={v}" for k, v in self.ports.items() if port_open(v)]
+        # `make status` must now report the services down, with a non-zero exit.
+        st = subprocess.run(["make", "-s", "status"], cwd=ROOT, env=self.env, timeout=60, text=True,
+                            capture_output=True)
+        if st.returncode == 0:
+            alive.append(f"`make status` exited 0 after make down:\n{st.stdout}")
         return r.returncode, alive, listening
 
 
@@ -643,7 +648,7 @@ def main():
                       file=sys.stderr)
                 ok = False
             else:
-                e.timeline.mark("no process and no listening port left", down)
+                e.timeline.mark("no process and no listening port left; make status exits non-zero", down)
     for p in e.pending:
         print(f"PENDING: {p}")
     e.timeline.report(e.latencies)
