@@ -3,7 +3,7 @@
 #   make bench-detector-nab     backtest over ../shared/nab-public and score it next to the
 #                               statsmodels Holt-Winters baseline run in the same target
 #   make bench-detector-nab-cv  nested cross-validation of the configuration selection
-#                               (bench/nab_cv.py, candidates bench/nab_grid.json, everything
+#                               (bench/nab_cv.py, candidates bench/nab_grid_defaults.json, everything
 #                               tuned on training folds only): outer mean, sd, worst fold and
 #                               the public score side by side; NAB_CV_ARGS="--compare G.json"
 #                               applies the frozen decision rule to a second candidate list

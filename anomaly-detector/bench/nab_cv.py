@@ -6,7 +6,7 @@ not have. Any constant chosen while looking at all 29 files leaks into a plain c
 so here every tuned choice is made inside the training folds only:
 
 * the **candidates** are a fixed list of `ModelConfig` settings (`--grid FILE.json`, default
-  `nab_grid.json` beside this script; `--set` adds candidates). The NAB threshold is a tuned
+  `nab_grid_defaults.json` beside this script: the shipped defaults alone; `--set` adds candidates). The NAB threshold is a tuned
   constant too and is always chosen on the training files.
 * **inner selection** (training files only): each candidate's inner leave-one-category-out
   score (threshold optimised on the other training categories, applied to the held-out one,
@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_GRID = os.path.join(HERE, "nab_grid.json")
+DEFAULT_GRID = os.path.join(HERE, "nab_grid_defaults.json")
 # the no-anomaly files have no window: alone they cannot be a test fold
 MERGE = {"artificialNoAnomaly": "artificial", "artificialWithAnomaly": "artificial"}
 

@@ -132,9 +132,9 @@ impl Default for ModelConfig {
             calib_clip: 2.5,
             update_clip: 10.0,
             cusum_k: 0.0,
-            likelihood_window: 0,
+            likelihood_window: 5,
             likelihood_halflife: 3000.0,
-            likelihood_max: false,
+            likelihood_max: true,
             trend: true,
             counter: false,
         }
