@@ -6,11 +6,12 @@ not have. Any constant chosen while looking at all 29 files leaks into a plain c
 so here every tuned choice is made inside the training folds only:
 
 * the **candidates** are a fixed list of `ModelConfig` settings (`--grid FILE.json`, default
-  `nab_grid_defaults.json` beside this script: the shipped defaults alone; `--set` adds candidates). The NAB threshold is a tuned
-  constant too and is always chosen on the training files.
+  `nab_grid_defaults.json` beside this script: the shipped defaults alone; `--set` adds
+  candidates). The NAB threshold is a tuned constant too and is always chosen on the training
+  files.
 * **inner selection** (training files only): each candidate's inner leave-one-category-out
   score (threshold optimised on the other training categories, applied to the held-out one,
-  pooled) ; the best candidate wins, then its threshold is optimised on all training files.
+  pooled); the best candidate wins, then its threshold is optimised on all training files.
 * **outer folds**: `--repeats` repeated stratified halves (the files of each category shuffled
   and dealt alternately to two halves; each half scored once as the test fold, trained on the
   other) and leave-one-category-out (the two artificial categories form one group: the
