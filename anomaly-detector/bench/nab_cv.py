@@ -1,34 +1,37 @@
 #!/usr/bin/env python3
-"""Cross-validated NAB score of one or more model configurations.
+"""Nested cross-validated NAB score of the detector's *selection procedure*.
 
-The public NAB split has 29 files; the same configuration is later scored on 29 files we do not
-have, with the threshold optimised on those. A full-set score alone rewards fitting these files,
-so this script backtests each configuration once over all files and then scores:
+The public NAB split has 29 files; the shipped configuration is later scored on 29 files we do
+not have. Any constant chosen while looking at all 29 files leaks into a plain cross-validation,
+so here every tuned choice is made inside the training folds only:
 
-* full     the 29 files, threshold optimised (what `make bench-detector-nab` prints);
-* halves   `--splits` fixed-seed random half-splits (14 + 15 files), each half scored on its own
-           with its own optimised threshold (2 x splits numbers): mean, sd, min, max;
-* boot     `--boot` bootstrap resamples of 29 files drawn with replacement, threshold optimised
-           per resample: mean and 10th percentile (a new 29-file set from the same population);
-* loco     leave-one-category-out: for each category the threshold is optimised on the other
-           categories and applied to it; the pooled, normalised result (is one threshold right
-           for a category the threshold never saw?).
+* the **candidates** are a fixed list of `ModelConfig` settings (`--grid FILE.json`, default
+  `nab_grid_defaults.json` beside this script: the shipped defaults alone; `--set` adds
+  candidates). The NAB threshold is a tuned constant too and is always chosen on the training
+  files.
+* **inner selection** (training files only): each candidate's inner leave-one-category-out
+  score (threshold optimised on the other training categories, applied to the held-out one,
+  pooled); the best candidate wins, then its threshold is optimised on all training files.
+* **outer folds**: `--repeats` repeated stratified halves (the files of each category shuffled
+  and dealt alternately to two halves; each half scored once as the test fold, trained on the
+  other) and leave-one-category-out (the two artificial categories form one group: the
+  no-anomaly files alone have no window to score). Each test fold is normalised on its own.
 
-The splits and resamples are the same for every configuration (fixed seeds), so differences are
-paired; with several configurations the paired mean difference against the first is printed, and
-a nested check of the selection itself: for every split, the configuration best on one half is
-scored on the other half (both ways). If that mean is not above the first configuration's mean,
-choosing among these configurations on 14-15 files does not carry over to unseen files.
+Printed: outer mean, sd, worst fold, and the public score (the candidate the same procedure
+selects on all 29 files, scored on them with its optimised threshold: what ships and what
+`make bench-detector-nab` measures) side by side. With `--compare GRID.json` a second candidate
+list is run on the same outer folds and the frozen decision rule is applied (docs/anomaly-model.md,
+*Decision rule*): the change lands only if the mean paired improvement of the per-repeat nested
+scores exceeds the standard deviation of that improvement over the repeats.
 
-It imports the scorer (`score.py` of the NAB folder) and does not modify it.
+Every candidate is backtested once over all files (the backtest is causal and per file, so a
+file's scores do not depend on which fold it is in). It imports the unchanged `score.py`.
 
     nab_cv.py --bin target/release/anomaly-detector --nab ../shared/nab-public \
-        [--config A.yaml] [--set key=value,key=value] ... [--per-file]
-
-Each `--config` or `--set` is one configuration (`--set` writes its keys as a YAML `ModelConfig`;
-with none, the defaults are scored). `--results DIR` scores an existing results tree instead.
+        [--grid G.json] [--compare G2.json] [--set key=value,...] [--jobs 2] [--json OUT]
 """
 import argparse
+import concurrent.futures
 import importlib.util
 import json
 import os
@@ -40,79 +43,150 @@ import time
 
 import numpy as np
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_GRID = os.path.join(HERE, "nab_grid_defaults.json")
+# the no-anomaly files have no window: alone they cannot be a test fold
+MERGE = {"artificialNoAnomaly": "artificial", "artificialWithAnomaly": "artificial"}
+
 
 def load_scorer(nab):
+    """Imports `score.py` of the NAB folder as a module."""
     spec = importlib.util.spec_from_file_location("nab_score", os.path.join(nab, "score.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-class Corpus:
-    """Per-file scoring terms of one results tree."""
+def group_of(rel):
+    """Category group of a file for the folds."""
+    cat = rel.split("/")[0]
+    return MERGE.get(cat, cat)
 
-    def __init__(self, sc, nab, results, prof):
-        data_dir = os.path.join(nab, "data")
-        with open(os.path.join(data_dir, "labels", "combined_windows.json")) as f:
-            windows = json.load(f)
-        rels = sc.load_split("public", os.path.join(nab, "split.json"), windows)
+
+class Dataset:
+    """Labels and file list of a NAB-layout folder; builds per-candidate scoring terms."""
+
+    def __init__(self, sc, nab, data_dir=None, windows=None, split=None):
+        self.sc = sc
+        self.prof = sc.PROFILES["standard"]
+        self.data_dir = data_dir or os.path.join(nab, "data")
+        wpath = windows or os.path.join(self.data_dir, "labels", "combined_windows.json")
+        with open(wpath) as f:
+            self.windows = json.load(f)
+        self.names = sc.load_split("public", split or os.path.join(nab, "split.json"),
+                                   self.windows)
+        self.groups = [group_of(n) for n in self.names]
+
+    def terms(self, results):
+        """Per-file scoring terms of one results tree, with the sweep events cached."""
+        files = []
+        for rel in self.names:
+            f = self.sc.load_file_terms(rel, results, self.data_dir, self.windows, self.prof, None)
+            ev = f.sweep_events()
+            f.sweep_events = (lambda ev=ev: ev)
+            files.append(f)
+        return files
+
+
+def normalise(prof, files, raw):
+    """NAB normalisation of a raw score over `files` (NaN when they hold no window)."""
+    null = sum(-prof["fn"] * len(f.scorable_windows) for f in files)
+    perfect = prof["tp"] * sum(f.n_windows for f in files)
+    return 100.0 * (raw - null) / (perfect - null) if perfect != null else float("nan")
+
+
+class Nested:
+    """The selection procedure and its nested evaluation over a list of candidates."""
+
+    def __init__(self, sc, prof, groups, cand_terms):
         self.sc = sc
         self.prof = prof
-        self.files = [sc.load_file_terms(r, results, data_dir, windows, prof, None) for r in rels]
-        self.names = rels
+        self.groups = np.array(groups)
+        self.terms = cand_terms  # candidates x files
 
-    def norm(self, idx):
-        """Normalised score of the files `idx` (indices, repeats allowed), threshold optimised."""
-        files = [self.files[i] for i in idx]
-        _, raw = self.sc.optimise(files)
-        return self.normalise(files, raw)
-
-    def normalise(self, files, raw):
-        null = sum(-self.prof["fn"] * len(f.scorable_windows) for f in files)
-        perfect = self.prof["tp"] * sum(f.n_windows for f in files)
-        return 100.0 * (raw - null) / (perfect - null) if perfect != null else float("nan")
-
-    def loco(self):
-        cats = sorted({n.split("/")[0] for n in self.names})
+    def inner_score(self, c, train):
+        """Leave-one-group-out score of candidate `c` within the files `train` (pooled)."""
+        files = self.terms[c]
         raw = 0.0
-        for c in cats:
-            train = [f for f, n in zip(self.files, self.names) if not n.startswith(c + "/")]
-            test = [f for f, n in zip(self.files, self.names) if n.startswith(c + "/")]
-            thr, _ = self.sc.optimise(train)
-            raw += sum(f.score_at(thr)["score"] for f in test)
-        return self.normalise(self.files, raw)
+        gs = sorted(set(self.groups[train]))
+        if len(gs) < 2:
+            _, raw = self.sc.optimise([files[i] for i in train])
+            return normalise(self.prof, [files[i] for i in train], raw)
+        for g in gs:
+            tr = [files[i] for i in train if self.groups[i] != g]
+            te = [files[i] for i in train if self.groups[i] == g]
+            thr, _ = self.sc.optimise(tr)
+            raw += sum(f.score_at(thr)["score"] for f in te)
+        return normalise(self.prof, [files[i] for i in train], raw)
 
-    def per_file(self):
-        thr, _ = self.sc.optimise(self.files)
-        return thr, [f.score_at(thr) for f in self.files]
+    def select(self, train):
+        """(candidate, threshold) chosen on the files `train` only."""
+        scores = [self.inner_score(c, train) for c in range(len(self.terms))]
+        c = int(np.argmax(scores))  # first best: the list order breaks ties
+        thr, _ = self.sc.optimise([self.terms[c][i] for i in train])
+        return c, thr
+
+    def test(self, c, thr, test):
+        """Normalised score of candidate `c` at `thr` on the files `test`."""
+        files = [self.terms[c][i] for i in test]
+        raw = sum(f.score_at(thr)["score"] for f in files)
+        return normalise(self.prof, files, raw)
+
+    def fold(self, train, test):
+        """One outer fold: select on `train`, score on `test`."""
+        c, thr = self.select(train)
+        return self.test(c, thr, test), c
+
+    def public(self):
+        """What ships: the candidate selected on all files, scored on them (threshold optimised)."""
+        all_ = list(range(len(self.groups)))
+        c, _ = self.select(all_)
+        _, raw = self.sc.optimise([self.terms[c][i] for i in all_])
+        return normalise(self.prof, [self.terms[c][i] for i in all_], raw), c
 
 
-def splits(n, count, seed):
+def stratified_halves(groups, repeats, seed):
+    """`repeats` pairs of halves, each category's files dealt alternately after a shuffle."""
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(count):
-        p = rng.permutation(n)
-        out.append((sorted(p[: n // 2]), sorted(p[n // 2:])))
+    gs = sorted(set(groups))
+    for _ in range(repeats):
+        a, b = [], []
+        flip = 0
+        for g in gs:
+            idx = [i for i, x in enumerate(groups) if x == g]
+            idx = list(rng.permutation(idx))
+            for k, i in enumerate(idx):
+                (a if (k + flip) % 2 == 0 else b).append(int(i))
+            flip ^= len(idx) % 2  # balance the odd files between the halves
+        out.append((sorted(a), sorted(b)))
     return out
 
 
-def boots(n, count, seed):
-    rng = np.random.default_rng(seed + 1)
-    return [rng.integers(0, n, n) for _ in range(count)]
-
-
-def run_backtest(binary, nab, cfg_path, out):
-    cmd = [binary, "backtest", "--input", os.path.join(nab, "data"), "--output", out]
-    if cfg_path:
-        cmd += ["--config", cfg_path]
-    t0 = time.time()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if r.returncode != 0:
-        sys.exit(f"backtest failed ({' '.join(cmd)}):\n{r.stderr}")
-    return time.time() - t0
+def evaluate(nested, groups, repeats, seed):
+    """Outer folds of one candidate list: per-repeat, per-half and per-category figures."""
+    n = len(groups)
+    halves, reps, chosen = [], [], []
+    for a, b in stratified_halves(groups, repeats, seed):
+        sa, ca = nested.fold(b, a)
+        sb, cb = nested.fold(a, b)
+        halves += [sa, sb]
+        reps.append((sa + sb) / 2.0)
+        chosen += [ca, cb]
+    loco = {}
+    for g in sorted(set(groups)):
+        test = [i for i in range(n) if groups[i] == g]
+        train = [i for i in range(n) if groups[i] != g]
+        s, c = nested.fold(train, test)
+        loco[g] = s
+        chosen.append(c)
+    pub, pub_c = nested.public()
+    return dict(halves=halves, repeats=reps, loco=loco, public=pub, public_choice=pub_c,
+                chosen=chosen)
 
 
 def parse_value(v):
+    """YAML-ish scalar from a `--set` value."""
     low = v.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -124,96 +198,132 @@ def parse_value(v):
     return v
 
 
+def load_grid(path):
+    """Candidate list: [{"name": .., "set": {key: value}}]."""
+    with open(path) as f:
+        grid = json.load(f)
+    return [(c["name"], c.get("set", {})) for c in grid["candidates"]]
+
+
+def run_backtest(binary, data_dir, settings, tmp, key):
+    """Backtests one candidate over every file; returns its results directory."""
+    out = os.path.join(tmp, f"out_{key}")
+    if os.path.isdir(out):
+        return out
+    cfg = os.path.join(tmp, f"cfg_{key}.yaml")
+    with open(cfg, "w") as f:
+        for k, v in settings.items():
+            f.write(f"{k}: {json.dumps(v)}\n")
+    cmd = [binary, "backtest", "--input", data_dir, "--output", out, "--config", cfg]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        sys.exit(f"backtest failed ({' '.join(cmd)}):\n{r.stderr}")
+    return out
+
+
+def summary(label, names, res):
+    """Prints the figures of one candidate list."""
+    h = np.array(res["halves"])
+    reps = np.array(res["repeats"])
+    lo = res["loco"]
+    lv = np.array(list(lo.values()))
+    print(f"{label}:")
+    print(f"  nested halves ({len(reps)} repeats x 2): mean {h.mean():6.2f}  sd {h.std(ddof=1):5.2f}"
+          f"  worst {h.min():6.2f}  best {h.max():6.2f}  (sd of repeat means "
+          f"{reps.std(ddof=1):.2f})")
+    print(f"  nested leave-one-category-out: mean {lv.mean():6.2f}  sd {lv.std(ddof=1):5.2f}"
+          f"  worst {lv.min():6.2f} ({min(lo, key=lo.get)})")
+    print("    " + "  ".join(f"{g} {s:.1f}" for g, s in lo.items()))
+    print(f"  public (selected on all 29, scored on them): {res['public']:6.2f}  "
+          f"[{names[res['public_choice']]}]")
+    counts = np.bincount(res["chosen"], minlength=len(names))
+    print("  chosen in outer folds: " +
+          ", ".join(f"{names[i]} x{k}" for i, k in enumerate(counts) if k))
+
+
+def decision(base, new):
+    """The frozen decision rule on the per-repeat nested scores (paired)."""
+    d = np.array(new["repeats"]) - np.array(base["repeats"])
+    spread = float(d.std(ddof=1)) if len(d) > 1 else float("inf")
+    lands = bool(d.mean() > spread)
+    lo = np.array(list(new["loco"].values())) - np.array(list(base["loco"].values()))
+    print(f"decision: nested halves {np.mean(new['halves']):.2f} vs {np.mean(base['halves']):.2f}"
+          f": paired improvement {d.mean():+.2f}, spread (sd over repeats) {spread:.2f}, "
+          f"better in {(d > 0).sum()}/{len(d)} repeats; loco {lo.mean():+.2f} -> "
+          f"{'LANDS' if lands else 'does not land'}")
+    return dict(delta=float(d.mean()), spread=spread, lands=lands)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", required=True, help="anomaly-detector binary")
     ap.add_argument("--nab", required=True, help="NAB folder (data/, split.json, score.py)")
-    ap.add_argument("--config", action="append", default=[], help="ModelConfig YAML (repeatable)")
+    ap.add_argument("--grid", default=DEFAULT_GRID, help="candidate list (JSON)")
+    ap.add_argument("--compare", help="second candidate list, judged by the decision rule")
     ap.add_argument("--set", action="append", default=[], dest="sets",
-                    help="key=value[,key=value] model settings: one configuration (repeatable)")
-    ap.add_argument("--results", help="score this existing results tree (no backtest)")
-    ap.add_argument("--splits", type=int, default=20)
-    ap.add_argument("--boot", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=20261124)
-    ap.add_argument("--per-file", action="store_true")
-    ap.add_argument("--json", help="write the figures of every configuration here")
+                    help="key=value[,key=value]: one more candidate for --grid (repeatable)")
+    ap.add_argument("--data-dir", help="data folder (default NAB/data; e.g. the synthetic suite)")
+    ap.add_argument("--windows", help="label windows JSON (default DATA/labels/...)")
+    ap.add_argument("--split", help="split.json listing the files under 'public'")
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=20261203)
+    ap.add_argument("--jobs", type=int, default=2, help="backtests run at once")
+    ap.add_argument("--each", action="store_true",
+                    help="also evaluate every candidate alone (only the threshold selected)")
+    ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--keep", action="store_true", help="keep the results trees (path printed)")
     a = ap.parse_args()
 
     sc = load_scorer(a.nab)
-    prof = sc.PROFILES["standard"]
-    configs = [(c, c) for c in a.config]
+    ds = Dataset(sc, a.nab, a.data_dir, a.windows, a.split)
+    grids = {"grid": load_grid(a.grid)}
+    for s in a.sets:
+        grids["grid"].append((s, {k: parse_value(v) for k, v in
+                                  (kv.split("=", 1) for kv in s.split(",") if kv)}))
+    if a.compare:
+        grids["compare"] = load_grid(a.compare)
     tmp = tempfile.mkdtemp(prefix="nab_cv_")
-    for i, s in enumerate(a.sets):
-        d = dict(kv.split("=", 1) for kv in s.split(",") if kv)
-        p = os.path.join(tmp, f"set{i}.yaml")
-        with open(p, "w") as f:
-            for k, v in d.items():
-                f.write(f"{k}: {json.dumps(parse_value(v))}\n")
-        configs.append((s, p))
-    if not configs:
-        configs = [("defaults", None)]
-
-    results = []
-    all_halves = []
-    first = None
-    for name, path in configs:
-        if a.results:
-            out, secs = a.results, 0.0
-        else:
-            out = os.path.join(tmp, f"out{len(results)}")
-            secs = run_backtest(a.bin, a.nab, path, out)
-        corpus = Corpus(sc, a.nab, out, prof)
-        n = len(corpus.files)
-        sp = splits(n, a.splits, a.seed)
-        halves = np.array([corpus.norm(h) for pair in sp for h in pair])
-        bs = np.array([corpus.norm(b) for b in boots(n, a.boot, a.seed)])
-        full = corpus.norm(range(n))
-        loco = corpus.loco()
-        r = dict(config=name, full=full, halves_mean=float(halves.mean()),
-                 halves_sd=float(halves.std(ddof=1)), halves_min=float(halves.min()),
-                 halves_max=float(halves.max()), boot_mean=float(bs.mean()),
-                 boot_p10=float(np.percentile(bs, 10)), loco=loco, backtest_s=secs)
-        print(f"config: {name}")
-        print(f"  full {full:6.2f} | halves {r['halves_mean']:6.2f} +- {r['halves_sd']:5.2f} "
-              f"[{r['halves_min']:.1f}, {r['halves_max']:.1f}] (n={len(halves)}) | "
-              f"boot {r['boot_mean']:6.2f} p10 {r['boot_p10']:6.2f} | loco {loco:6.2f} | "
-              f"backtest {secs:.1f}s")
-        if first is None:
-            first = (halves, bs, corpus)
-        else:
-            dh = halves - first[0]
-            db = bs - first[1]
-            r["d_halves"] = float(dh.mean())
-            r["d_boot"] = float(db.mean())
-            print(f"  vs first: halves {dh.mean():+6.2f} (sd {dh.std(ddof=1):.2f}, "
-                  f"better in {(dh > 0).sum()}/{len(dh)}) | boot {db.mean():+6.2f} "
-                  f"(better in {(db > 0).sum()}/{len(db)})")
-        if a.per_file:
-            thr, pf = corpus.per_file()
-            print(f"  threshold {thr:.6f}")
-            base = first[2].per_file()[1] if first[2] is not corpus else None
-            for i, (nm, p) in enumerate(zip(corpus.names, pf)):
-                extra = f"  ({p['score'] - base[i]['score']:+.3f})" if base else ""
-                print(f"    {nm:55s} {p['score']:8.3f} {p['windows_detected']}/{p['windows']} "
-                      f"fp={p['fp_rows']}{extra}")
-        results.append(r)
-        all_halves.append(halves)
-        sys.stdout.flush()
-    if len(all_halves) > 1:
-        h = np.array(all_halves)  # configs x (2 * splits): A0, B0, A1, B1, ...
-        picked, chosen = [], []
-        for k in range(h.shape[1] // 2):
-            for tr, te in ((2 * k, 2 * k + 1), (2 * k + 1, 2 * k)):
-                c = int(np.argmax(h[:, tr]))
-                chosen.append(c)
-                picked.append(h[c, te])
-        picked = np.array(picked)
-        counts = np.bincount(chosen, minlength=len(h))
-        print(f"nested: configuration chosen on one half, scored on the other: "
-              f"{picked.mean():6.2f} (first configuration {h[0].mean():6.2f}, "
-              f"paired {np.mean(picked - h[0]):+.2f})")
-        print("  chosen: " + ", ".join(f"{configs[i][0]} x{n}" for i, n in enumerate(counts) if n))
+    keys = {}
+    for cands in grids.values():
+        for _, st in cands:
+            keys.setdefault(json.dumps(st, sort_keys=True), st)
+    t0 = time.time()
+    with concurrent.futures.ThreadPoolExecutor(max(1, a.jobs)) as ex:
+        futs = {k: ex.submit(run_backtest, a.bin, ds.data_dir, st, tmp, i)
+                for i, (k, st) in enumerate(keys.items())}
+        outs = {k: f.result() for k, f in futs.items()}
+    t_bt = time.time() - t0
+    terms = {k: ds.terms(o) for k, o in outs.items()}
+    t1 = time.time()
+    results = {}
+    for label, cands in grids.items():
+        nested = Nested(sc, ds.prof, ds.groups,
+                        [terms[json.dumps(st, sort_keys=True)] for _, st in cands])
+        res = evaluate(nested, ds.groups, a.repeats, a.seed)
+        names = [n for n, _ in cands]
+        summary(f"{label} ({a.grid if label == 'grid' else a.compare}, {len(cands)} candidates)",
+                names, res)
+        res["candidates"] = names
+        results[label] = res
+    if a.each:
+        print("each candidate alone (threshold chosen on the training folds), paired against the "
+              "first of --grid:")
+        first = None
+        for name, st in grids["grid"] + grids.get("compare", []):
+            k = json.dumps(st, sort_keys=True)
+            res = evaluate(Nested(sc, ds.prof, ds.groups, [terms[k]]), ds.groups, a.repeats,
+                           a.seed)
+            h, lv = np.array(res["halves"]), np.array(list(res["loco"].values()))
+            reps = np.array(res["repeats"])
+            first = reps if first is None else first
+            d = reps - first
+            print(f"  {name:45s} halves {h.mean():6.2f} sd {h.std(ddof=1):5.2f} worst "
+                  f"{h.min():6.2f} | loco {lv.mean():6.2f} worst {lv.min():6.2f} | public "
+                  f"{res['public']:6.2f} | paired {d.mean():+6.2f} sd {d.std(ddof=1):5.2f}")
+    if "compare" in results:
+        results["decision"] = decision(results["grid"], results["compare"])
+    print(f"({len(keys)} backtests {t_bt:.1f}s with {a.jobs} jobs, scoring "
+          f"{time.time() - t1:.1f}s)")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -88,6 +88,18 @@ pub struct ModelConfig {
     /// level shift is then learnt at full speed); 0 = off. Keeps one spike from dragging the
     /// forecast (and the alert) along for many points.
     pub update_clip: f64,
+    /// Allowance, in robust standard deviations, of a two-sided CUSUM of the residuals (clipped
+    /// at 4): a level-shift detector calibrated like the surprise and max-combined with it
+    /// (0 = off).
+    pub cusum_k: f64,
+    /// Anomaly-likelihood post-processing (NAB): the score becomes the Gaussian tail surprise of
+    /// the mean of the last this many raw scores against their running distribution (0 = off).
+    pub likelihood_window: usize,
+    /// Half-life, in points, of that distribution.
+    pub likelihood_halflife: f64,
+    /// With the likelihood on: score the larger of the likelihood and the calibrated surprise
+    /// (a large single spike keeps its rank) instead of the likelihood alone.
+    pub likelihood_max: bool,
     /// Fit a (damped) trend component; the fit may still choose none.
     pub trend: bool,
     /// The series is a monotonic counter: score its increments; a decrease is a reset.
@@ -119,6 +131,10 @@ impl Default for ModelConfig {
             calib_halflife: 3000.0,
             calib_clip: 2.5,
             update_clip: 10.0,
+            cusum_k: 0.0,
+            likelihood_window: 5,
+            likelihood_halflife: 3000.0,
+            likelihood_max: true,
             trend: true,
             counter: false,
         }
@@ -269,6 +285,10 @@ impl SeriesDetector {
             calib_clip: cfg.calib_clip,
             sig_level: SIGNIFICANT_SCORE,
             refractory_points: cfg.refractory_points,
+            cusum_k: cfg.cusum_k,
+            likelihood_window: cfg.likelihood_window,
+            likelihood_halflife: cfg.likelihood_halflife,
+            likelihood_max: cfg.likelihood_max,
         });
         Self {
             history: VecDeque::with_capacity(cfg.history_points.min(4096)),
@@ -665,5 +685,10 @@ fn sanitize(mut c: ModelConfig) -> ModelConfig {
     if !(c.update_clip.is_finite() && c.update_clip > 0.0) {
         c.update_clip = 0.0;
     }
+    if !(c.cusum_k.is_finite() && c.cusum_k > 0.0) {
+        c.cusum_k = 0.0;
+    }
+    c.likelihood_window = c.likelihood_window.min(c.history_points);
+    c.likelihood_halflife = pos(c.likelihood_halflife, d.likelihood_halflife);
     c
 }

@@ -25,7 +25,26 @@ pub(crate) struct ScoreSettings {
     pub(crate) calib_clip: f64,
     pub(crate) sig_level: f64,
     pub(crate) refractory_points: usize,
+    /// CUSUM allowance in standard deviations (0 = no CUSUM statistic).
+    pub(crate) cusum_k: f64,
+    /// Points averaged by the anomaly-likelihood post-processing (0 = off).
+    pub(crate) likelihood_window: usize,
+    /// Half-life, in points, of the likelihood's distribution of averaged scores.
+    pub(crate) likelihood_halflife: f64,
+    /// Keep the larger of the likelihood and the surprise instead of the likelihood alone.
+    pub(crate) likelihood_max: bool,
 }
+
+/// Residuals beyond this many standard deviations enter the CUSUM as if this large (one spike
+/// is the point statistic's job, not the change detector's).
+const CUSUM_CLIP: f64 = 4.0;
+/// Averaged scores needed before the likelihood replaces the surprise (NAB's
+/// `estimationSamples`); until then the calibrated surprise is used as it is.
+const LIKELIHOOD_MIN_SAMPLES: u64 = 100;
+/// Floors of the mean and variance of the averaged scores (NAB's lower-bound check), so a
+/// perfectly predictable stretch does not make every small wobble a certain anomaly.
+const LIKELIHOOD_MIN_MEAN: f64 = 0.03;
+const LIKELIHOOD_MIN_VAR: f64 = 0.0003;
 
 /// A running sum over the last `len` values.
 #[derive(Debug, Clone)]
@@ -67,6 +86,15 @@ impl WindowSum {
             0.0
         }
     }
+
+    /// Mean of the values in the window (0 when empty).
+    fn mean(&self) -> f64 {
+        if self.values.is_empty() {
+            0.0
+        } else {
+            self.sum / self.values.len() as f64
+        }
+    }
 }
 
 /// Running mean and mean square of a clipped statistic: this series' usual surprise.
@@ -100,6 +128,62 @@ impl Calibration {
     }
 }
 
+/// Two-sided CUSUM of clipped residuals: a sustained shift of either sign (level-shift detector).
+#[derive(Debug, Clone, Default)]
+struct Cusum {
+    up: f64,
+    down: f64,
+}
+
+impl Cusum {
+    /// Adds residual `z`; returns the larger of the two sums.
+    fn push(&mut self, z: f64, k: f64) -> f64 {
+        let z = z.clamp(-CUSUM_CLIP, CUSUM_CLIP);
+        self.up = (self.up + z - k).max(0.0);
+        self.down = (self.down - z - k).max(0.0);
+        self.up.max(self.down)
+    }
+}
+
+/// NAB's anomaly likelihood: the Gaussian upper-tail surprise of the mean of the last few raw
+/// scores against the running distribution of that mean.
+#[derive(Debug, Clone)]
+struct Likelihood {
+    window: WindowSum,
+    mean: f64,
+    var: f64,
+    n: u64,
+}
+
+impl Likelihood {
+    fn new(len: usize) -> Self {
+        Self {
+            window: WindowSum::new(len),
+            mean: 0.0,
+            var: 0.0,
+            n: 0,
+        }
+    }
+
+    /// Adds raw score `s` in [0, 1]; returns the surprise of the recent mean in standard
+    /// deviations of its past distribution (`None` while that is still being estimated).
+    fn push(&mut self, s: f64, halflife: f64) -> Option<f64> {
+        self.window.push(s);
+        let m = self.window.mean();
+        let out = (self.n >= LIKELIHOOD_MIN_SAMPLES).then(|| {
+            let mu = self.mean.max(LIKELIHOOD_MIN_MEAN);
+            let sd = self.var.max(LIKELIHOOD_MIN_VAR).sqrt();
+            ((m - mu) / sd).max(0.0)
+        });
+        let lam = (1.0 - 0.5f64.powf(1.0 / halflife.max(1.0))).max(1.0 / (self.n as f64 + 1.0));
+        let d = m - self.mean;
+        self.mean += lam * d;
+        self.var = (1.0 - lam) * (self.var + lam * d * d);
+        self.n += 1;
+        out
+    }
+}
+
 /// Streaming scorer state.
 #[derive(Debug, Clone)]
 pub(crate) struct Scorer {
@@ -108,6 +192,9 @@ pub(crate) struct Scorer {
     long: WindowSum,
     cal_short: Calibration,
     cal_long: Calibration,
+    cusum: Cusum,
+    cal_cusum: Calibration,
+    likelihood: Likelihood,
     /// (index, score) pairs with decreasing scores: sliding maximum of past scores.
     maxq: VecDeque<(u64, f64)>,
     t: u64,
@@ -134,6 +221,9 @@ impl Scorer {
             long: WindowSum::new(s.long_window),
             cal_short: Calibration::default(),
             cal_long: Calibration::default(),
+            cusum: Cusum::default(),
+            cal_cusum: Calibration::default(),
+            likelihood: Likelihood::new(s.likelihood_window),
             maxq: VecDeque::new(),
             t: 0,
             last_sig: None,
@@ -152,6 +242,23 @@ impl Scorer {
                 self.cal_long
                     .apply(zl, self.s.calib_halflife, self.s.calib_clip),
             );
+        }
+        if self.s.cusum_k > 0.0 {
+            let c = self.cusum.push(z, self.s.cusum_k);
+            zc = zc.max(
+                self.cal_cusum
+                    .apply(c, self.s.calib_halflife, self.s.calib_clip),
+            );
+        }
+        if self.s.likelihood_window > 0 {
+            let raw = to_score(zc, self.s.z_crit);
+            if let Some(zl) = self.likelihood.push(raw, self.s.likelihood_halflife) {
+                zc = if self.s.likelihood_max {
+                    zc.max(zl)
+                } else {
+                    zl
+                };
+            }
         }
         let score = to_score(zc, self.s.z_crit);
         let mut onset = self.onset(score);
@@ -215,6 +322,63 @@ pub(crate) fn to_score(z: f64, z_crit: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// Every optional statistic off.
+    const SETTINGS_OFF: ScoreSettings = ScoreSettings {
+        z_crit: 3.0,
+        short_window: 1,
+        long_window: 0,
+        suppress_points: 0,
+        onset_ratio: 1.0,
+        calib_halflife: 0.0,
+        calib_clip: 10.0,
+        sig_level: 0.5,
+        refractory_points: 0,
+        cusum_k: 0.0,
+        likelihood_window: 0,
+        likelihood_halflife: 3000.0,
+        likelihood_max: false,
+    };
+
+    #[test]
+    fn cusum_finds_a_small_sustained_shift_the_point_statistic_misses() {
+        let mut s = Scorer::new(ScoreSettings {
+            cusum_k: 0.5,
+            ..SETTINGS_OFF
+        });
+        let mut last = s.push(0.0);
+        for _ in 0..20 {
+            last = s.push(1.5);
+        }
+        // each point is 1.5 sd off; the CUSUM has accumulated 20 * (1.5 - 0.5)
+        assert!((last.z - 20.0).abs() < 1e-9, "{}", last.z);
+        let mut plain = Scorer::new(SETTINGS_OFF);
+        assert!((plain.push(1.5).z - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn likelihood_is_quiet_on_usual_scores_and_high_on_a_burst() {
+        let mut s = Scorer::new(ScoreSettings {
+            likelihood_window: 5,
+            ..SETTINGS_OFF
+        });
+        // alternating usual surprises: until LIKELIHOOD_MIN_SAMPLES the surprise passes through
+        let first = s.push(2.0);
+        assert!((first.z - 2.0).abs() < 1e-9);
+        let mut calm = 0.0f64;
+        for i in 0..400 {
+            let p = s.push(if i % 2 == 0 { 0.5 } else { 1.5 });
+            if i > 200 {
+                calm = calm.max(p.z);
+            }
+        }
+        assert!(calm < 1.5, "calm stretch reached {calm}");
+        let mut burst = 0.0f64;
+        for _ in 0..5 {
+            burst = burst.max(s.push(6.0).z);
+        }
+        assert!(burst > 5.0, "burst only {burst}");
+    }
+
     #[test]
     fn score_is_half_on_the_band_edge_and_monotone() {
         assert!((to_score(3.0, 3.0) - 0.5).abs() < 1e-12);
@@ -235,6 +399,7 @@ mod tests {
             calib_clip: 10.0,
             sig_level: 0.5,
             refractory_points: 0,
+            ..SETTINGS_OFF
         });
         let first = s.push(10.0);
         assert!(first.onset > 0.5);
@@ -260,6 +425,7 @@ mod tests {
             calib_clip: 10.0,
             sig_level: 0.5,
             refractory_points: 0,
+            ..SETTINGS_OFF
         });
         let mut last = 0.0;
         for _ in 0..9 {
