@@ -2,16 +2,27 @@
 //!
 //! Implemented: `forward` (passes data unchanged from pipelines of one signal to pipelines of
 //! the same signal — for example one `traces/in` pipeline feeding `traces/tempo` and
-//! `traces/file` with different processors). The graph builder ([`crate::pipeline::graph`])
-//! wires a connector's consumer as a fan-out to every pipeline that lists it as a receiver, so
-//! span-to-metric connectors (spanmetrics, servicegraph) can be added later as new variants
-//! whose consumer converts before fanning out.
+//! `traces/file` with different processors), and two traces → metrics connectors:
+//! `span_metrics` (alias `spanmetrics`: calls and duration per service, span name, kind and
+//! status; [`spanmetrics`]) and `service_graph` (alias `servicegraph`: requests, failures and
+//! latency per edge between services; [`servicegraph`]). The graph builder
+//! ([`crate::pipeline::graph`]) builds each connector once and wires its consumer as a fan-out
+//! to every pipeline that lists it as a receiver; the trace → metrics ones flush on a timer and
+//! once more at shutdown.
 //!
 //! Tests: `cargo test -p otel-collector connector` and `config::tests`.
 
+pub(crate) mod derive;
+pub mod servicegraph;
+pub mod spanmetrics;
+#[cfg(test)]
+pub(crate) mod testing;
+
 use crate::config::{parse_component, ComponentConfigError, ComponentKind};
-use crate::pipeline::{SharedConsumer, Signal};
+use crate::pipeline::{SharedConsumer, Shutdown, Signal, StartContext};
+use derive::DeriveConnector;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// `connectors.forward`: no settings.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -23,16 +34,38 @@ pub struct ForwardConfig {}
 pub enum ConnectorConfig {
     /// `forward`.
     Forward(ForwardConfig),
+    /// `span_metrics` / `spanmetrics`.
+    SpanMetrics(Box<spanmetrics::SpanMetricsConfig>),
+    /// `service_graph` / `servicegraph`.
+    ServiceGraph(Box<servicegraph::ServiceGraphConfig>),
+}
+
+/// A built connector: the consumer its exporting pipelines feed, and its lifecycle if it runs
+/// a flush timer.
+pub struct BuiltConnector {
+    /// Feed this.
+    pub consumer: SharedConsumer,
+    /// Stop/flush handle (the trace → metrics connectors).
+    pub lifecycle: Option<Arc<dyn Shutdown>>,
 }
 
 impl ConnectorConfig {
-    /// Every connector type implemented.
-    pub const KINDS: &'static [&'static str] = &["forward"];
+    /// Every connector type implemented (upstream's names and ours).
+    pub const KINDS: &'static [&'static str] = &[
+        "forward",
+        "service_graph",
+        "servicegraph",
+        "span_metrics",
+        "spanmetrics",
+    ];
 
     /// True when this connector can take `from` (as an exporter) and emit `to` (as a receiver).
     pub fn supports(&self, from: Signal, to: Signal) -> bool {
         match self {
             ConnectorConfig::Forward(_) => from == to,
+            ConnectorConfig::SpanMetrics(_) | ConnectorConfig::ServiceGraph(_) => {
+                from == Signal::Traces && to == Signal::Metrics
+            }
         }
     }
 
@@ -42,14 +75,50 @@ impl ConnectorConfig {
             ConnectorConfig::Forward(_) => {
                 "a signal to the same signal (traces→traces, metrics→metrics, logs→logs)"
             }
+            ConnectorConfig::SpanMetrics(_) | ConnectorConfig::ServiceGraph(_) => {
+                "traces to metrics"
+            }
         }
     }
 
-    /// The consumer a pipeline of signal `from` exports into: it feeds `targets`, the fan-out of
-    /// the pipelines of signal `to` that list the connector as a receiver.
-    pub fn consumer(&self, _from: Signal, targets: SharedConsumer) -> SharedConsumer {
+    /// Builds connector `id`: the consumer pipelines of signal `_from` export into; it feeds
+    /// `targets`, the fan-out of the pipelines that list the connector as a receiver.
+    pub fn build(
+        &self,
+        id: &str,
+        _from: Signal,
+        targets: SharedConsumer,
+        ctx: &StartContext,
+    ) -> BuiltConnector {
+        fn started<D: derive::Derive>(c: Arc<DeriveConnector<D>>) -> BuiltConnector {
+            BuiltConnector {
+                consumer: c.clone(),
+                lifecycle: Some(c),
+            }
+        }
         match self {
-            ConnectorConfig::Forward(_) => targets,
+            ConnectorConfig::Forward(_) => BuiltConnector {
+                consumer: targets,
+                lifecycle: None,
+            },
+            ConnectorConfig::SpanMetrics(c) => started(DeriveConnector::start(
+                id,
+                "span_metrics",
+                spanmetrics::SpanMetrics::new(id, c),
+                targets,
+                c.metrics_flush_interval,
+                std::time::Duration::ZERO,
+                &ctx.cancel,
+            )),
+            ConnectorConfig::ServiceGraph(c) => started(DeriveConnector::start(
+                id,
+                "service_graph",
+                servicegraph::ServiceGraph::new(id, c),
+                targets,
+                c.metrics_flush_interval,
+                c.store_expiration_loop,
+                &ctx.cancel,
+            )),
         }
     }
 }
@@ -62,6 +131,12 @@ impl ComponentKind for ConnectorConfig {
     fn parse_kind(kind: &str, value: serde_yaml::Value) -> Result<Self, ComponentConfigError> {
         match kind {
             "forward" => Ok(ConnectorConfig::Forward(parse_component(value)?)),
+            "span_metrics" | "spanmetrics" => {
+                Ok(ConnectorConfig::SpanMetrics(parse_component(value)?))
+            }
+            "service_graph" | "servicegraph" => {
+                Ok(ConnectorConfig::ServiceGraph(parse_component(value)?))
+            }
             other => Err(ComponentConfigError::new(
                 "",
                 format!("unknown connector type `{other}`"),
@@ -69,6 +144,10 @@ impl ComponentKind for ConnectorConfig {
         }
     }
     fn check(&self) -> Result<(), ComponentConfigError> {
-        Ok(())
+        match self {
+            ConnectorConfig::Forward(_) => Ok(()),
+            ConnectorConfig::SpanMetrics(c) => c.validate(),
+            ConnectorConfig::ServiceGraph(c) => c.validate(),
+        }
     }
 }
