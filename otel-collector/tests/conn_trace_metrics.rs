@@ -79,7 +79,7 @@ fn resource_spans(service: &str, spans: Vec<Span>) -> ResourceSpans {
 /// Order `t`: the frontend's server and client spans in one request, the two downstream
 /// services' server spans in another (sent first for odd orders: out of order).
 fn order(t: u8) -> (ExportTraceServiceRequest, ExportTraceServiceRequest) {
-    let fail = t % 3 == 0;
+    let fail = t.is_multiple_of(3);
     let front = resource_spans(
         "frontend",
         vec![
