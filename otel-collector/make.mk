@@ -66,3 +66,10 @@ fuzz-deps:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 fuzz: fuzz-deps
 	bash $(ROOT)/otel-collector/scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Trace -> metrics connectors (docs/collector-connectors.md): spans/s through spanmetrics +
+# servicegraph next to the plain traces pipeline in the same run, on one core (< 1 minute).
+BENCH_TARGETS += bench-connectors
+.PHONY: bench-connectors
+bench-connectors: deps
+	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/connectors.sh
