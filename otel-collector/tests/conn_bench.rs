@@ -2,10 +2,11 @@
 //! `make bench-connectors`, i.e. `otel-collector/bench/connectors.sh`, which pins the process to
 //! one core with `taskset`).
 //!
-//! `bench_connectors`: spans/s on one tokio thread through two pipelines, alternated in the same
+//! `bench_connectors`: spans/s on one tokio thread (mimalloc, as the binary) through two pipelines, alternated in the same
 //! run: plain = OTLP protobuf decode (the receiver's work) → `batch` → a sink that encodes each
 //! batch to protobuf (the OTLP exporter's work, without the network); with connectors = the
-//! same plus `spanmetrics` and `servicegraph` in the traces pipeline's fan-out, flushing every
+//! same plus `spanmetrics` and `servicegraph` reading each batch before the fan-out (as the graph
+//! wires them), flushing every
 //! second into a metrics sink that encodes too. Traces are three-service orders (five spans,
 //! eight attributes each, 20 operations). Prints spans/s per pipeline and the connectors' cost
 //! as a share of plain throughput (target: under 30 %).
@@ -19,7 +20,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use otel_collector::config::ComponentKind;
-use otel_collector::connector::ConnectorConfig;
+use otel_collector::connector::{ConnectorConfig, Observe, Observed};
 use otel_collector::pipeline::fanout::FanOut;
 use otel_collector::pipeline::{
     ConsumeFuture, Consumer, SharedConsumer, Shutdown, Signal, StartContext, Telemetry,
@@ -30,6 +31,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+// The collector binary's allocator, so allocation costs are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Orders (traces) per request: 100 × 5 spans.
 const ORDERS_PER_REQUEST: usize = 100;
@@ -100,10 +105,38 @@ fn request(r: u64) -> ExportTraceServiceRequest {
         let op = format!("/api/op{}", o % 20);
         let base = o * 8 + 1;
         front.push(span(trace, base, 0, SpanKind::Server, &op, 30_000 + o * 97));
-        front.push(span(trace, base + 1, base, SpanKind::Client, "GET /stock", 5_000));
-        front.push(span(trace, base + 2, base, SpanKind::Client, "POST /charge", 20_000));
-        inv.push(span(trace, base + 3, base + 1, SpanKind::Server, "GET /stock", 4_000 + o));
-        pay.push(span(trace, base + 4, base + 2, SpanKind::Server, "POST /charge", 15_000 + o));
+        front.push(span(
+            trace,
+            base + 1,
+            base,
+            SpanKind::Client,
+            "GET /stock",
+            5_000,
+        ));
+        front.push(span(
+            trace,
+            base + 2,
+            base,
+            SpanKind::Client,
+            "POST /charge",
+            20_000,
+        ));
+        inv.push(span(
+            trace,
+            base + 3,
+            base + 1,
+            SpanKind::Server,
+            "GET /stock",
+            4_000 + o,
+        ));
+        pay.push(span(
+            trace,
+            base + 4,
+            base + 2,
+            SpanKind::Server,
+            "POST /charge",
+            15_000 + o,
+        ));
     }
     ExportTraceServiceRequest {
         resource_spans: vec![
@@ -167,8 +200,9 @@ fn pipeline(with_connectors: bool, cancel: &CancellationToken) -> Pipeline {
         traces,
         &ctx,
     );
-    let mut outs: Vec<SharedConsumer> = vec![batch.clone()];
+    let outs: Vec<SharedConsumer> = vec![batch.clone()];
     let mut lifecycles: Vec<Arc<dyn Shutdown>> = vec![batch];
+    let mut observers: Vec<Arc<dyn Observe>> = Vec::new();
     let metrics = sink();
     if with_connectors {
         let sm = connector(
@@ -180,13 +214,14 @@ fn pipeline(with_connectors: bool, cancel: &CancellationToken) -> Pipeline {
             "{store: {ttl: 2s, max_items: 100000}, metrics_flush_interval: 1s}",
         );
         for (id, c) in [("spanmetrics", sm), ("servicegraph", sg)] {
+            // Wired as the graph does: read by reference before the fan-out.
             let built = c.build(id, Signal::Traces, metrics.clone(), &ctx);
-            outs.push(built.consumer);
+            observers.extend(built.observer);
             lifecycles.extend(built.lifecycle);
         }
     }
     Pipeline {
-        head: FanOut::build(outs),
+        head: Observed::build(observers, FanOut::build(outs)),
         lifecycles,
         metrics,
     }
@@ -198,8 +233,8 @@ async fn run(p: &Pipeline, bodies: &[Vec<u8>], spans_per_req: u64, secs: u64) ->
     let mut spans = 0u64;
     let mut i = 0usize;
     while t0.elapsed() < Duration::from_secs(secs) {
-        let req = ExportTraceServiceRequest::decode(bodies[i % bodies.len()].as_slice())
-            .expect("decode");
+        let req =
+            ExportTraceServiceRequest::decode(bodies[i % bodies.len()].as_slice()).expect("decode");
         p.head
             .consume(Telemetry::Traces(req))
             .await

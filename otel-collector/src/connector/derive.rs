@@ -5,6 +5,7 @@
 //!
 //! Tests: `cargo test -p otel-collector connector::derive`.
 
+use super::Observe;
 use crate::pipeline::{
     contain, ConsumeFuture, Consumer, SharedConsumer, Shutdown, ShutdownFuture, Telemetry,
 };
@@ -14,6 +15,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, HistogramDataPoint};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -190,8 +192,8 @@ impl ExplicitHistogram {
     }
 }
 
-/// A started trace → metrics connector: the consumer of the traces pipelines that export to
-/// it, and (through [`Shutdown`]) its flush timer's lifecycle.
+/// A started trace → metrics connector: the observer (or consumer) of the traces pipelines
+/// that export to it, and (through [`Shutdown`]) its flush timer's lifecycle.
 pub(crate) struct DeriveConnector<D: Derive> {
     id: String,
     kind: &'static str,
@@ -200,6 +202,8 @@ pub(crate) struct DeriveConnector<D: Derive> {
     flush_interval: Duration,
     stop: CancellationToken,
     timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Wakes the timer task to flush now (observed requests with `flush_interval` zero).
+    flush_now: Notify,
 }
 
 impl<D: Derive> DeriveConnector<D> {
@@ -222,14 +226,13 @@ impl<D: Derive> DeriveConnector<D> {
             flush_interval,
             stop: cancel.child_token(),
             timer: Mutex::new(None),
+            flush_now: Notify::new(),
         });
-        if !flush_interval.is_zero() || !tick_interval.is_zero() {
-            let timer = Arc::clone(&c);
-            let task = tokio::spawn(contain::supervise("connector", id.to_string(), move || {
-                Arc::clone(&timer).run_timer(tick_interval)
-            }));
-            *c.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
-        }
+        let timer = Arc::clone(&c);
+        let task = tokio::spawn(contain::supervise("connector", id.to_string(), move || {
+            Arc::clone(&timer).run_timer(tick_interval)
+        }));
+        *c.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         c
     }
 
@@ -270,6 +273,7 @@ impl<D: Derive> DeriveConnector<D> {
         loop {
             tokio::select! {
                 _ = flush.tick() => self.flush().await,
+                _ = self.flush_now.notified() => self.flush().await,
                 _ = tick.tick() => self.derive.tick(Instant::now()),
                 _ = self.stop.cancelled() => return,
             }
@@ -288,6 +292,17 @@ impl<D: Derive> Consumer for DeriveConnector<D> {
             }
             Ok(())
         })
+    }
+}
+
+impl<D: Derive> Observe for DeriveConnector<D> {
+    fn observe(&self, data: &Telemetry) {
+        if let Telemetry::Traces(req) = data {
+            self.derive.ingest(req, Instant::now());
+            if self.flush_interval.is_zero() {
+                self.flush_now.notify_one();
+            }
+        }
     }
 }
 

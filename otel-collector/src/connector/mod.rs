@@ -19,7 +19,9 @@ pub mod spanmetrics;
 pub(crate) mod testing;
 
 use crate::config::{parse_component, ComponentConfigError, ComponentKind};
-use crate::pipeline::{SharedConsumer, Shutdown, Signal, StartContext};
+use crate::pipeline::{
+    ConsumeFuture, Consumer, SharedConsumer, Shutdown, Signal, StartContext, Telemetry,
+};
 use derive::DeriveConnector;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -43,10 +45,46 @@ pub enum ConnectorConfig {
 /// A built connector: the consumer its exporting pipelines feed, and its lifecycle if it runs
 /// a flush timer.
 pub struct BuiltConnector {
-    /// Feed this.
+    /// Feed this (takes each batch by value).
     pub consumer: SharedConsumer,
+    /// The same connector reading batches by reference, when it only reads them (the trace →
+    /// metrics ones): the graph calls it before handing the batch on ([`Observed`]), which
+    /// saves the fan-out a copy of every batch.
+    pub observer: Option<Arc<dyn Observe>>,
     /// Stop/flush handle (the trace → metrics connectors).
     pub lifecycle: Option<Arc<dyn Shutdown>>,
+}
+
+/// A stage that only reads the batches passing by (it never refuses or keeps them).
+pub trait Observe: Send + Sync + 'static {
+    /// Reads `data`; must not block for long.
+    fn observe(&self, data: &Telemetry);
+}
+
+/// Shows each batch to `observers` by reference, then hands it to `next`.
+pub struct Observed {
+    observers: Vec<Arc<dyn Observe>>,
+    next: SharedConsumer,
+}
+
+impl Observed {
+    /// `next` behind `observers`; `next` itself when there are none.
+    pub fn build(observers: Vec<Arc<dyn Observe>>, next: SharedConsumer) -> SharedConsumer {
+        if observers.is_empty() {
+            next
+        } else {
+            Arc::new(Observed { observers, next })
+        }
+    }
+}
+
+impl Consumer for Observed {
+    fn consume(&self, data: Telemetry) -> ConsumeFuture<'_> {
+        for o in &self.observers {
+            o.observe(&data);
+        }
+        self.next.consume(data)
+    }
 }
 
 impl ConnectorConfig {
@@ -93,12 +131,14 @@ impl ConnectorConfig {
         fn started<D: derive::Derive>(c: Arc<DeriveConnector<D>>) -> BuiltConnector {
             BuiltConnector {
                 consumer: c.clone(),
+                observer: Some(c.clone()),
                 lifecycle: Some(c),
             }
         }
         match self {
             ConnectorConfig::Forward(_) => BuiltConnector {
                 consumer: targets,
+                observer: None,
                 lifecycle: None,
             },
             ConnectorConfig::SpanMetrics(c) => started(DeriveConnector::start(

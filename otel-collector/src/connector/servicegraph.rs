@@ -172,13 +172,23 @@ impl ConnectionType {
     }
 }
 
-type EdgeKey = (Vec<u8>, Vec<u8>);
+/// (trace id, span id of the client side), copied out of the span (no allocation).
+type EdgeKey = ([u8; 16], [u8; 8]);
+
+/// `bytes` in an array of `N`, zero-padded or cut (ids of another length are invalid OTLP,
+/// still paired consistently).
+fn id<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let n = bytes.len().min(N);
+    out[..n].copy_from_slice(&bytes[..n]);
+    out
+}
 
 /// One edge waiting for its other half.
 #[derive(Debug)]
 struct Edge {
-    client: Option<String>,
-    server: Option<String>,
+    client: Option<Arc<str>>,
+    server: Option<Arc<str>>,
     client_latency: Option<f64>,
     server_latency: Option<f64>,
     failed: bool,
@@ -214,8 +224,8 @@ impl Edge {
 /// The series key of a completed edge: every label.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct SeriesKey {
-    client: String,
-    server: String,
+    client: Arc<str>,
+    server: Arc<str>,
     connection: &'static str,
     failed: bool,
     virtual_node: Option<&'static str>,
@@ -331,7 +341,7 @@ impl ServiceGraph {
     fn ingest_span(
         &self,
         st: &mut State,
-        service: &str,
+        service: &Arc<str>,
         res: &[KeyValue],
         span: &Span,
         now: Instant,
@@ -348,14 +358,14 @@ impl ServiceGraph {
             &span.parent_span_id
         };
         let root = server_side && parent_id.iter().all(|b| *b == 0);
-        let key: EdgeKey = (span.trace_id.clone(), parent_id.clone());
+        let key: EdgeKey = (id(&span.trace_id), id(parent_id));
         if !st.edges.contains_key(&key) {
             if st.edges.len() >= self.config.store.max_items {
                 self.dropped_spans.add(1);
                 return;
             }
-            st.edges.insert(key.clone(), Edge::new(now, root));
-            st.order.push_back((key.clone(), now));
+            st.edges.insert(key, Edge::new(now, root));
+            st.order.push_back((key, now));
             self.total_edges.add(1);
         }
         let Some(edge) = st.edges.get_mut(&key) else {
@@ -367,17 +377,17 @@ impl ServiceGraph {
         }
         edge.failed |= is_error(span);
         if client_side {
-            edge.client = Some(service.to_string());
+            edge.client = Some(service.clone());
             edge.client_latency = Some(latency_seconds(span));
             self.dimension_values("client", span, res, edge);
             edge.peer = Self::first_attr(&self.config.virtual_node_peer_attributes, span, res);
             if let Some(db) = Self::first_attr(&self.config.database_name_attributes, span, res) {
                 edge.connection = ConnectionType::Database;
-                edge.server = Some(db);
+                edge.server = Some(Arc::from(db));
                 edge.server_latency = Some(latency_seconds(span));
             }
         } else {
-            edge.server = Some(service.to_string());
+            edge.server = Some(service.clone());
             edge.server_latency = Some(latency_seconds(span));
             self.dimension_values("server", span, res, edge);
         }
@@ -391,8 +401,8 @@ impl ServiceGraph {
     /// Counts a completed edge into its series.
     fn record(&self, st: &mut State, e: Edge, virtual_node: Option<&'static str>) {
         let key = SeriesKey {
-            client: e.client.unwrap_or_default(),
-            server: e.server.unwrap_or_default(),
+            client: e.client.unwrap_or_else(|| Arc::from("")),
+            server: e.server.unwrap_or_else(|| Arc::from("")),
             connection: e.connection.label(),
             failed: e.failed,
             virtual_node: virtual_node.filter(|_| self.config.virtual_node_extra_label),
@@ -436,11 +446,11 @@ impl ServiceGraph {
             };
             self.expired_edges.add(1);
             if e.client.is_none() && e.root {
-                e.client = Some("user".into());
+                e.client = Some(Arc::from("user"));
                 e.connection = ConnectionType::VirtualNode;
                 self.record(&mut st, e, Some("client"));
             } else if e.server.is_none() && e.client.is_some() {
-                e.server = Some(e.peer.take().unwrap_or_else(|| "unknown".into()));
+                e.server = Some(Arc::from(e.peer.take().unwrap_or_else(|| "unknown".into())));
                 e.connection = ConnectionType::VirtualNode;
                 self.record(&mut st, e, Some("server"));
             }
@@ -504,8 +514,9 @@ impl Derive for ServiceGraph {
             let Some(service) = find_str(res, "service.name") else {
                 continue;
             };
+            let service: Arc<str> = Arc::from(service);
             for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-                self.ingest_span(&mut st, service, res, span, now);
+                self.ingest_span(&mut st, &service, res, span, now);
             }
         }
     }

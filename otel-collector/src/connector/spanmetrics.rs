@@ -746,47 +746,34 @@ impl SpanMetrics {
         attrs: impl FnOnce() -> Vec<KeyValue>,
     ) {
         let (res_key, now, unix) = (at.res_key, at.now, at.unix);
-        let exists = state.resources.get(res_key).is_some_and(|r| {
-            if event {
-                r.events.contains_key(key)
-            } else {
-                r.spans.contains_key(key)
+        // Hot path: the series exists (one lookup per map).
+        if let Some(r) = state.resources.get_mut(res_key) {
+            let map = if event { &mut r.events } else { &mut r.spans };
+            if let Some(s) = map.get_mut(key) {
+                s.last_seen = now;
+                s.updated = true;
+                update(s);
+                return;
             }
-        });
-        if !exists && state.series >= self.config.dimensions_cache_size {
+        }
+        if state.series >= self.config.dimensions_cache_size {
             self.evicted.add(state.evict() as u64);
         }
-        let start = self.start_time(state, unix);
-        let fresh = if exists {
-            None
-        } else {
-            Some(Series {
-                attributes: attrs(),
-                calls: 0,
-                duration: if event { None } else { self.new_duration() },
-                start,
-                last_seen: now,
-                updated: false,
-            })
+        let fresh = Series {
+            attributes: attrs(),
+            calls: 0,
+            duration: if event { None } else { self.new_duration() },
+            start: self.start_time(state, unix),
+            last_seen: now,
+            updated: true,
         };
         // The resource entry exists: ingest creates it before its spans.
         let Some(r) = state.resources.get_mut(res_key) else {
             return;
         };
         let map = if event { &mut r.events } else { &mut r.spans };
-        let s = match fresh {
-            Some(f) => {
-                state.series += 1;
-                map.entry(key.to_vec()).or_insert(f)
-            }
-            None => match map.get_mut(key) {
-                Some(s) => s,
-                None => return,
-            },
-        };
-        s.last_seen = now;
-        s.updated = true;
-        update(s);
+        state.series += 1;
+        update(map.entry(key.to_vec()).or_insert(fresh));
     }
 
     fn sum_metric(&self, suffix: &str, points: Vec<NumberDataPoint>) -> Metric {

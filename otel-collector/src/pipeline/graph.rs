@@ -11,6 +11,7 @@
 use super::fanout::FanOut;
 use super::{SharedConsumer, Shutdown, Signal, StartContext};
 use crate::config::{pipeline_signal, Config};
+use crate::connector::{Observe, Observed};
 use crate::exporter;
 use crate::processor;
 use crate::receiver::{self, RunningReceiver, SignalConsumers};
@@ -50,7 +51,7 @@ struct Builder<'a> {
     ctx: &'a StartContext,
     exporters: BTreeMap<String, SharedConsumer>,
     entries: BTreeMap<String, SharedConsumer>,
-    connectors: BTreeMap<String, SharedConsumer>,
+    connectors: BTreeMap<String, (SharedConsumer, Option<Arc<dyn Observe>>)>,
     processors: Vec<(String, Arc<dyn Shutdown>)>,
 }
 
@@ -64,6 +65,7 @@ impl Builder<'_> {
         let p = &config.service.pipelines[name];
         let signal = pipeline_signal(name).unwrap_or(Signal::Traces);
         let mut outs = Vec::with_capacity(p.exporters.len());
+        let mut observers: Vec<Arc<dyn Observe>> = Vec::new();
         for id in &p.exporters {
             if let Some(c) = self.exporters.get(id) {
                 outs.push(c.clone());
@@ -71,8 +73,11 @@ impl Builder<'_> {
                 // One instance per connector and input signal, shared by every pipeline
                 // exporting to it (as upstream), so a trace → metrics aggregate is not split.
                 let built_key = format!("{id}\0{signal}");
-                if let Some(c) = self.connectors.get(&built_key) {
-                    outs.push(c.clone());
+                if let Some((c, o)) = self.connectors.get(&built_key) {
+                    match o {
+                        Some(o) => observers.push(o.clone()),
+                        None => outs.push(c.clone()),
+                    }
                     continue;
                 }
                 let targets: Vec<String> = config
@@ -88,11 +93,16 @@ impl Builder<'_> {
                     // (in reverse) after its senders drained and before its receivers drain.
                     self.processors.push((format!("connector/{id}"), l));
                 }
-                self.connectors.insert(built_key, built.consumer.clone());
-                outs.push(built.consumer);
+                self.connectors
+                    .insert(built_key, (built.consumer.clone(), built.observer.clone()));
+                match built.observer {
+                    Some(o) => observers.push(o),
+                    None => outs.push(built.consumer),
+                }
             }
         }
-        let mut head = FanOut::build(outs);
+        // Connectors that only read see each batch by reference before the fan-out.
+        let mut head = Observed::build(observers, FanOut::build(outs));
         for id in p.processors.iter().rev() {
             let pctx = self.ctx.for_component(id.clone());
             let built = processor::build(id, &config.processors[id], signal, head, &pctx);
