@@ -191,3 +191,105 @@ impl ComponentKind for ConnectorConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::ConsumeError;
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    use std::sync::Mutex;
+    use tokio_util::sync::CancellationToken;
+
+    #[derive(Default)]
+    struct Capture(Mutex<Vec<Telemetry>>);
+
+    impl Consumer for Capture {
+        fn consume(&self, data: Telemetry) -> ConsumeFuture<'_> {
+            self.0.lock().unwrap().push(data);
+            Box::pin(async { Ok::<(), ConsumeError>(()) })
+        }
+    }
+
+    fn parse(kind: &str, yaml: &str) -> ConnectorConfig {
+        let c = ConnectorConfig::parse_kind(kind, serde_yaml::from_str(yaml).unwrap()).unwrap();
+        c.check().unwrap();
+        c
+    }
+
+    fn traces() -> Telemetry {
+        Telemetry::Traces(testing::request(vec![
+            ("a", vec![testing::span(1, 1, 0, SpanKind::Client, "c", 1)]),
+            ("b", vec![testing::span(1, 2, 1, SpanKind::Server, "s", 1)]),
+        ]))
+    }
+
+    #[tokio::test]
+    async fn observed_connectors_see_batches_by_reference_and_flush_at_shutdown() {
+        let cancel = CancellationToken::new();
+        let ctx = StartContext::new("t", cancel.clone());
+        let metrics = Arc::new(Capture::default());
+        let built = parse("span_metrics", "metrics_flush_interval: 1h").build(
+            "spanmetrics",
+            Signal::Traces,
+            metrics.clone(),
+            &ctx,
+        );
+        let observer = built.observer.expect("reads by reference");
+        let rest = Arc::new(Capture::default());
+        let head = Observed::build(vec![observer], rest.clone());
+        head.consume(traces()).await.unwrap();
+        assert_eq!(
+            rest.0.lock().unwrap().len(),
+            1,
+            "the batch goes on unchanged"
+        );
+        assert!(
+            metrics.0.lock().unwrap().is_empty(),
+            "no flush before the interval"
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        built.lifecycle.expect("lifecycle").shutdown(deadline).await;
+        let sent = metrics.0.lock().unwrap();
+        assert_eq!(sent.len(), 1, "one flush at shutdown");
+        assert_eq!(sent[0].signal(), Signal::Metrics);
+        assert_eq!(sent[0].item_count(), 4, "2 calls + 2 duration points");
+    }
+
+    #[tokio::test]
+    async fn zero_flush_interval_flushes_after_each_observed_batch() {
+        let cancel = CancellationToken::new();
+        let ctx = StartContext::new("t", cancel.clone());
+        let metrics = Arc::new(Capture::default());
+        let built = parse("servicegraph", "metrics_flush_interval: 0s").build(
+            "servicegraph",
+            Signal::Traces,
+            metrics.clone(),
+            &ctx,
+        );
+        built.observer.expect("observer").observe(&traces());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while metrics.0.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no flush after the batch"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+    }
+
+    #[test]
+    fn aliases_parse_to_the_same_connector_and_only_connect_traces_to_metrics() {
+        for kind in [
+            "spanmetrics",
+            "span_metrics",
+            "servicegraph",
+            "service_graph",
+        ] {
+            let c = parse(kind, "{}");
+            assert!(c.supports(Signal::Traces, Signal::Metrics), "{kind}");
+            assert!(!c.supports(Signal::Traces, Signal::Traces), "{kind}");
+            assert!(!c.supports(Signal::Metrics, Signal::Metrics), "{kind}");
+        }
+    }
+}
