@@ -13,6 +13,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, HistogramDataPoint};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
@@ -92,6 +93,26 @@ pub(crate) fn encode_value(v: Option<&any_value::Value>, out: &mut Vec<u8>) {
             bytes(6, text.as_bytes())
         }
     }
+}
+
+/// The resources of `req` that have a `service.name` (others are skipped, as upstream), each
+/// with its attributes, service name and spans.
+pub(crate) fn service_spans(
+    req: &ExportTraceServiceRequest,
+) -> impl Iterator<Item = (&[KeyValue], &str, impl Iterator<Item = &Span>)> {
+    req.resource_spans.iter().filter_map(|rs| {
+        let attrs: &[KeyValue] = rs
+            .resource
+            .as_ref()
+            .map(|r| &r.attributes[..])
+            .unwrap_or(&[]);
+        let service = find_str(attrs, "service.name")?;
+        Some((
+            attrs,
+            service,
+            rs.scope_spans.iter().flat_map(|ss| &ss.spans),
+        ))
+    })
 }
 
 /// Span duration in nanoseconds (0 when the end precedes the start).

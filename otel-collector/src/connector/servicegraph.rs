@@ -22,7 +22,7 @@
 //! Tests: `cargo test -p otel-collector connector::servicegraph`.
 
 use super::derive::{
-    duration_list, duration_nanos, find, find_str, kv, kv_str, unix_nanos, Derive,
+    duration_list, duration_nanos, find, kv, kv_str, service_spans, unix_nanos, Derive,
     ExplicitHistogram,
 };
 use crate::config::{duration, ComponentConfigError};
@@ -505,17 +505,9 @@ fn histogram(
 impl Derive for ServiceGraph {
     fn ingest(&self, req: &ExportTraceServiceRequest, now: Instant) {
         let mut st = self.lock();
-        for rs in &req.resource_spans {
-            let res: &[KeyValue] = rs
-                .resource
-                .as_ref()
-                .map(|r| &r.attributes[..])
-                .unwrap_or(&[]);
-            let Some(service) = find_str(res, "service.name") else {
-                continue;
-            };
+        for (res, service, spans) in service_spans(req) {
             let service: Arc<str> = Arc::from(service);
-            for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+            for span in spans {
                 self.ingest_span(&mut st, &service, res, span, now);
             }
         }

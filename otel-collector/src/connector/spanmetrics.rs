@@ -14,8 +14,8 @@
 //! Tests: `cargo test -p otel-collector connector::spanmetrics`.
 
 use super::derive::{
-    duration_list, duration_nanos, encode_value, find, find_str, kv, kv_str, unix_nanos, Derive,
-    ExplicitHistogram,
+    duration_list, duration_nanos, encode_value, find, kv, kv_str, service_spans, unix_nanos,
+    Derive, ExplicitHistogram,
 };
 use crate::config::{duration, ComponentConfigError};
 use crate::telemetry::{Counter, SelfMetrics};
@@ -893,16 +893,7 @@ impl Derive for SpanMetrics {
         let mut res_key = Vec::with_capacity(128);
         let mut key = Vec::with_capacity(128);
         let mut state = self.lock();
-        for rs in &req.resource_spans {
-            let res_attrs: &[KeyValue] = rs
-                .resource
-                .as_ref()
-                .map(|r| &r.attributes[..])
-                .unwrap_or(&[]);
-            // As upstream: spans without a service name are not counted.
-            let Some(service) = find_str(res_attrs, "service.name") else {
-                continue;
-            };
+        for (res_attrs, service, spans) in service_spans(req) {
             self.resource_key(res_attrs, &mut res_key);
             state
                 .resources
@@ -911,7 +902,7 @@ impl Derive for SpanMetrics {
                     attributes: res_attrs.to_vec(),
                     ..Default::default()
                 });
-            for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+            for span in spans {
                 let at = At {
                     res_key: &res_key,
                     res_attrs,
