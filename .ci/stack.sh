@@ -20,6 +20,9 @@ PY=${PY:-$ROOT/.venv/bin/python}
 : "${PROMETHEUS_RULES:=$ROOT/prometheus/rules/*.yml}"
 : "${PROMETHEUS_SCRAPE_INTERVAL:=15s}" "${PROMETHEUS_EVAL_INTERVAL:=15s}"
 : "${METRIC_EXPORT_INTERVAL_MS:=10000}" "${LOADGEN_PATTERN:=diurnal}" "${LOADGEN_DAY:=10m}"
+# The local stack keeps every trace (its trace file is the demo's trace store); the sample
+# config's default keeps errors, slow traces and 10 % of the rest (docs/sampling.md).
+: "${TAIL_SAMPLING_PERCENT:=100}" "${TAIL_SAMPLING_WAIT:=2s}"
 RUN=$STACK_RUN
 BIN=$STACK_BIN
 # RUN as printed: relative to the checkout when it is inside it.
@@ -114,6 +117,7 @@ up() {
     OTELCOL_BIND=127.0.0.1 OTLP_GRPC_PORT=$OTLP_GRPC_PORT OTLP_HTTP_PORT=$OTLP_HTTP_PORT \
     COLLECTOR_METRICS_PORT=$COLLECTOR_METRICS_PORT PROM_EXPORTER_PORT=$PROM_EXPORTER_PORT \
     HEALTH_PORT=$HEALTH_PORT TRACES_FILE="$RUN/traces.jsonl" \
+    TAIL_SAMPLING_PERCENT=$TAIL_SAMPLING_PERCENT TAIL_SAMPLING_WAIT=$TAIL_SAMPLING_WAIT \
         start otel-collector "$BIN/otel-collector" "${collector_configs[@]}"
     wait_http otel-collector "http://127.0.0.1:$HEALTH_PORT/"
 

@@ -73,3 +73,10 @@ BENCH_TARGETS += bench-tail-sampling
 .PHONY: bench-tail-sampling
 bench-tail-sampling: deps
 	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/tail_sampling.sh
+
+# Trace -> metrics connectors (docs/collector-connectors.md): spans/s through spanmetrics +
+# servicegraph next to the plain traces pipeline in the same run, on one core (< 1 minute).
+BENCH_TARGETS += bench-connectors
+.PHONY: bench-connectors
+bench-connectors: deps
+	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/connectors.sh

@@ -29,7 +29,7 @@ SAMPLE = "otel-collector/config/otel-collector.yaml"
 COLLECTOR_CONFIGS = {
     "gateway (dev)": ([SAMPLE], []),
     "gateway (prod)": ([SAMPLE, "k8s/config/collector-gateway-prod.yaml"],
-                       ["file_storage", "spanmetrics", "servicegraph"]),
+                       []),
     "agent (prod)": (["k8s/config/collector-agent.yaml"], []),
 }
 # How a missing component shows in `validate`'s output.

@@ -11,6 +11,7 @@
 use super::fanout::FanOut;
 use super::{SharedConsumer, Shutdown, Signal, StartContext};
 use crate::config::{pipeline_signal, Config};
+use crate::connector::{Observe, Observed};
 use crate::exporter;
 use crate::processor;
 use crate::receiver::{self, RunningReceiver, SignalConsumers};
@@ -38,8 +39,8 @@ pub enum GraphError {
 pub struct Graph {
     /// Receivers by id.
     pub receivers: Vec<(String, Arc<RunningReceiver>)>,
-    /// Processor lifecycles, downstream pipelines first, each pipeline's last processor first;
-    /// shut down in reverse.
+    /// Processor and connector lifecycles, downstream pipelines first, each pipeline's last
+    /// processor first; shut down in reverse.
     pub processors: Vec<(String, Arc<dyn Shutdown>)>,
     /// Exporter lifecycles by id.
     pub exporters: Vec<(String, Arc<dyn Shutdown>)>,
@@ -50,6 +51,7 @@ struct Builder<'a> {
     ctx: &'a StartContext,
     exporters: BTreeMap<String, SharedConsumer>,
     entries: BTreeMap<String, SharedConsumer>,
+    connectors: BTreeMap<String, (SharedConsumer, Option<Arc<dyn Observe>>)>,
     processors: Vec<(String, Arc<dyn Shutdown>)>,
 }
 
@@ -63,20 +65,44 @@ impl Builder<'_> {
         let p = &config.service.pipelines[name];
         let signal = pipeline_signal(name).unwrap_or(Signal::Traces);
         let mut outs = Vec::with_capacity(p.exporters.len());
+        let mut observers: Vec<Arc<dyn Observe>> = Vec::new();
         for id in &p.exporters {
             if let Some(c) = self.exporters.get(id) {
                 outs.push(c.clone());
             } else if let Some(conn) = config.connectors.get(id) {
+                // One instance per connector and input signal, shared by every pipeline
+                // exporting to it (as upstream), so a trace → metrics aggregate is not split.
+                let built_key = format!("{id}\0{signal}");
+                if let Some((c, o)) = self.connectors.get(&built_key) {
+                    match o {
+                        Some(o) => observers.push(o.clone()),
+                        None => outs.push(c.clone()),
+                    }
+                    continue;
+                }
                 let targets: Vec<String> = config
                     .pipelines_receiving_from(id)
                     .filter(|(n, _)| pipeline_signal(n).is_ok_and(|to| conn.supports(signal, to)))
                     .map(|(n, _)| n.clone())
                     .collect();
                 let heads: Vec<SharedConsumer> = targets.iter().map(|n| self.entry(n)).collect();
-                outs.push(conn.consumer(signal, FanOut::build(heads)));
+                let cctx = self.ctx.for_component(id.clone());
+                let built = conn.build(id, signal, FanOut::build(heads), &cctx);
+                if let Some(l) = built.lifecycle {
+                    // After the pipelines it feeds, before the ones feeding it: shut down
+                    // (in reverse) after its senders drained and before its receivers drain.
+                    self.processors.push((format!("connector/{id}"), l));
+                }
+                self.connectors
+                    .insert(built_key, (built.consumer.clone(), built.observer.clone()));
+                match built.observer {
+                    Some(o) => observers.push(o),
+                    None => outs.push(built.consumer),
+                }
             }
         }
-        let mut head = FanOut::build(outs);
+        // Connectors that only read see each batch by reference before the fan-out.
+        let mut head = Observed::build(observers, FanOut::build(outs));
         // A pipeline feeding a persistent queue must not acknowledge data held in memory.
         let durable = p.exporters.iter().any(|id| {
             config
@@ -127,6 +153,7 @@ pub async fn build(config: &Config, ctx: &StartContext) -> Result<Graph, GraphEr
         ctx,
         exporters,
         entries: BTreeMap::new(),
+        connectors: BTreeMap::new(),
         processors: Vec::new(),
     };
     let names: Vec<String> = config.service.pipelines.keys().cloned().collect();
