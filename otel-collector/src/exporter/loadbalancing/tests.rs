@@ -199,3 +199,29 @@ async fn nothing_reachable_keeps_the_parts_for_the_retry() {
     assert_eq!(held, 20);
     assert!(lb.snapshot().iter().all(|b| !b.is_up(Instant::now())));
 }
+
+#[tokio::test]
+async fn dns_resolver_routes_to_the_names_addresses_with_the_port() {
+    // `localhost` resolves from /etc/hosts without a network; the list it gives is what the
+    // balancer routes to, with the configured port.
+    let c = parse("protocol: {otlp: {tls: {insecure: true}}}\nresolver: {dns: {hostname: localhost, port: 14317, interval: 50ms}}").unwrap();
+    let lb = LoadBalancer::new("loadbalancing/dns", &c).unwrap();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(Arc::clone(&lb).run_resolver(cancel.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lb.endpoints().iter().any(|e| e == "127.0.0.1:14317") {
+        assert!(
+            Instant::now() < deadline,
+            "never resolved: {:?}",
+            lb.endpoints()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        lb.endpoints().iter().all(|e| e.ends_with(":14317")),
+        "{:?}",
+        lb.endpoints()
+    );
+    cancel.cancel();
+    task.await.unwrap();
+}
