@@ -7,7 +7,10 @@
 set -euo pipefail
 
 missing=()
-for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# A package removed but not purged is still known to dpkg (status "deinstall ok config-files"):
+# only "install ok installed" counts as present.
+installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
+for p in "$@"; do installed "$p" || missing+=("$p"); done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 echo "installing Debian packages: ${missing[*]}"
 SUDO=()
