@@ -355,6 +355,37 @@ class E2E:
             self.wait(expr, lambda e=expr: self.query(e), 60)
         self.timeline.mark("service graph edges frontend -> inventory, payment in Prometheus")
 
+    def check_trace_metric_counts(self):
+        """The trace-derived counters agree with the demo app's own request counters (an
+        independent source): at one instant T the derived total must lie between the app's total
+        at T - LAG and at T, LAG covering the connectors' flush interval, the service graph's
+        store TTL, metric export and scrape. Edges and calls are counted once per request."""
+        if "servicegraph" not in (ROOT / "otel-collector" / "config" / "otel-collector.yaml").read_text():
+            return
+        lag = 40
+        app = 'sum(http_server_request_duration_seconds_count{job="demo/%s"})'
+        for what, derived, server in [
+            ("service graph demo-frontend -> demo-inventory",
+             'sum(traces_service_graph_request_total{client="demo-frontend",server="demo-inventory"})', "demo-inventory"),
+            ("service graph demo-frontend -> demo-payment",
+             'sum(traces_service_graph_request_total{client="demo-frontend",server="demo-payment"})', "demo-payment"),
+            ("span metrics calls of demo-inventory's server spans",
+             'sum(traces_span_metrics_calls_total{service_name="demo-inventory",span_kind="SPAN_KIND_SERVER"})',
+             "demo-inventory"),
+        ]:
+            at = time.time() - 5
+            def value(expr, t):
+                res = self.query(expr, at=t)
+                return float(res[0]["value"][1]) if res else 0.0
+            got, upper, lower = value(derived, at), value(app % server, at), value(app % server, at - lag)
+            # The upper bound allows one app export interval of requests the collector already
+            # counted from spans while the app's counter had not been exported yet.
+            slack = 0.05 * upper + 5
+            if not (lower - slack <= got <= upper + slack) or got == 0:
+                raise Failure(f"{what}: {got:.0f}, expected between the app's own count {lag} s earlier "
+                              f"({lower:.0f}) and now ({upper:.0f})")
+            self.timeline.mark(f"{what}: {got:.0f} (app's own count {lower:.0f} .. {upper:.0f})")
+
     def warm_up_and_normal_phase(self, warm_end):
         """Waits until warm_end (two compressed days of traffic, and the error spike over), then
         watches a normal phase in which no anomaly alert may fire."""
@@ -629,6 +660,7 @@ def main():
         e.check_anomaly()
         e.check_error_spike_resolves()
         e.check_collector_clean()
+        e.check_trace_metric_counts()
         e.check_every_query()
         ok = True
     except Failure as f:
