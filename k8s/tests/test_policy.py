@@ -88,6 +88,19 @@ def test_node_agent_mounts_host_root_read_only(rendered):
     assert "host.name=$(K8S_NODE_NAME)" in env_vars["OTEL_RESOURCE_ATTRIBUTES"]["value"]
 
 
+def test_detector_history_is_on_a_writable_volume(rendered):
+    # The sample detector config writes its anomaly history under ${DETECTOR_HISTORY}; with a
+    # read-only root filesystem that path must be on a mounted, writable volume.
+    env, source, objs = rendered
+    (dep,) = [o for o in workloads(objs) if base_name(o["metadata"]["name"]) == "anomaly-detector"]
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    path = {e["name"]: e.get("value") for e in c["env"]}.get("DETECTOR_HISTORY")
+    assert path, "DETECTOR_HISTORY is not set: the history would go to .run/ on the read-only root"
+    writable = [m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")]
+    assert any(path.startswith(m.rstrip("/") + "/") for m in writable), (path, writable)
+    assert "${env:DETECTOR_HISTORY" in (ROOT / "anomaly-detector/config/detector.yaml").read_text()
+
+
 def test_images_pinned(rendered):
     env, source, objs = rendered
     for w, _, c in containers(objs):
