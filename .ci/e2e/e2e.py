@@ -27,6 +27,7 @@ files are unchanged, and item 3 checks the shipped expressions). Standard librar
 Bounded: the whole run has a deadline (DEADLINE_S); the stack is stopped on any failure, on
 Ctrl-C and on SIGTERM. At the end it prints a timeline with the measured latencies.
 """
+import functools
 import json
 from datetime import datetime
 import os
@@ -75,6 +76,17 @@ NO_DATA_EXPECTED = {
 # Series of the trace connectors (issue 15): PENDING, not failed, while the shipped collector
 # config has no such connector.
 CONNECTOR_SERIES = {"traces_service_graph_": "servicegraph", "traces_span_metrics_": "spanmetrics"}
+
+
+@functools.cache
+def collector_config():
+    """The shipped collector config's text (read once per run)."""
+    return (ROOT / "otel-collector" / "config" / "otel-collector.yaml").read_text()
+
+
+def collector_has(connector):
+    """Whether the shipped collector config names this connector (until then its checks are PENDING)."""
+    return connector in collector_config()
 # Alert rules have data only while their condition holds. Those the run does not provoke are
 # checked on their expression with the thresholds removed (their inputs must have data).
 ALERTS_NOT_PROVOKED = {
@@ -344,8 +356,7 @@ class E2E:
         return out
 
     def check_service_graph(self):
-        cfg = (ROOT / "otel-collector" / "config" / "otel-collector.yaml").read_text()
-        if "servicegraph" not in cfg:
+        if not collector_has("servicegraph"):
             for edge in ["demo-frontend -> demo-inventory", "demo-frontend -> demo-payment"]:
                 self.pending.append(f"service graph edge {edge} in traces_service_graph_request_total "
                                     "(issue 15: the servicegraph connector is not in the shipped collector config)")
@@ -360,9 +371,13 @@ class E2E:
         independent source): at one instant T the derived total must lie between the app's total
         at T - LAG and at T, LAG covering the connectors' flush interval, the service graph's
         store TTL, metric export and scrape. Edges and calls are counted once per request."""
-        if "servicegraph" not in (ROOT / "otel-collector" / "config" / "otel-collector.yaml").read_text():
+        if not collector_has("servicegraph"):
             return
         lag = 40
+
+        def value(expr, t):
+            res = self.query(expr, at=t)
+            return float(res[0]["value"][1]) if res else 0.0
         app = 'sum(http_server_request_duration_seconds_count{job="demo/%s"})'
         for what, derived, server in [
             ("service graph demo-frontend -> demo-inventory",
@@ -374,9 +389,6 @@ class E2E:
              "demo-inventory"),
         ]:
             at = time.time() - 5
-            def value(expr, t):
-                res = self.query(expr, at=t)
-                return float(res[0]["value"][1]) if res else 0.0
             got, upper, lower = value(derived, at), value(app % server, at), value(app % server, at - lag)
             # The upper bound allows one app export interval of requests the collector already
             # counted from spans while the app's counter had not been exported yet.
@@ -562,12 +574,11 @@ class E2E:
         start, end = self.timeline.t0, time.time()
         dash = dashboard_queries.dashboard_queries()
         rules = dashboard_queries.rule_queries(sorted((ROOT / "prometheus" / "rules").glob("*.yml")))
-        collector_cfg = (ROOT / "otel-collector" / "config" / "otel-collector.yaml").read_text()
         failures, inputs_only, excused, pending = [], set(), set(), set()
         for q in dash + rules:
             expr, where = q["query"], f"{Path(q['file']).name}: {q['where']}"
             connector = next((c for prefix, c in CONNECTOR_SERIES.items() if prefix in expr), None)
-            if connector and connector not in collector_cfg:
+            if connector and not collector_has(connector):
                 pending.add(f"{where} ({connector} connector, issue 15, not in the collector config)")
                 continue
             reason = next((r for k, r in NO_DATA_EXPECTED.items() if k in expr), None)
