@@ -12,7 +12,8 @@
 //!   point's |z| and the mean of the last `short_window` z's are combined, calibrated against
 //!   this series' usual surprise, and mapped to [0, 1] with 0.5 at `sensitivity` (for Gaussian
 //!   residuals: the band edge, `expected ± sensitivity·σ`); anomalous after `consecutive` points
-//!   at or above `score_threshold`; critical when the surprise is ≥ `critical_sensitivity`.
+//!   at or above `score_threshold`, the first of them outside the band; critical when the
+//!   surprise is ≥ `critical_sensitivity`.
 //!   `onset_score` keeps only the first score of an event (what the backtest writes).
 //! * Gaps (NaN or missing timestamps) advance the model without learning; counters (`counter:
 //!   true`) are differenced with resets treated as restarts from zero.
@@ -43,9 +44,11 @@ pub struct ModelConfig {
     pub sensitivity: f64,
     /// Deviation (robust standard deviations) at or above which an anomaly is critical.
     pub critical_sensitivity: f64,
-    /// Score at or above which a point counts towards an anomaly.
+    /// Score at or above which a point counts towards an anomaly (a run of such points starts
+    /// only outside the band).
     pub score_threshold: f64,
-    /// Consecutive points at or above `score_threshold` before a point is anomalous.
+    /// Consecutive points at or above `score_threshold`, the first outside the band, before a
+    /// point is anomalous.
     pub consecutive: usize,
     /// Points before any score is given (score 0, `warming_up`).
     pub warmup_points: usize,
@@ -104,6 +107,43 @@ pub struct ModelConfig {
     pub trend: bool,
     /// The series is a monotonic counter: score its increments; a decrease is a reset.
     pub counter: bool,
+    /// Which deviations may raise an alert: `both` (default), `up` (above the band only, e.g.
+    /// latency or error ratio, where a drop is good news) or `down`. Scores are not affected.
+    pub direction: Direction,
+}
+
+/// Side of the band on which a deviation may raise an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Above or below the band.
+    #[default]
+    Both,
+    /// Above the band only.
+    Up,
+    /// Below the band only.
+    Down,
+}
+
+impl Direction {
+    /// Whether `y` lies beyond the band `lower..upper` on an alerting side.
+    fn beyond(self, y: f64, lower: f64, upper: f64) -> bool {
+        match self {
+            Self::Both => y < lower || y > upper,
+            Self::Up => y > upper,
+            Self::Down => y < lower,
+        }
+    }
+
+    /// Whether `y` lies on an alerting side of `expected` (a run that started beyond the band
+    /// ends when the value crosses to the other side).
+    fn on_side(self, y: f64, expected: f64) -> bool {
+        match self {
+            Self::Both => true,
+            Self::Up => y >= expected,
+            Self::Down => y <= expected,
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -137,6 +177,7 @@ impl Default for ModelConfig {
             likelihood_max: true,
             trend: true,
             counter: false,
+            direction: Direction::Both,
         }
     }
 }
@@ -219,7 +260,8 @@ pub struct Evaluation {
     pub onset_score: f64,
     /// Signed deviation in robust standard deviations (0 when not scored).
     pub deviation: f64,
-    /// `score >= score_threshold` for `consecutive` points up to this one.
+    /// `score >= score_threshold` for `consecutive` points up to this one, the first of them
+    /// outside the band.
     pub anomalous: bool,
     /// Severity when anomalous.
     pub severity: Option<Severity>,
@@ -359,7 +401,7 @@ impl SeriesDetector {
         if y.is_finite() && e.model != ModelKind::WarmingUp {
             let z = e.deviation.clamp(-Z_CAP, Z_CAP);
             let ps = self.scorer.push(z);
-            self.apply_score(&mut e, ps);
+            self.apply_score(&mut e, ps, y);
         } else {
             self.scorer.skip();
             self.over_threshold = 0;
@@ -457,10 +499,21 @@ impl SeriesDetector {
         }
     }
 
-    fn apply_score(&mut self, e: &mut Evaluation, ps: PointScore) {
+    /// Sets the score fields of `e` for the transformed value `y`. A run of points at or above
+    /// `score_threshold` counts towards an alert only if it starts with a point outside the band:
+    /// the windowed statistics and the likelihood can score a point highly while it is still
+    /// inside the range the alert and the dashboards call normal, and an alert saying "observed
+    /// inside the expected band" is noise to whoever is paged. Once started, the run goes on while
+    /// the score stays high (a spike's next point, still carrying it in its window, continues it).
+    /// With `direction: up|down` only that side starts or continues a run. Onset scores (what
+    /// the backtest writes) are not gated.
+    fn apply_score(&mut self, e: &mut Evaluation, ps: PointScore, y: f64) {
         e.score = ps.score;
         e.onset_score = ps.onset;
-        if ps.score >= self.cfg.score_threshold {
+        let dir = self.cfg.direction;
+        let starts = dir.beyond(y, e.lower, e.upper);
+        let continues = self.over_threshold > 0 && dir.on_side(y, e.expected);
+        if ps.score >= self.cfg.score_threshold && (starts || continues) {
             self.over_threshold += 1;
         } else {
             self.over_threshold = 0;
