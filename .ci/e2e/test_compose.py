@@ -161,7 +161,7 @@ def test_environment_variables_are_read_by_their_service(spec):
     standard_otel = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_METRIC_EXPORT_INTERVAL"}
     read = {
         "otel-collector": set(re.findall(r"\$\{env:(\w+)", collector)),
-        # PROMETHEUS_URL / ALERTMANAGER_URL / DETECTOR_ADDR are the binary's overrides (DESIGN.md).
+        # PROMETHEUS_URL / ALERTMANAGER_URL / DETECTOR_ADDR are the binary's overrides (docs/anomaly-detector.md).
         "anomaly-detector": set(re.findall(r"\$\{env:(\w+)", detector)) | {"PROMETHEUS_URL", "ALERTMANAGER_URL", "DETECTOR_ADDR"},
         "demo-app": {"DEMO_ADDR"} | standard_otel,
         "node-agent": standard_otel,

@@ -423,12 +423,15 @@ struct Health {
     detections: Vec<DetectionHealth>,
 }
 
-/// Always 200 while the process serves (liveness); `status` says whether every detection's
-/// last cycle succeeded and whether every detection completes its cycles on time.
+/// Liveness: 200 while every detection completes its cycles on time (`ok`, or `degraded` when a
+/// last cycle failed, e.g. Prometheus down, which a restart would not fix); 503 when a detection
+/// completed no cycle within 3 intervals (`failing`: its runner is stuck or dead, which a restart
+/// does fix), so probes and orchestrators see it.
 #[utoipa::path(get, path = "/health", tag = "operations",
-    summary = "Liveness and per-detection cycle status. Always 200 while the process serves.",
-    responses((status = 200, description = "Health.", body = Health)))]
-async fn health(State(s): State<AppState>) -> Json<Health> {
+    summary = "Liveness and per-detection cycle status: 503 when a detection is stalled.",
+    responses((status = 200, description = "Every detection completes its cycles on time.", body = Health),
+        (status = 503, description = "A detection completed no cycle within 3 intervals.", body = Health)))]
+async fn health(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
     let now = crate::engine::unix_now();
     let detections: Vec<DetectionHealth> = s
         .store
@@ -453,11 +456,17 @@ async fn health(State(s): State<AppState>) -> Json<Health> {
     } else {
         "ok"
     };
-    Json(Health {
+    let code = if status == "failing" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = Health {
         status,
         uptime_seconds: s.started.elapsed().as_secs(),
         detections,
-    })
+    };
+    (code, Json(body))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -1389,12 +1398,17 @@ mod tests {
         };
         // Last cycle 25 s ago with a 10 s interval: on time.
         publish(cycle(now - 25));
-        let v = json(&get(app(s.clone()), ROUTE_HEALTH).await.1);
-        assert_eq!(v["status"], "ok", "{v}");
+        let (st, body) = get(app(s.clone()), ROUTE_HEALTH).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(json(&body)["status"], "ok");
         // 40 s ago (> 3 intervals) while the last outcome was a success: failing.
         publish(cycle(now - 40));
         let (st, body) = get(app(s.clone()), ROUTE_HEALTH).await;
-        assert_eq!(st, StatusCode::OK);
+        assert_eq!(
+            st,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "probes must see a stall"
+        );
         let v = json(&body);
         assert_eq!(v["status"], "failing", "{v}");
         let d = v["detections"].as_array().unwrap();
