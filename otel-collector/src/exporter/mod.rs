@@ -162,6 +162,10 @@ impl ExporterConfig {
         let q = match self {
             ExporterConfig::Otlp(c) => &c.sending_queue,
             ExporterConfig::OtlpHttp(c) => &c.sending_queue,
+            ExporterConfig::PrometheusRemoteWrite(c) => {
+                let s = c.sending_queue.as_ref()?.storage.clone()?;
+                return Some(("sending_queue.storage".to_string(), s));
+            }
             _ => return None,
         };
         let s = q.storage.clone().filter(|_| q.enabled)?;
@@ -282,6 +286,41 @@ fn start_queued<E: queue::Export>(
     })
 }
 
+/// Starts `prometheusremotewrite`: with its own in-memory queue, or with `sending_queue.storage`
+/// behind the shared persistent queue (the exporter then runs without its own queue).
+fn start_remote_write(
+    id: &str,
+    c: &prometheusremotewrite::RemoteWriteConfig,
+    metrics: queue::ExporterMetrics,
+    ctx: &StartContext,
+) -> Result<RunningExporter, ExporterError> {
+    let cfg_err = |source| ExporterError::Config {
+        id: id.to_string(),
+        source,
+    };
+    c.validate().map_err(cfg_err)?;
+    let auth = client_auth(c.auth.as_ref(), ctx).map_err(cfg_err)?;
+    let persistent = c.sending_queue.clone();
+    let mut own = c.clone();
+    if persistent.is_some() {
+        own.remote_write_queue.enabled = false;
+        own.sending_queue = None;
+    }
+    let exp =
+        prometheusremotewrite::RemoteWriteExporter::start_with_auth(id, own, auth, &ctx.cancel)
+            .map_err(|e| cfg_err(e.source))?;
+    exp.set_health(ctx.health.clone());
+    let Some(pq) = persistent else {
+        return Ok(RunningExporter {
+            consumer: exp.clone(),
+            lifecycle: exp,
+        });
+    };
+    let q = pq.queue_config(c.remote_write_queue.num_consumers);
+    let durable = prometheusremotewrite::DurableRemoteWrite(exp);
+    start_queued(id, durable, &q, &c.retry_on_failure.policy(), metrics, ctx)
+}
+
 /// Starts an exporter: spawns its queue consumers / writer, returns the consumer to feed.
 ///
 /// Must run inside a tokio runtime.
@@ -371,21 +410,7 @@ pub async fn start(
                 lifecycle: q,
             }
         }
-        ExporterConfig::PrometheusRemoteWrite(c) => {
-            let auth = client_auth(c.auth.as_ref(), ctx).map_err(cfg_err)?;
-            let exp = prometheusremotewrite::RemoteWriteExporter::start_with_auth(
-                id,
-                c.clone(),
-                auth,
-                &ctx.cancel,
-            )
-            .map_err(|e| cfg_err(e.source))?;
-            exp.set_health(ctx.health.clone());
-            RunningExporter {
-                consumer: exp.clone(),
-                lifecycle: exp,
-            }
-        }
+        ExporterConfig::PrometheusRemoteWrite(c) => start_remote_write(id, c, metrics, ctx)?,
     })
 }
 

@@ -11,16 +11,21 @@
 //! Shutdown stops taking batches and drains the queue until the deadline.
 //!
 //! The queue is our own small one rather than the generic exporter queue, because requests are
-//! split and encoded before queueing.
+//! split and encoded before queueing. With `sending_queue.storage` the generic persistent queue
+//! takes its place ([`DurableRemoteWrite`]): batches are stored as OTLP and translated when sent.
 //!
 //! Tests: `cargo test -p otel-collector exporter::prometheusremotewrite` (against an in-process
 //! sink), `cargo test -p otel-collector --test prom_remote_write` (real Prometheus and
 //! VictoriaMetrics, fault proxy).
 
+mod durable;
 pub mod proto;
+
+pub use durable::DurableRemoteWrite;
 
 use crate::config::ComponentConfigError;
 use crate::exporter::prometheus::ResourceToTelemetry;
+use crate::exporter::queue::QueueConfig;
 use crate::exporter::retry::{Backoff, RetryConfig};
 use crate::extension::health::HealthState;
 use crate::pipeline::{
@@ -90,6 +95,55 @@ impl Default for RemoteWriteQueue {
             enabled: true,
             queue_size: 10_000,
             num_consumers: 1,
+        }
+    }
+}
+
+/// `sending_queue` block of this exporter (ours): the persistent queue. When present, batches
+/// are written to the `file_storage` extension `storage` names and acknowledged once written;
+/// they are translated and split into requests when taken off the disk, and sent by
+/// `remote_write_queue.num_consumers` senders (default 1, in order). `remote_write_queue.queue_size`
+/// then does not apply: this block's `queue_size` and `max_size_mib` bound the queue.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistentQueueSettings {
+    /// Id of a `file_storage` extension (required).
+    pub storage: Option<String>,
+    /// Capacity in stored batches (default 1000).
+    pub queue_size: usize,
+    /// Capacity in MiB of stored batches (default 256).
+    pub max_size_mib: u64,
+    /// When full, wait for room up to `block_timeout` instead of refusing at once.
+    pub block_on_overflow: bool,
+    /// Longest wait of `block_on_overflow` before refusing (default 5s).
+    #[serde(with = "humantime_serde")]
+    pub block_timeout: Duration,
+}
+
+impl Default for PersistentQueueSettings {
+    fn default() -> Self {
+        let q = QueueConfig::default();
+        PersistentQueueSettings {
+            storage: None,
+            queue_size: q.queue_size,
+            max_size_mib: q.max_size_mib,
+            block_on_overflow: q.block_on_overflow,
+            block_timeout: q.block_timeout,
+        }
+    }
+}
+
+impl PersistentQueueSettings {
+    /// The shared queue's settings, with `num_consumers` senders.
+    pub fn queue_config(&self, num_consumers: usize) -> QueueConfig {
+        QueueConfig {
+            enabled: true,
+            num_consumers,
+            queue_size: self.queue_size,
+            max_size_mib: self.max_size_mib,
+            block_on_overflow: self.block_on_overflow,
+            block_timeout: self.block_timeout,
+            storage: self.storage.clone(),
         }
     }
 }
@@ -173,6 +227,8 @@ pub struct RemoteWriteConfig {
     pub max_samples_per_request: usize,
     /// Queue settings.
     pub remote_write_queue: RemoteWriteQueue,
+    /// Persistent queue (`sending_queue.storage`); absent = the in-memory `remote_write_queue`.
+    pub sending_queue: Option<PersistentQueueSettings>,
     /// Retry settings.
     pub retry_on_failure: RetrySettings,
     /// Series cap per metric (0: none).
@@ -198,6 +254,7 @@ impl Default for RemoteWriteConfig {
             max_batch_size_bytes: 3_000_000,
             max_samples_per_request: 2_000,
             remote_write_queue: RemoteWriteQueue::default(),
+            sending_queue: None,
             retry_on_failure: RetrySettings::default(),
             max_series_per_metric: 0,
             auth: None,
@@ -257,6 +314,7 @@ impl RemoteWriteConfig {
                 "queue_size and num_consumers must be at least 1 (or set enabled: false)",
             ));
         }
+        self.validate_persistent_queue()?;
         self.retry_on_failure.policy().validate()?;
         for k in self.external_labels.keys() {
             if names::label_name(k).as_deref() != Some(k.as_str()) {
@@ -279,6 +337,34 @@ impl RemoteWriteConfig {
             ));
         }
         Ok(())
+    }
+
+    fn validate_persistent_queue(&self) -> Result<(), ComponentConfigError> {
+        let Some(pq) = &self.sending_queue else {
+            return Ok(());
+        };
+        if pq.storage.is_none() {
+            return Err(ComponentConfigError::new(
+                "sending_queue.storage",
+                "is required: the id of a file_storage extension (this exporter's sending_queue is the persistent queue; remove the block to queue in memory)",
+            ));
+        }
+        if !self.remote_write_queue.enabled {
+            return Err(ComponentConfigError::new(
+                "remote_write_queue.enabled",
+                "is false (send synchronously) while sending_queue.storage queues on disk; remove one of them",
+            ));
+        }
+        pq.queue_config(self.remote_write_queue.num_consumers)
+            .validate()
+            .map_err(|e| {
+                let path = if e.path.starts_with("sending_queue.num_consumers") {
+                    "remote_write_queue.num_consumers".to_string()
+                } else {
+                    e.path.clone()
+                };
+                ComponentConfigError::new(path, e.message)
+            })
     }
 
     fn translate_options(&self) -> TranslateOptions {

@@ -12,6 +12,8 @@ use std::sync::atomic::AtomicU32;
 struct Sink {
     fail_first: u32,
     fail_status: u16,
+    /// Also fail this one attempt (0-based) with 503.
+    fail_attempt: Option<u32>,
     attempts: AtomicU32,
     received: Mutex<Vec<WriteRequest>>,
     headers: Mutex<Vec<HeaderMap>>,
@@ -21,6 +23,9 @@ async fn write(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -
     let n = sink.attempts.fetch_add(1, Ordering::SeqCst);
     if n < sink.fail_first {
         return StatusCode::from_u16(sink.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    if sink.fail_attempt == Some(n) {
+        return StatusCode::SERVICE_UNAVAILABLE;
     }
     match decode_request(&body) {
         Ok(req) => {
@@ -401,4 +406,101 @@ async fn target_info_only_for_resources_with_descriptive_attributes() {
         vec!["__name__=target_info,host_name=h1,job=web".to_string()]
     );
     e.shutdown(tokio::time::Instant::now()).await;
+}
+
+#[test]
+fn sending_queue_is_the_persistent_queue_and_needs_storage() {
+    let parse = |yaml: &str| {
+        RemoteWriteConfig::parse(serde_yaml::from_str(yaml).expect("yaml")).expect("parse")
+    };
+    let base = "endpoint: http://127.0.0.1:9/api/v1/write\n";
+    let c = parse(&format!("{base}sending_queue: {{storage: file_storage/q}}"));
+    c.validate().expect("valid");
+    let q = c.sending_queue.as_ref().expect("block").queue_config(1);
+    assert_eq!(
+        (q.num_consumers, q.queue_size, q.max_size_mib),
+        (1, 1000, 256)
+    );
+    assert_eq!(q.storage.as_deref(), Some("file_storage/q"));
+    let e = parse(&format!("{base}sending_queue: {{queue_size: 5}}"))
+        .validate()
+        .expect_err("storage required");
+    assert_eq!(e.path, "sending_queue.storage", "{e}");
+    let e = parse(&format!(
+        "{base}sending_queue: {{storage: s}}\nremote_write_queue: {{enabled: false}}"
+    ))
+    .validate()
+    .expect_err("sync mode and disk queue");
+    assert_eq!(e.path, "remote_write_queue.enabled", "{e}");
+    let e = parse(&format!(
+        "{base}sending_queue: {{storage: s}}\nremote_write_queue: {{num_consumers: 0}}"
+    ))
+    .validate()
+    .expect_err("no sender");
+    assert!(e.path.starts_with("remote_write_queue"), "{e}");
+    let e = parse(&format!(
+        "{base}sending_queue: {{storage: s, queue_size: 0}}"
+    ))
+    .validate()
+    .expect_err("empty queue");
+    assert_eq!(e.path, "sending_queue.queue_size", "{e}");
+    let err = RemoteWriteConfig::parse(
+        serde_yaml::from_str(&format!(
+            "{base}sending_queue: {{storage: s, num_consumers: 3}}"
+        ))
+        .expect("yaml"),
+    )
+    .expect_err("num_consumers belongs to remote_write_queue");
+    assert!(err.to_string().contains("num_consumers"), "{err}");
+}
+
+/// A batch of three requests whose second one fails once: the retry resumes at the second, so
+/// the endpoint gets every sample exactly once.
+#[tokio::test]
+async fn a_persistent_batch_retry_resumes_after_the_accepted_requests() {
+    use crate::exporter::queue::Export;
+    let sink = Arc::new(Sink {
+        fail_attempt: Some(1),
+        ..Default::default()
+    });
+    let mut c = config(start_sink(sink.clone()).await);
+    c.max_samples_per_request = 5;
+    c.remote_write_queue.enabled = false;
+    let e = RemoteWriteExporter::start(
+        "prometheusremotewrite/durable",
+        c,
+        &CancellationToken::new(),
+    )
+    .expect("start");
+    let durable = DurableRemoteWrite(e);
+    let batch = durable
+        .prepare(Telemetry::Metrics(fixture("histograms.json")))
+        .expect("prepare");
+    assert_eq!(batch.len(), 3, "14 samples in requests of <= 5");
+    let err = durable
+        .send(&batch)
+        .await
+        .expect_err("the second request fails");
+    assert!(err.retryable, "503 is retryable: {err}");
+    assert_eq!(sink.received.lock().expect("lock").len(), 1);
+    durable
+        .send(&batch)
+        .await
+        .expect("the retry delivers the rest");
+    assert_eq!(
+        sink.received.lock().expect("lock").len(),
+        3,
+        "each request once"
+    );
+    assert_eq!(samples(&sink), 14);
+    assert_eq!(
+        sink.attempts.load(Ordering::SeqCst),
+        4,
+        "1 ok, 1 failed, 2 ok"
+    );
+    durable
+        .send(&batch)
+        .await
+        .expect("a finished batch sends nothing more");
+    assert_eq!(sink.attempts.load(Ordering::SeqCst), 4);
 }
