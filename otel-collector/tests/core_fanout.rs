@@ -156,3 +156,73 @@ service:
     );
     assert!(col.terminate().success(), "{}", col.logs());
 }
+
+/// A persistent exporter that refuses (its disk queue is full) decides the answer even when a
+/// memory exporter took the batch, in one pipeline (exporter fan-out) and across two pipelines
+/// (receiver fan-out): answering 200 would acknowledge data the persistent queue does not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_persistent_queue_is_refused_even_when_a_memory_exporter_took_the_batch() {
+    let one = "traces: {receivers: [otlp], exporters: [file/mem, otlp/disk]}";
+    let two = "traces/mem: {receivers: [otlp], exporters: [file/mem]}\n    traces/disk: {receivers: [otlp], exporters: [otlp/disk]}";
+    for (case, pipelines) in [("one-pipeline", one), ("two-pipelines", two)] {
+        let dir = TempDir::new("fanout-durable");
+        let (port, down) = (free_port(), free_port());
+        let mem = dir.join("mem.jsonl");
+        let cfg = format!(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{port}"}}
+extensions:
+  file_storage/q: {{directory: "{q}", create_directory: true}}
+exporters:
+  file/mem: {{path: "{mem}"}}
+  otlp/disk:
+    endpoint: "127.0.0.1:{down}"
+    tls: {{insecure: true}}
+    sending_queue: {{storage: file_storage/q, queue_size: 2, num_consumers: 1}}
+service:
+  extensions: [file_storage/q]
+  telemetry: {{metrics: {{level: none}}}}
+  pipelines:
+    {pipelines}
+"#,
+            q = dir.join("q").display(),
+            mem = mem.display(),
+        );
+        let mut col = Collector::start(&dir, case, &cfg, &[port]);
+        let http = reqwest::Client::new();
+        let mut statuses = Vec::new();
+        for i in 0..8 {
+            let name = format!("s{i}");
+            let resp = http
+                .post(format!("http://127.0.0.1:{port}/v1/traces"))
+                .header("content-type", "application/json")
+                .body(spans_json(&[name.as_str()]))
+                .send()
+                .await
+                .expect("answer");
+            statuses.push(resp.status().as_u16());
+        }
+        assert!(
+            statuses[..2].iter().all(|&s| s == 200),
+            "{case}: the first batches fit the disk queue: {statuses:?}"
+        );
+        assert!(
+            statuses.contains(&503),
+            "{case}: a full persistent queue must be refused although file/mem took the batch: {statuses:?}\n{}",
+            col.logs()
+        );
+        let until = Instant::now() + Duration::from_secs(10);
+        while spans_in(&mem).len() < 8 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            spans_in(&mem).len(),
+            8,
+            "{case}: file/mem still got every batch"
+        );
+        col.terminate();
+    }
+}

@@ -4,6 +4,11 @@
 //! own drop (exporters count `otelcol_exporter_enqueue_failed_*`), so one slow exporter cannot
 //! make clients resend data the others already have. When every consumer refused, the last
 //! error is returned so the receiver answers with a retryable status.
+//!
+//! Exception: a *decisive* consumer (a persistent exporter, or a pipeline feeding one) that
+//! refused makes the fan-out refuse even when others took the batch: success would acknowledge
+//! data the persistent queue does not hold. The client resends, so the consumers that took the
+//! batch get it twice (at-least-once).
 
 use super::{ConsumeError, ConsumeFuture, Consumer, SharedConsumer, Telemetry};
 use std::sync::Arc;
@@ -11,15 +16,26 @@ use std::sync::Arc;
 /// Sends each batch to every consumer in order.
 pub struct FanOut {
     consumers: Vec<SharedConsumer>,
+    /// Per consumer: its refusal is the fan-out's answer (see the module doc).
+    decisive: Vec<bool>,
 }
 
 impl FanOut {
-    /// A fan-out over `consumers`; with exactly one it returns that consumer unchanged.
-    pub fn build(mut consumers: Vec<SharedConsumer>) -> SharedConsumer {
+    /// A fan-out over `consumers`, none decisive; with exactly one it returns that consumer.
+    pub fn build(consumers: Vec<SharedConsumer>) -> SharedConsumer {
+        Self::build_decisive(consumers.into_iter().map(|c| (c, false)).collect())
+    }
+
+    /// A fan-out over `(consumer, decisive)` pairs; with exactly one it returns that consumer.
+    pub fn build_decisive(mut consumers: Vec<(SharedConsumer, bool)>) -> SharedConsumer {
         if consumers.len() == 1 {
-            return consumers.remove(0);
+            return consumers.remove(0).0;
         }
-        Arc::new(FanOut { consumers })
+        let (consumers, decisive) = consumers.into_iter().unzip();
+        Arc::new(FanOut {
+            consumers,
+            decisive,
+        })
     }
 }
 
@@ -31,15 +47,18 @@ impl Consumer for FanOut {
             };
             let mut accepted = false;
             let mut last_err: Option<ConsumeError> = None;
-            for c in rest {
-                match c.consume(data.clone()).await {
-                    Ok(()) => accepted = true,
-                    Err(e) => last_err = Some(e),
-                }
-            }
-            match last.consume(data).await {
+            let mut decisive_err: Option<ConsumeError> = None;
+            let mut outcome = |i: usize, r: Result<(), ConsumeError>| match r {
                 Ok(()) => accepted = true,
+                Err(e) if self.decisive[i] => decisive_err = Some(e),
                 Err(e) => last_err = Some(e),
+            };
+            for (i, c) in rest.iter().enumerate() {
+                outcome(i, c.consume(data.clone()).await);
+            }
+            outcome(rest.len(), last.consume(data).await);
+            if let Some(e) = decisive_err {
+                return Err(e);
             }
             match (accepted, last_err) {
                 (true, _) | (false, None) => Ok(()),
@@ -92,6 +111,36 @@ mod tests {
             .unwrap();
         assert_eq!(a.got.load(Ordering::Relaxed), 1);
         assert_eq!(b.got.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refusing_decisive_consumer_is_the_answer_even_when_others_took_the_batch() {
+        let (persistent, memory) = (probe(true), probe(false));
+        for order in [
+            vec![
+                (persistent.clone() as SharedConsumer, true),
+                (memory.clone() as SharedConsumer, false),
+            ],
+            vec![
+                (memory.clone() as SharedConsumer, false),
+                (persistent.clone() as SharedConsumer, true),
+            ],
+        ] {
+            let e = FanOut::build_decisive(order)
+                .consume(Telemetry::Traces(Default::default()))
+                .await
+                .expect_err("the persistent queue did not take it");
+            assert!(e.is_retryable());
+        }
+        assert_eq!(
+            memory.got.load(Ordering::Relaxed),
+            2,
+            "the others still get the batch"
+        );
+        let ok = FanOut::build_decisive(vec![(probe(false), true), (probe(true), false)]);
+        ok.consume(Telemetry::Traces(Default::default()))
+            .await
+            .expect("a decisive consumer took it; the other refusal is its own drop");
     }
 
     #[tokio::test]

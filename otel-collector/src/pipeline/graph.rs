@@ -68,7 +68,7 @@ impl Builder<'_> {
         let mut observers: Vec<Arc<dyn Observe>> = Vec::new();
         for id in &p.exporters {
             if let Some(c) = self.exporters.get(id) {
-                outs.push(c.clone());
+                outs.push((c.clone(), persistent_exporter(config, id)));
             } else if let Some(conn) = config.connectors.get(id) {
                 // One instance per connector and input signal, shared by every pipeline
                 // exporting to it (as upstream), so a trace → metrics aggregate is not split.
@@ -76,7 +76,7 @@ impl Builder<'_> {
                 if let Some((c, o)) = self.connectors.get(&built_key) {
                     match o {
                         Some(o) => observers.push(o.clone()),
-                        None => outs.push(c.clone()),
+                        None => outs.push((c.clone(), false)),
                     }
                     continue;
                 }
@@ -97,19 +97,14 @@ impl Builder<'_> {
                     .insert(built_key, (built.consumer.clone(), built.observer.clone()));
                 match built.observer {
                     Some(o) => observers.push(o),
-                    None => outs.push(built.consumer),
+                    None => outs.push((built.consumer, false)),
                 }
             }
         }
         // Connectors that only read see each batch by reference before the fan-out.
-        let mut head = Observed::build(observers, FanOut::build(outs));
+        let mut head = Observed::build(observers, FanOut::build_decisive(outs));
         // A pipeline feeding a persistent queue must not acknowledge data held in memory.
-        let durable = p.exporters.iter().any(|id| {
-            config
-                .exporters
-                .get(id)
-                .is_some_and(|e| e.storage().is_some())
-        });
+        let durable = durable_pipeline(config, name);
         for id in p.processors.iter().rev() {
             let pctx = self
                 .ctx
@@ -124,6 +119,23 @@ impl Builder<'_> {
         self.entries.insert(name.to_string(), head.clone());
         head
     }
+}
+
+/// True when exporter `id` keeps its queue on disk (`sending_queue.storage`).
+fn persistent_exporter(config: &Config, id: &str) -> bool {
+    config
+        .exporters
+        .get(id)
+        .is_some_and(|e| e.storage().is_some())
+}
+
+/// True when pipeline `name` exports to a persistent queue: it acknowledges only durable data,
+/// and a receiver feeding it answers its refusal even when other pipelines took the batch.
+fn durable_pipeline(config: &Config, name: &str) -> bool {
+    config.service.pipelines[name]
+        .exporters
+        .iter()
+        .any(|id| persistent_exporter(config, id))
 }
 
 /// Starts exporters, builds the pipelines, then starts receivers.
@@ -164,16 +176,16 @@ pub async fn build(config: &Config, ctx: &StartContext) -> Result<Graph, GraphEr
     for (id, rc) in &config.receivers {
         let mut consumers = SignalConsumers::default();
         for signal in Signal::ALL {
-            let heads: Vec<SharedConsumer> = config
+            let heads: Vec<(SharedConsumer, bool)> = config
                 .pipelines_receiving_from(id)
                 .filter(|(n, _)| pipeline_signal(n) == Ok(signal))
                 .map(|(n, _)| n.clone())
                 .collect::<Vec<_>>()
                 .iter()
-                .map(|n| b.entry(n))
+                .map(|n| (b.entry(n), durable_pipeline(config, n)))
                 .collect();
             if !heads.is_empty() {
-                consumers.set(signal, FanOut::build(heads));
+                consumers.set(signal, FanOut::build_decisive(heads));
             }
         }
         let r = receiver::start(id, rc, consumers, &ctx.for_component(id.clone())).await?;
