@@ -242,3 +242,49 @@ fn transparent_huge_pages_are_off_unless_asked_for() {
     let _ = child.wait();
     assert_eq!(got, inherited);
 }
+
+/// Two collectors on one `file_storage` directory would interleave records: the second fails to
+/// start naming the directory; a SIGHUP reload of the first opens its own queue again.
+#[test]
+fn a_queue_directory_in_use_fails_start_and_a_reload_reopens_it() {
+    let dir = TempDir::new("cli-lock");
+    let q = dir.join("q");
+    let cfg = |port: u16, exporter_port: u16| {
+        format!("receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\nextensions:\n  file_storage/q: {{directory: \"{}\", create_directory: true}}\nexporters:\n  otlp:\n    endpoint: 127.0.0.1:{exporter_port}\n    tls: {{insecure: true}}\n    sending_queue: {{storage: file_storage/q}}\nservice:\n  extensions: [file_storage/q]\n  telemetry: {{metrics: {{level: none}}}}\n  pipelines:\n    traces: {{receivers: [otlp], exporters: [otlp]}}\n", q.display())
+    };
+    let (p1, p2, down) = (free_port(), free_port(), free_port());
+    let mut first = Collector::start(&dir, "first", &cfg(p1, down), &[p1]);
+    let f = dir.join("second.yaml");
+    std::fs::write(&f, cfg(p2, down)).unwrap();
+    let out = bin().arg("--config").arg(&f).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the second collector must not start"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another collector"), "{err}");
+    assert!(err.contains("exporter_otlp"), "names the directory: {err}");
+    // Reload: the old service's queue releases the lock before the new one opens it.
+    let p3 = free_port();
+    std::fs::write(dir.join("first.yaml"), cfg(p3, down)).unwrap();
+    let pid = first.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < until
+        && std::net::TcpStream::connect(("127.0.0.1", p3)).is_err()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", p3)).is_ok(),
+        "reloaded config serves:\n{}",
+        first.logs()
+    );
+    assert!(
+        !first.logs().contains("restarting the previous one"),
+        "{}",
+        first.logs()
+    );
+    assert!(first.terminate().success(), "{}", first.logs());
+}

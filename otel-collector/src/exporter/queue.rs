@@ -677,6 +677,10 @@ impl<E: Export> Shutdown for QueuedExporter<E> {
                     let _ = handle.await;
                 }
             }
+            // The dispatcher and its senders are done: free the directory for a reload.
+            if let Some(disk) = &self.disk {
+                disk.with(|w| w.release_lock()).await;
+            }
         })
     }
 }

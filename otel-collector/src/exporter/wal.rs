@@ -70,6 +70,12 @@ pub enum WalError {
         /// `max_size_mib` in bytes.
         max_bytes: u64,
     },
+    /// Another process (or another exporter of this one) holds the directory's lock.
+    #[error("persistent queue directory {} is in use by another collector (lock file held); give each collector its own file_storage directory", dir.display())]
+    Locked {
+        /// The queue directory.
+        dir: PathBuf,
+    },
     /// A file operation failed (disk full, permissions, file size limit).
     #[error("persistent queue: {what} {path}: {source}")]
     Io {
@@ -258,6 +264,30 @@ pub struct Wal {
     watermark: u64,
     /// Records found damaged on read after open.
     pub damaged_on_read: u64,
+    /// The directory's `lock` file, exclusively `flock`ed while open (released on drop, on
+    /// [`Wal::release_lock`], and by the kernel when the process dies).
+    lock: Option<File>,
+}
+
+/// Name of the lock file in the queue directory.
+const LOCK_FILE: &str = "lock";
+
+/// Takes the directory's exclusive lock without waiting: two writers would interleave records.
+fn lock_dir(dir: &Path) -> Result<File, WalError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("opening", &path))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(WalError::Locked {
+            dir: dir.to_path_buf(),
+        }),
+        Err(e) => Err(io_err("locking", &path)(e.into())),
+    }
 }
 
 fn segment_name(id: u64) -> String {
@@ -282,6 +312,12 @@ fn read_watermark(dir: &Path) -> u64 {
 }
 
 impl Wal {
+    /// Releases the directory lock (at shutdown, so a reload can open the directory again
+    /// while this value still exists). The queue must not be written afterwards.
+    pub fn release_lock(&mut self) {
+        self.lock = None;
+    }
+
     /// Opens (creating if needed) the queue in `dir`, scanning what an earlier run left.
     ///
     /// # Errors
@@ -289,6 +325,7 @@ impl Wal {
     /// are not errors: they are skipped and counted in the report.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, OpenReport), WalError> {
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        let lock = lock_dir(dir)?;
         let watermark = read_watermark(dir);
         let mut ids = Vec::new();
         for e in std::fs::read_dir(dir).map_err(io_err("listing", dir))? {
@@ -311,6 +348,7 @@ impl Wal {
             bytes: 0,
             watermark,
             damaged_on_read: 0,
+            lock: Some(lock),
         };
         let mut report = OpenReport::default();
         for id in ids {
@@ -584,6 +622,23 @@ mod tests {
             out.push(r.payload);
         }
         out
+    }
+
+    #[test]
+    fn a_second_writer_of_the_directory_is_refused_until_the_lock_is_released() {
+        let t = TempDir::new("wal-lock");
+        let (mut first, _) = Wal::open(t.path(), opts()).unwrap();
+        first.append(Signal::Traces, b"one").unwrap();
+        let e = Wal::open(t.path(), opts()).err().expect("locked");
+        assert!(matches!(e, WalError::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("in use by another collector"), "{e}");
+        first.release_lock();
+        let (mut second, report) = Wal::open(t.path(), opts()).unwrap();
+        assert_eq!(report.resumed, 1);
+        drop(first);
+        assert_eq!(drain(&mut second), vec![b"one".to_vec()]);
+        drop(second);
+        Wal::open(t.path(), opts()).expect("a dropped queue frees the directory");
     }
 
     fn segments(dir: &Path) -> Vec<PathBuf> {
