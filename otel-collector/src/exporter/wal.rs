@@ -629,7 +629,9 @@ mod tests {
         let t = TempDir::new("wal-lock");
         let (mut first, _) = Wal::open(t.path(), opts()).unwrap();
         first.append(Signal::Traces, b"one").unwrap();
-        let e = Wal::open(t.path(), opts()).err().expect("locked");
+        let Err(e) = Wal::open(t.path(), opts()) else {
+            panic!("a second open must be refused");
+        };
         assert!(matches!(e, WalError::Locked { .. }), "{e}");
         assert!(e.to_string().contains("in use by another collector"), "{e}");
         first.release_lock();
