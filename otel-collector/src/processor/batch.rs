@@ -222,12 +222,16 @@ impl BatchProcessor {
 
     /// Sends one batch downstream; a refusal or a panic there drops the batch (logged; a panic is
     /// also counted by [`contain`]) and the processor goes on. Returns the outcome for durable
-    /// acks.
+    /// acks (then the callers get the refusal and nothing was acknowledged).
     async fn send(&self, data: Telemetry, n: usize) -> Result<(), ConsumeError> {
         self.send_size.observe(n as f64);
         let consume = async { self.next.consume(data).await };
         match contain::catch("processor", &self.id, consume).await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if self.durable_acks => {
+                tracing::warn!(processor = %self.id, items = n, error = %e, "batch not accepted downstream; its callers get the refusal (not acknowledged, they retry)");
+                Err(e)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(processor = %self.id, items = n, error = %e, "batch not accepted downstream; dropped");
                 Err(e)
