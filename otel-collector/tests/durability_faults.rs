@@ -648,6 +648,11 @@ async fn disk_full_for_the_queue_is_refused_retryably_and_recovers() {
         (errors as f64) * 10.0 < write_errors,
         "not logged per failure"
     );
+    let batch_warns = logs.matches("batch not accepted downstream").count();
+    assert!(
+        (batch_warns as f64) * 10.0 < write_errors,
+        "the batch processor logs refusals once per episode too:\n{logs}"
+    );
     if let Some(line) = logs.lines().find(|l| l.contains(clear)) {
         println!("disk_full: the log says: {line}");
     }
@@ -677,7 +682,8 @@ async fn disk_full_for_the_queue_is_refused_retryably_and_recovers() {
     );
     println!(
         "disk_full: while full (6 s) {} spans acknowledged, {} requests refused with UNAVAILABLE, \
-         {write_errors} failed writes (reason file_too_large) logged in {errors} error line(s), \
+         {write_errors} failed writes (reason file_too_large) logged in {errors} error line(s) \
+         ({batch_warns} batch processor warning(s)), \
          {on_disk} whole records on disk (limit {} KiB), 0 damaged; after the limit was raised \
          (3 s) {} spans acknowledged, {} refused",
         full.acked.len(),
