@@ -1,5 +1,6 @@
 //! Fault tests of the persistent queue against the real binary over loopback (docs/durability.md):
-//! SIGKILL mid-stream, a corrupted queue directory, and a backend down for 30 s under load.
+//! SIGKILL mid-stream, a corrupted queue directory, a backend down for 30 s under load, overload,
+//! and a full disk (the file size limit `RLIMIT_FSIZE`, raised again on the running process).
 //! Each prints `acknowledged, arrived, lost, duplicates, peak RSS` for the closing note.
 //!
 //! The backend is the in-process OTLP gRPC server of `export_support` (it records every span
@@ -23,8 +24,20 @@ use std::time::{Duration, Instant};
 use test_support::{free_port, TempDir};
 
 /// A collector with one OTLP gRPC receiver, `processors`, and an otlp exporter to `backend`
-/// whose sending queue lives in `dir` (fsync on).
+/// whose sending queue lives in `dir` (fsync on, 16 KiB segments).
 fn config(grpc: u16, metrics: u16, backend: u16, dir: &Path, processors: &str) -> String {
+    config_segments(grpc, metrics, backend, dir, processors, 16)
+}
+
+/// [`config`] with segments of `segment_kib` KiB.
+fn config_segments(
+    grpc: u16,
+    metrics: u16,
+    backend: u16,
+    dir: &Path,
+    processors: &str,
+    segment_kib: u64,
+) -> String {
     format!(
         r#"
 receivers:
@@ -38,7 +51,7 @@ extensions:
     directory: "{dir}"
     create_directory: true
     fsync: true
-    segment_size_kib: 16
+    segment_size_kib: {segment_kib}
 exporters:
   otlp:
     endpoint: "127.0.0.1:{backend}"
@@ -465,4 +478,222 @@ service:
     assert!(c.running(), "recovered");
     let status = c.terminate();
     assert!(status.success(), "{status}");
+}
+
+/// Runs the child with a soft file size limit of `bytes` (`RLIMIT_FSIZE`; the hard limit stays,
+/// so the test can raise the soft one again) and `SIGXFSZ` ignored, so a write past the limit
+/// fails with `EFBIG` instead of killing the process: a full disk without root or a mount.
+fn limit_file_size(cmd: &mut std::process::Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || {
+        // SAFETY: only async-signal-safe system calls between fork and exec, on a local struct.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            lim.rlim_cur = bytes.min(lim.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes async-signal-safe calls (above).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// Raises the soft file size limit of the running process `pid` to its hard limit ("space
+/// returns"), as `prlimit --pid P --fsize=unlimited` would.
+fn raise_file_size_limit(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads and writes only the local struct passed by pointer.
+    unsafe {
+        assert_eq!(
+            libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut lim),
+            0,
+            "prlimit get: {}",
+            std::io::Error::last_os_error()
+        );
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(
+            libc::prlimit(pid, libc::RLIMIT_FSIZE, &lim, std::ptr::null_mut()),
+            0,
+            "prlimit set: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// The collector's stderr, copied into its log file by a thread of the test (so the log is
+/// not subject to the collector's file size limit).
+fn copy_stderr_to_log(c: &mut Collector) -> std::thread::JoinHandle<()> {
+    let mut pipe = c.child.stderr.take().expect("stderr piped");
+    let mut log = std::fs::File::create(&c.log).expect("log file");
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut pipe, &mut log);
+    })
+}
+
+/// `senders` concurrent senders of `per`-span requests for `run`; their results summed.
+async fn load_for(grpc: u16, tag: &str, senders: usize, per: usize, run: Duration) -> Sent {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..senders)
+        .map(|t| {
+            tokio::spawn(sender_counting(
+                grpc,
+                format!("{tag}{t}"),
+                per,
+                200,
+                100_000,
+                Duration::from_millis(10),
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(run).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut all = Sent::default();
+    for t in tasks {
+        let s = t.await.unwrap();
+        all.acked.extend(s.acked);
+        all.retryable += s.retryable;
+    }
+    all
+}
+
+/// Checks that every segment holds whole, valid records only; returns the record count.
+fn whole_records_only(qdir: &Path) -> usize {
+    let mut records = 0;
+    for seg in segments(qdir) {
+        let bytes = std::fs::read(&seg).unwrap();
+        let scan = otel_collector::exporter::wal::scan_segment(&bytes);
+        let end = scan
+            .records
+            .last()
+            .map_or(0, |f| f.offset + u64::from(f.len));
+        assert_eq!(scan.skipped, 0, "damaged region in {}", seg.display());
+        assert_eq!(end, bytes.len() as u64, "torn tail in {}", seg.display());
+        records += scan.records.len();
+    }
+    records
+}
+
+/// The value of the series `series` (name and labels as rendered) on the metrics endpoint.
+async fn metric(port: u16, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// Disk full: the collector runs with a 256 KiB file size limit and 4 MiB segments, so its
+/// queue segment hits the limit (EFBIG, like ENOSPC on a full filesystem) while the backend is
+/// down. Senders get UNAVAILABLE, the log names the directory and the cause once, the failures
+/// are counted by reason, and the segment holds whole records only. Then the limit is raised on
+/// the running process: data is accepted again without a restart, and once the backend is up
+/// every acknowledged span arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disk_full_for_the_queue_is_refused_retryably_and_recovers() {
+    const FSIZE: u64 = 256 << 10;
+    let dir = TempDir::new("dur-diskfull");
+    let (backend, state) = start_server().await;
+    state.fail_first.store(usize::MAX, Ordering::SeqCst);
+    let (grpc, metrics) = (free_port(), free_port());
+    let qdir = dir.join("q");
+    let cfg = config_segments(grpc, metrics, backend.port(), &qdir, "batch", 4096);
+    let mut c = Collector::start_with(&dir, "a", &cfg, &[grpc, metrics], |cmd| {
+        cmd.stderr(std::process::Stdio::piped());
+        limit_file_size(cmd, FSIZE);
+    });
+    let log_copy = copy_stderr_to_log(&mut c);
+    // Full: 8 senders write ~256 KiB of records within the first seconds, then are refused.
+    let full = load_for(grpc, "f", 8, 50, Duration::from_secs(6)).await;
+    let q = qdir.join("exporter_otlp");
+    let on_disk = whole_records_only(&q);
+    let series =
+        "otelcol_exporter_persistent_queue_write_errors_total{exporter=\"otlp\",reason=\"file_too_large\"}";
+    let write_errors = metric(metrics, series).await;
+    let logs = c.logs();
+    assert!(full.retryable > 0, "senders were refused:\n{logs}");
+    assert!(write_errors > 0.0, "failed writes counted");
+    let clear = "persistent queue: cannot write to the queue directory: file too large";
+    // Logged once per episode of failures: an episode ends when a write succeeds (near the
+    // limit a smaller batch may still fit), so a repeat always follows a logged recovery.
+    let (errors, recoveries) = (
+        logs.matches(clear).count(),
+        logs.matches("writes succeed again").count(),
+    );
+    assert!(errors >= 1, "the cause is logged:\n{logs}");
+    assert!(
+        errors <= recoveries + 1,
+        "not logged again while failing:\n{logs}"
+    );
+    assert!(
+        (errors as f64) * 10.0 < write_errors,
+        "not logged per failure"
+    );
+    let batch_warns = logs.matches("batch not accepted downstream").count();
+    assert!(
+        (batch_warns as f64) * 10.0 < write_errors,
+        "the batch processor logs refusals once per episode too:\n{logs}"
+    );
+    if let Some(line) = logs.lines().find(|l| l.contains(clear)) {
+        println!("disk_full: the log says: {line}");
+    }
+    assert!(
+        logs.contains(&q.display().to_string()),
+        "names the directory:\n{logs}"
+    );
+    // Space returns on the running process; the backend is still down.
+    raise_file_size_limit(c.child.id());
+    let after = load_for(grpc, "r", 8, 50, Duration::from_secs(3)).await;
+    assert!(
+        !after.acked.is_empty(),
+        "accepted again without a restart:\n{}",
+        c.logs()
+    );
+    assert!(c.logs().contains("writes succeed again"), "{}", c.logs());
+    state.fail_first.store(0, Ordering::SeqCst);
+    let mut acked = full.acked.clone();
+    acked.extend(after.acked.iter().cloned());
+    wait_all_arrived(&acked, &state, Duration::from_secs(30)).await;
+    let o = outcome(&acked, &state);
+    report(
+        "disk_full",
+        &o,
+        peak_rss_kib(c.child.id()),
+        "none configured",
+    );
+    println!(
+        "disk_full: while full (6 s) {} spans acknowledged, {} requests refused with UNAVAILABLE, \
+         {write_errors} failed writes (reason file_too_large) logged in {errors} error line(s) \
+         ({batch_warns} batch processor warning(s)), \
+         {on_disk} whole records on disk (limit {} KiB), 0 damaged; after the limit was raised \
+         (3 s) {} spans acknowledged, {} refused",
+        full.acked.len(),
+        full.retryable,
+        FSIZE >> 10,
+        after.acked.len(),
+        after.retryable
+    );
+    assert_eq!(o.lost, 0, "acknowledged spans lost:\n{}", c.logs());
+    let status = c.terminate();
+    assert!(status.success(), "{status}");
+    let _ = log_copy.join();
 }

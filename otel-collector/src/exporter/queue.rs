@@ -17,6 +17,13 @@
 //! queue refuses with a retryable error, or with `block_on_overflow: true` waits up to
 //! `block_timeout` for room first.
 //!
+//! A persistent queue that cannot write (disk full, file size limit, I/O error) refuses with a
+//! retryable error too: the first failure is logged once as an error naming the directory and
+//! the cause, every one is counted in
+//! `otelcol_exporter_persistent_queue_write_errors_total{reason}` (and the refused items in
+//! `otelcol_exporter_enqueue_failed_*`), health turns 503, and the next write that succeeds
+//! logs the recovery and accepts data again, without a restart.
+//!
 //! Each send retries retryable failures per [`RetryConfig`]; permanent failures are dropped and
 //! counted (`otelcol_exporter_send_failed_*`); so is a batch whose send panicked (the panic is
 //! contained and counted, see `pipeline::contain`). Shutdown stops intake, drains the
@@ -25,7 +32,7 @@
 //! Tests: `cargo test -p otel-collector exporter::queue` and `tests/export_otlp.rs`.
 
 use super::retry::{Backoff, ExportError, RetryConfig};
-use super::wal::{self, Wal, WalError, WalOptions};
+use super::wal::{self, Wal, WalError, WalOptions, WriteFailure};
 use crate::extension::health::HealthState;
 use crate::pipeline::{
     contain, ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Signal, Telemetry,
@@ -142,6 +149,8 @@ pub struct ExporterMetrics {
     pub queue_bytes: Gauge,
     /// Damaged records skipped in the persistent queue (at start and on read).
     pub queue_skipped: Counter,
+    /// Failed writes to the persistent queue, by [`WriteFailure`] (in `WriteFailure::ALL` order).
+    write_errors: [Counter; 3],
 }
 
 fn signal_index(s: Signal) -> usize {
@@ -219,6 +228,16 @@ impl ExporterMetrics {
                 "Damaged records (torn, corrupt, undecodable) skipped in the persistent queue.",
                 labels(),
             ),
+            write_errors: WriteFailure::ALL.map(|f| {
+                reg.counter(
+                    "otelcol_exporter_persistent_queue_write_errors_total",
+                    "Batches the persistent queue could not write (refused upstream), by reason.",
+                    vec![
+                        ("exporter", id.to_string()),
+                        ("reason", f.label().to_string()),
+                    ],
+                )
+            }),
         }
     }
 
@@ -236,6 +255,24 @@ impl ExporterMetrics {
     pub fn enqueue_failed(&self, signal: Signal, n: u64) {
         self.by_signal[signal_index(signal)].enqueue_failed.add(n);
     }
+
+    /// Counts one batch the persistent queue could not write.
+    pub fn write_error(&self, why: WriteFailure) {
+        let i = WriteFailure::ALL
+            .iter()
+            .position(|f| *f == why)
+            .unwrap_or(2);
+        self.write_errors[i].add(1);
+    }
+
+    /// Batches the persistent queue could not write for `why`.
+    pub fn write_errors(&self, why: WriteFailure) -> u64 {
+        let i = WriteFailure::ALL
+            .iter()
+            .position(|f| *f == why)
+            .unwrap_or(2);
+        self.write_errors[i].get()
+    }
 }
 
 /// A prepared batch waiting in the queue.
@@ -252,6 +289,8 @@ struct Disk {
     wal: std::sync::Mutex<Wal>,
     /// Signalled after each append (the dispatcher waits on it when the queue is empty).
     wake: Notify,
+    /// The queue directory, for logs.
+    dir: String,
 }
 
 impl Disk {
@@ -302,6 +341,8 @@ pub struct QueuedExporter<E: Export> {
     closing: AtomicBool,
     /// Set while the queue is reported full to the health state.
     full: Arc<AtomicBool>,
+    /// Set while the persistent queue cannot write (the last append failed).
+    unwritable: AtomicBool,
     health: HealthState,
     /// Cancelled to make the dispatcher drain and stop.
     drain: CancellationToken,
@@ -397,6 +438,7 @@ impl<E: Export> QueuedExporter<E> {
         metrics.queue_capacity.set(queue.queue_size as i64);
         let shared = Self::shared(id, exporter, retry, metrics, true);
         let disk = Arc::new(Disk {
+            dir: wal.dir().display().to_string(),
             wal: std::sync::Mutex::new(wal),
             wake: Notify::new(),
         });
@@ -462,6 +504,7 @@ impl<E: Export> QueuedExporter<E> {
             block: queue.block_on_overflow.then_some(queue.block_timeout),
             closing: AtomicBool::new(false),
             full,
+            unwritable: AtomicBool::new(false),
             health,
             drain,
             done: tokio::sync::Mutex::new(handle),
@@ -489,6 +532,53 @@ impl<E: Export> QueuedExporter<E> {
                 self.shared.id
             ),
             retry_after: QUEUE_FULL_RETRY_AFTER,
+        }
+    }
+
+    /// The health state's name for this exporter while its queue directory is not writable.
+    fn unwritable_key(&self) -> String {
+        format!("{} (queue directory not writable)", self.shared.id)
+    }
+
+    /// Refuses a batch the persistent queue could not write: counted by reason, logged once
+    /// per episode (until a write succeeds again), health 503, retryable status upstream.
+    fn refuse_unwritable(
+        &self,
+        signal: Signal,
+        items: u64,
+        dir: &str,
+        e: &WalError,
+    ) -> ConsumeError {
+        let why = e.write_failure().unwrap_or(WriteFailure::Other);
+        let metrics = &self.shared.metrics;
+        metrics.enqueue_failed(signal, items);
+        metrics.write_error(why);
+        if !self.unwritable.swap(true, Ordering::AcqRel) {
+            tracing::error!(
+                exporter = %self.shared.id,
+                dir,
+                reason = why.label(),
+                error = %e,
+                "persistent queue: cannot write to the queue directory: {}; refusing data with a retryable status until a write succeeds (further failures are counted in otelcol_exporter_persistent_queue_write_errors_total)",
+                why.describe()
+            );
+            self.health.queue_full(&self.unwritable_key());
+        }
+        ConsumeError::Refused {
+            reason: format!(
+                "the persistent queue of exporter {} cannot write to disk: {}",
+                self.shared.id,
+                why.describe()
+            ),
+            retry_after: QUEUE_FULL_RETRY_AFTER,
+        }
+    }
+
+    /// Notes a successful write: ends an episode of [`Self::refuse_unwritable`].
+    fn writable_again(&self, dir: &str) {
+        if self.unwritable.swap(false, Ordering::AcqRel) {
+            tracing::info!(exporter = %self.shared.id, dir, "persistent queue: writes succeed again; accepting data");
+            self.health.queue_recovered(&self.unwritable_key());
         }
     }
 
@@ -566,6 +656,7 @@ impl<E: Export> QueuedExporter<E> {
             match result {
                 Ok(_) => {
                     disk.wake.notify_one();
+                    self.writable_again(&disk.dir);
                     return Ok(());
                 }
                 Err(WalError::Full { .. }) => {
@@ -573,14 +664,7 @@ impl<E: Export> QueuedExporter<E> {
                         return Err(self.refuse_full(signal, items, "persistent queue limits"));
                     }
                 }
-                Err(e) => {
-                    metrics.enqueue_failed(signal, items);
-                    tracing::error!(exporter = %self.shared.id, error = %e, "cannot write to the persistent queue; refusing data");
-                    return Err(ConsumeError::Refused {
-                        reason: format!("exporter {}: {e}", self.shared.id),
-                        retry_after: QUEUE_FULL_RETRY_AFTER,
-                    });
-                }
+                Err(e) => return Err(self.refuse_unwritable(signal, items, &disk.dir, &e)),
             }
         }
     }
@@ -1272,6 +1356,62 @@ mod tests {
             reg.render()
         );
         assert_eq!(q.shared.metrics.queue_size.get(), 0);
+    }
+
+    /// A persistent queue that cannot write (here: the file size limit, simulated) refuses with a
+    /// retryable error naming the cause, counts each failure by reason, turns health 503, and
+    /// accepts again without a restart once writes succeed; nothing it accepted is damaged.
+    #[tokio::test]
+    async fn a_persistent_queue_that_cannot_write_refuses_retryably_and_recovers() {
+        let d = test_support::tempdir::TempDir::new("queue-unwritable");
+        let reg = SelfMetrics::default();
+        let (down, _g) = flaky(usize::MAX, false, 1000);
+        let q = persistent("otlp/u", down, d.path(), &reg, 100);
+        q.health.set_ready();
+        q.consume(spans(1)).await.unwrap();
+        q.consume(spans(2)).await.unwrap();
+        let set_fault = |fault: wal::SimulatedFault| {
+            let disk = q.disk.as_ref().unwrap();
+            let mut w = disk.wal.lock().unwrap();
+            let held = w.bytes();
+            w.simulate(wal::SimulatedFault {
+                max_segment_bytes: fault.max_segment_bytes.map(|m| m + held),
+                ..fault
+            });
+        };
+        set_fault(wal::SimulatedFault {
+            max_segment_bytes: Some(10),
+            error: Some(std::io::ErrorKind::FileTooLarge),
+            truncate_fails: false,
+        });
+        for _ in 0..3 {
+            let err = q.consume(spans(4)).await.unwrap_err();
+            assert!(err.is_retryable(), "{err}");
+            assert!(err.to_string().contains("file too large"), "{err}");
+        }
+        let m = &q.shared.metrics;
+        assert_eq!(m.write_errors(WriteFailure::FileTooLarge), 3);
+        assert_eq!(m.write_errors(WriteFailure::NoSpace), 0);
+        assert_eq!(m.by_signal[0].enqueue_failed.get(), 12);
+        assert!(!q.health.is_healthy(), "503 while the queue cannot write");
+        assert!(reg.render().contains(
+            "otelcol_exporter_persistent_queue_write_errors_total{exporter=\"otlp/u\",reason=\"file_too_large\"} 3"
+        ), "{}", reg.render());
+        // Space returns: accepted again, no restart.
+        set_fault(wal::SimulatedFault::default());
+        q.consume(spans(8)).await.unwrap();
+        assert!(q.health.is_healthy(), "recovered");
+        q.shutdown(tokio::time::Instant::now() + Duration::from_millis(200))
+            .await;
+        drop(q);
+        // Every accepted batch reads back intact on the next start.
+        let reg = SelfMetrics::default();
+        let (up, _g) = flaky(0, false, 1000);
+        let q = persistent("otlp/u", up, d.path(), &reg, 100);
+        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
+        assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 11);
+        assert_eq!(q.shared.metrics.queue_skipped.get(), 0);
     }
 
     /// `block_on_overflow`: a full queue makes the caller wait for room, up to `block_timeout`.

@@ -19,7 +19,10 @@
 //! Bounds: at most `max_items` records and `max_bytes` bytes on disk; beyond that
 //! [`Wal::append`] answers [`WalError::Full`] (the exporter refuses with a retryable status).
 //! A failed write (disk full, file size limit) is cut back off the segment, so the file holds
-//! only whole records, and is reported as [`WalError::Io`].
+//! only whole records, and is reported as [`WalError::Io`] ([`WriteFailure::of`] names why);
+//! the next append simply tries again, so the queue takes records again as soon as space
+//! returns. Should even the cut fail, the writer leaves that segment (its torn tail is skipped
+//! by the scan of the next start) and the next append opens a new one.
 //!
 //! All methods do blocking file I/O: async callers run them on `spawn_blocking`.
 //!
@@ -86,6 +89,68 @@ pub enum WalError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+impl WalError {
+    /// Why a write failed, for an I/O error (`None` for [`WalError::Full`] and
+    /// [`WalError::Locked`], which only `open` answers).
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        match self {
+            WalError::Full { .. } | WalError::Locked { .. } => None,
+            WalError::Io { source, .. } => Some(WriteFailure::of(source)),
+        }
+    }
+}
+
+/// Why a write to the queue directory failed: the `reason` label of
+/// `otelcol_exporter_persistent_queue_write_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteFailure {
+    /// The filesystem is full, or the user's quota is used up (`ENOSPC`, `EDQUOT`).
+    NoSpace,
+    /// The process's file size limit was reached (`EFBIG`: `RLIMIT_FSIZE`, `ulimit -f`).
+    FileTooLarge,
+    /// Any other I/O error (permissions, read-only filesystem, I/O error).
+    Other,
+}
+
+impl WriteFailure {
+    /// Every reason, in label order.
+    pub const ALL: [WriteFailure; 3] = [
+        WriteFailure::NoSpace,
+        WriteFailure::FileTooLarge,
+        WriteFailure::Other,
+    ];
+
+    /// Classifies an OS error.
+    pub fn of(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::StorageFull | K::QuotaExceeded => WriteFailure::NoSpace,
+            K::FileTooLarge => WriteFailure::FileTooLarge,
+            _ => WriteFailure::Other,
+        }
+    }
+
+    /// The metric label: `no_space`, `file_too_large` or `other`.
+    pub fn label(self) -> &'static str {
+        match self {
+            WriteFailure::NoSpace => "no_space",
+            WriteFailure::FileTooLarge => "file_too_large",
+            WriteFailure::Other => "other",
+        }
+    }
+
+    /// What an operator reads in the log and a client in the refusal.
+    pub fn describe(self) -> &'static str {
+        match self {
+            WriteFailure::NoSpace => "no space left on the device (disk full or quota exceeded)",
+            WriteFailure::FileTooLarge => {
+                "file too large (the process's file size limit, RLIMIT_FSIZE / ulimit -f)"
+            }
+            WriteFailure::Other => "I/O error",
+        }
+    }
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WalError + 'a {
@@ -267,6 +332,9 @@ pub struct Wal {
     /// The directory's `lock` file, exclusively `flock`ed while open (released on drop, on
     /// [`Wal::release_lock`], and by the kernel when the process dies).
     lock: Option<File>,
+    /// Simulated write faults (unit tests only).
+    #[cfg(test)]
+    sim: SimulatedFault,
 }
 
 /// Name of the lock file in the queue directory.
@@ -288,6 +356,42 @@ fn lock_dir(dir: &Path) -> Result<File, WalError> {
         }),
         Err(e) => Err(io_err("locking", &path)(e.into())),
     }
+}
+
+/// A write fault simulated by the unit tests: segment writes fail with `error` once a
+/// segment would grow past `max_segment_bytes` (what `RLIMIT_FSIZE` does; with
+/// `StorageFull` it stands for a full disk), writing the part that fits first.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SimulatedFault {
+    /// Largest segment size a write may reach; `None` = no fault.
+    pub max_segment_bytes: Option<u64>,
+    /// The error a write past the limit fails with.
+    pub error: Option<std::io::ErrorKind>,
+    /// Cutting a failed record off the segment fails too.
+    pub truncate_fails: bool,
+}
+
+/// Writes `rec` at the end of `file` (of `size` bytes) and syncs it with `fsync`.
+fn write_record(
+    file: &mut File,
+    size: u64,
+    rec: &[u8],
+    fsync: bool,
+    limit: Option<(u64, std::io::ErrorKind)>,
+) -> std::io::Result<()> {
+    if let Some((max, kind)) = limit {
+        if size + rec.len() as u64 > max {
+            let room = usize::try_from(max.saturating_sub(size)).unwrap_or(usize::MAX);
+            file.write_all(&rec[..room.min(rec.len())])?;
+            return Err(kind.into());
+        }
+    }
+    file.write_all(rec)?;
+    if fsync {
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 fn segment_name(id: u64) -> String {
@@ -349,6 +453,8 @@ impl Wal {
             watermark,
             damaged_on_read: 0,
             lock: Some(lock),
+            #[cfg(test)]
+            sim: SimulatedFault::default(),
         };
         let mut report = OpenReport::default();
         for id in ids {
@@ -383,6 +489,38 @@ impl Wal {
         wal.unread.make_contiguous().sort_by_key(|e| e.seq);
         report.resumed = wal.unread.len();
         Ok((wal, report))
+    }
+
+    /// The queue directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Sets the simulated write fault (unit tests only).
+    #[cfg(test)]
+    pub(crate) fn simulate(&mut self, fault: SimulatedFault) {
+        self.sim = fault;
+    }
+
+    #[cfg(test)]
+    fn simulated_limit(&self) -> Option<(u64, std::io::ErrorKind)> {
+        let kind = self.sim.error.unwrap_or(std::io::ErrorKind::StorageFull);
+        self.sim.max_segment_bytes.map(|m| (m, kind))
+    }
+
+    #[cfg(not(test))]
+    fn simulated_limit(&self) -> Option<(u64, std::io::ErrorKind)> {
+        None
+    }
+
+    #[cfg(test)]
+    fn simulated_truncate_failure(&self) -> bool {
+        self.sim.truncate_fails
+    }
+
+    #[cfg(not(test))]
+    fn simulated_truncate_failure(&self) -> bool {
+        false
     }
 
     /// Records held (queued and in flight).
@@ -469,16 +607,22 @@ impl Wal {
         let fsync = self.opts.fsync;
         let seq = self.next_seq;
         let dir = self.dir.clone();
+        let limit = self.simulated_limit();
+        let truncate_fails = self.simulated_truncate_failure();
         let (id, file, size) = self.writer()?;
         let path = dir.join(segment_name(*id));
-        let written = file
-            .write_all(&rec)
-            .and_then(|()| if fsync { file.sync_data() } else { Ok(()) });
-        if let Err(source) = written {
+        if let Err(source) = write_record(file, *size, &rec, fsync, limit) {
             // Cut a partial record off; if even that fails, never write to this segment again
-            // (the scan on the next start skips its torn tail).
-            if file.set_len(*size).is_err() {
-                self.writer = None;
+            // (the scan on the next start skips its torn tail) and delete it once drained.
+            let cut = if truncate_fails {
+                Err(std::io::ErrorKind::Other.into())
+            } else {
+                file.set_len(*size)
+            };
+            if cut.is_err() {
+                if let Some((id, _, _)) = self.writer.take() {
+                    let _ = self.reclaim_if_drained(id);
+                }
             }
             return Err(WalError::Io {
                 what: "writing",
@@ -511,14 +655,16 @@ impl Wal {
             let path = self.dir.join(segment_name(e.segment));
             let mut buf = vec![0u8; e.len as usize];
             let read = File::open(&path).and_then(|f| f.read_exact_at(&mut buf, e.offset));
-            self.inflight.insert(e.seq, e);
             if let Err(source) = read {
+                // Keep it first in line: the caller retries later.
+                self.unread.push_front(e);
                 return Err(WalError::Io {
                     what: "reading",
                     path,
                     source,
                 });
             }
+            self.inflight.insert(e.seq, e);
             match record_at(&buf, 0) {
                 Some(f) if f.seq == e.seq => {
                     buf.drain(..HEADER_LEN + 1);
@@ -785,6 +931,128 @@ mod tests {
         std::fs::write(d.path().join(ACK_FILE), b"junk").unwrap();
         let (_, r) = Wal::open(d.path(), opts()).unwrap();
         assert_eq!(r.resumed, 2, "at-least-once: the delivered one comes again");
+    }
+
+    fn big_segments() -> WalOptions {
+        WalOptions {
+            segment_size: 1 << 20,
+            ..opts()
+        }
+    }
+
+    fn fault(max: u64, error: std::io::ErrorKind, truncate_fails: bool) -> SimulatedFault {
+        SimulatedFault {
+            max_segment_bytes: Some(max),
+            error: Some(error),
+            truncate_fails,
+        }
+    }
+
+    /// A write that fails part way (disk full, file size limit) leaves the segment holding whole
+    /// records only, says why, and the queue takes records again once space returns.
+    #[test]
+    fn a_failed_write_leaves_only_whole_records_and_appends_resume_when_space_returns() {
+        use std::io::ErrorKind;
+        let d = TempDir::new("wal-nospace");
+        let (mut w, _) = Wal::open(d.path(), big_segments()).unwrap();
+        for i in 0..5u8 {
+            w.append(Signal::Traces, &[i; 100]).unwrap();
+        }
+        let seg = segments(d.path()).remove(0);
+        let whole = std::fs::metadata(&seg).unwrap().len();
+        // Room for half a record more.
+        for (kind, why) in [
+            (ErrorKind::StorageFull, WriteFailure::NoSpace),
+            (ErrorKind::FileTooLarge, WriteFailure::FileTooLarge),
+            (ErrorKind::QuotaExceeded, WriteFailure::NoSpace),
+        ] {
+            w.simulate(fault(whole + 60, kind, false));
+            let err = w.append(Signal::Traces, &[9; 100]).unwrap_err();
+            assert_eq!(err.write_failure(), Some(why), "{err}");
+            assert!(err.to_string().contains(&*seg.to_string_lossy()), "{err}");
+            assert_eq!(std::fs::metadata(&seg).unwrap().len(), whole, "cut back");
+        }
+        assert_eq!(
+            (w.len(), w.unread()),
+            (5, 5),
+            "nothing counted for failures"
+        );
+        let scan = scan_segment(&std::fs::read(&seg).unwrap());
+        assert_eq!((scan.records.len(), scan.skipped), (5, 0));
+        // Space returns: the same writer goes on, no restart needed.
+        w.simulate(SimulatedFault::default());
+        for i in 5..8u8 {
+            w.append(Signal::Traces, &[i; 100]).unwrap();
+        }
+        assert_eq!(segments(d.path()).len(), 1);
+        drop(w);
+        let (mut w, r) = Wal::open(d.path(), big_segments()).unwrap();
+        assert_eq!((r.resumed, r.skipped), (8, 0), "{r:?}");
+        let got = drain(&mut w);
+        assert_eq!(got, (0..8u8).map(|i| vec![i; 100]).collect::<Vec<_>>());
+    }
+
+    /// When even cutting the torn record off fails, the writer leaves that segment: records
+    /// read back intact in the same run, and the next start skips the torn tail once.
+    #[test]
+    fn a_torn_record_that_cannot_be_cut_moves_the_writer_to_a_new_segment() {
+        let d = TempDir::new("wal-torn-write");
+        let (mut w, _) = Wal::open(d.path(), big_segments()).unwrap();
+        for i in 0..3u8 {
+            w.append(Signal::Logs, &[i; 50]).unwrap();
+        }
+        let whole = std::fs::metadata(&segments(d.path())[0]).unwrap().len();
+        w.simulate(fault(whole + 30, std::io::ErrorKind::FileTooLarge, true));
+        w.append(Signal::Logs, &[7; 50]).unwrap_err();
+        w.simulate(SimulatedFault::default());
+        w.append(Signal::Logs, &[3; 50]).unwrap();
+        let segs = segments(d.path());
+        assert_eq!(segs.len(), 2, "a new segment after the torn one");
+        assert_eq!(std::fs::metadata(&segs[0]).unwrap().len(), whole + 30);
+        drop(w);
+        let (mut w, r) = Wal::open(d.path(), big_segments()).unwrap();
+        assert_eq!((r.resumed, r.skipped), (4, 1), "{r:?}");
+        let got = drain(&mut w);
+        assert_eq!(got, (0..4u8).map(|i| vec![i; 50]).collect::<Vec<_>>());
+        assert_eq!(
+            segments(d.path()).len(),
+            0,
+            "drained segments of the last run are deleted"
+        );
+    }
+
+    /// The same in one run: the abandoned segment is read back and deleted once drained.
+    #[test]
+    fn an_abandoned_torn_segment_is_deleted_once_drained() {
+        let d = TempDir::new("wal-torn-drain");
+        let (mut w, _) = Wal::open(d.path(), big_segments()).unwrap();
+        w.append(Signal::Logs, &[1; 50]).unwrap();
+        w.simulate(fault(80, std::io::ErrorKind::StorageFull, true));
+        w.append(Signal::Logs, &[2; 50]).unwrap_err();
+        w.simulate(SimulatedFault::default());
+        w.append(Signal::Logs, &[3; 50]).unwrap();
+        assert_eq!(segments(d.path()).len(), 2);
+        assert_eq!(drain(&mut w), vec![vec![1u8; 50], vec![3u8; 50]]);
+        assert_eq!(segments(d.path()).len(), 1, "only the one being written");
+        assert_eq!(w.damaged_on_read, 0);
+    }
+
+    /// A record whose segment cannot be read stays first in line and is handed out later.
+    #[test]
+    fn a_record_that_cannot_be_read_stays_first_in_line() {
+        let d = TempDir::new("wal-unreadable");
+        let (mut w, _) = Wal::open(d.path(), opts()).unwrap();
+        w.append(Signal::Metrics, b"m").unwrap();
+        let seg = segments(d.path()).remove(0);
+        let aside = d.path().join("aside");
+        std::fs::rename(&seg, &aside).unwrap();
+        assert!(w.take_next().is_err());
+        assert_eq!((w.unread(), w.len()), (1, 1));
+        std::fs::rename(&aside, &seg).unwrap();
+        let r = w.take_next().unwrap().unwrap();
+        assert_eq!(r.payload, b"m");
+        w.ack(r.seq).unwrap();
+        assert!(w.is_empty());
     }
 
     #[test]

@@ -160,6 +160,9 @@ pub struct BatchProcessor {
     /// Answer callers only once their data was taken downstream (a persistent queue).
     durable_acks: bool,
     closed: AtomicBool,
+    /// Set from a refused flush until a flush is taken again: a refusal is logged once per
+    /// such episode (the refused items are counted downstream, e.g. `enqueue_failed`).
+    refusing: AtomicBool,
     stop: CancellationToken,
     timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     send_size: Histogram,
@@ -186,6 +189,7 @@ impl BatchProcessor {
             next,
             durable_acks: ctx.durable_acks,
             closed: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
             stop: ctx.cancel.child_token(),
             timer: Mutex::new(None),
             send_size: m.histogram(
@@ -220,16 +224,22 @@ impl BatchProcessor {
         self.buffer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends one batch downstream; a refusal or a panic there drops the batch (logged; a panic is
-    /// also counted by [`contain`]) and the processor goes on. Returns the outcome for durable
-    /// acks.
+    /// Sends one batch downstream; a refusal or a panic there drops the batch (a refusal is logged
+    /// once per episode, see [`Self::refused`]; a panic is logged and counted by [`contain`]) and
+    /// the processor goes on. Returns the outcome for durable acks (then the callers get the
+    /// refusal and nothing was acknowledged).
     async fn send(&self, data: Telemetry, n: usize) -> Result<(), ConsumeError> {
         self.send_size.observe(n as f64);
         let consume = async { self.next.consume(data).await };
         match contain::catch("processor", &self.id, consume).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                if self.refusing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(processor = %self.id, "batches are accepted downstream again");
+                }
+                Ok(())
+            }
             Ok(Err(e)) => {
-                tracing::warn!(processor = %self.id, items = n, error = %e, "batch not accepted downstream; dropped");
+                self.refused(n, &e);
                 Err(e)
             }
             Err(_) => {
@@ -239,6 +249,21 @@ impl BatchProcessor {
                     retry_after: Duration::from_secs(1),
                 })
             }
+        }
+    }
+
+    /// Logs the first refusal of an episode (until a batch is taken again); later ones at debug.
+    fn refused(&self, n: usize, e: &ConsumeError) {
+        let first = !self.refusing.swap(true, Ordering::AcqRel);
+        let what = if self.durable_acks {
+            "batch not accepted downstream; its callers get the refusal (not acknowledged, they retry)"
+        } else {
+            "batch not accepted downstream; dropped"
+        };
+        if first {
+            tracing::warn!(processor = %self.id, items = n, error = %e, "{what} (further refusals are logged at debug level until a batch is accepted again)");
+        } else {
+            tracing::debug!(processor = %self.id, items = n, error = %e, "{what}");
         }
     }
 

@@ -18,17 +18,28 @@ pub struct Collector {
 impl Collector {
     /// Writes `config` into `dir` and starts the binary with it; waits until `ports` accept.
     pub fn start(dir: &Path, name: &str, config: &str, ports: &[u16]) -> Collector {
+        Self::start_with(dir, name, config, ports, |_| {})
+    }
+
+    /// [`Collector::start`], letting `configure` adjust the command first (e.g. `pre_exec`).
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        config: &str,
+        ports: &[u16],
+        configure: impl FnOnce(&mut Command),
+    ) -> Collector {
         let cfg = dir.join(format!("{name}.yaml"));
         std::fs::write(&cfg, config).expect("write config");
         let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_otel-collector"))
-            .arg("--config")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_otel-collector"));
+        cmd.arg("--config")
             .arg(&cfg)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn otel-collector");
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        configure(&mut cmd);
+        let child = cmd.spawn().expect("spawn otel-collector");
         let mut c = Collector { child, log };
         for p in ports {
             c.wait_port(*p);
