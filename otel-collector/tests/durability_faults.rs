@@ -410,7 +410,12 @@ async fn overload_is_refused_with_a_retryable_status_under_the_memory_limit() {
     const LIMIT_MIB: u64 = 150;
     let dir = TempDir::new("dur-overload");
     let (backend, state) = start_server().await;
-    state.delay_ms.store(100, Ordering::SeqCst);
+    // The backend answers each request after DELAY_MS with SENDERS concurrent senders: the
+    // collector can drain SENDERS * 1000 / DELAY_MS requests/s; the clients offer 10x that or more.
+    const DELAY_MS: u64 = 250;
+    const SENDERS: u64 = 2;
+    const LOAD_S: u64 = 10;
+    state.delay_ms.store(DELAY_MS, Ordering::SeqCst);
     let (grpc, metrics) = (free_port(), free_port());
     let cfg = format!(
         r#"
@@ -424,7 +429,7 @@ exporters:
   otlp:
     endpoint: "127.0.0.1:{backend}"
     tls: {{insecure: true}}
-    sending_queue: {{num_consumers: 2, queue_size: 100000, max_size_mib: 16}}
+    sending_queue: {{num_consumers: {SENDERS}, queue_size: 100000, max_size_mib: 16}}
     retry_on_failure: {{initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 0s}}
 service:
   telemetry:
@@ -450,7 +455,7 @@ service:
             ))
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(LOAD_S)).await;
     stop.store(true, Ordering::SeqCst);
     let (mut acked, mut refused) = (Vec::new(), 0);
     for t in load {
@@ -468,11 +473,18 @@ service:
         rss.max(peak_rss_kib(c.child.id())),
         &format!("{LIMIT_MIB} MiB"),
     );
+    let offered = (o.acknowledged / 500) as u64 + refused as u64;
+    let drainable = SENDERS * LOAD_S * 1000 / DELAY_MS;
+    let overload = offered as f64 / drainable as f64;
     println!(
-        "overload: {} requests acknowledged, {refused} refused with a retryable status in 10 s",
+        "overload: {offered} requests offered in {LOAD_S} s against {drainable} drainable ({overload:.1}x): {} acknowledged, {refused} refused with a retryable status",
         o.acknowledged / 500
     );
     assert!(refused > 0, "senders were told to retry");
+    assert!(
+        overload >= 10.0,
+        "only {overload:.1}x the drain rate was offered"
+    );
     assert!(rss / 1024 < LIMIT_MIB, "peak RSS {} MiB", rss / 1024);
     assert_eq!(o.lost, 0, "acknowledged spans lost:\n{}", c.logs());
     assert!(c.running(), "recovered");
