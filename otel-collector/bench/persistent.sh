@@ -32,7 +32,7 @@ cd "$ROOT"
 TARGET_DIR=$("$CARGO" metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 BIN="$TARGET_DIR/release/otel-collector"
 [ -x "$BIN" ] || { echo "bench-persistent-queue: $BIN was not built" >&2; exit 1; }
-REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 WORK=$(mktemp -d -t otelcol-persistent-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 log() { echo "[bench-persistent-queue] $*" >&2; }
