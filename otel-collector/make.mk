@@ -53,6 +53,13 @@ bench-collector: deps
 bench-collector-steady: deps
 	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/steady.sh
 
+# Persistent sending queue (file_storage, fsync off and on) next to the memory queue, each mode in
+# its own compare.sh run with rotel (docs/durability.md, "Performance"); about 8 minutes.
+BENCH_TARGETS += bench-persistent-queue
+.PHONY: bench-persistent-queue
+bench-persistent-queue: deps
+	CARGO=$(CARGO) bash $(ROOT)/otel-collector/bench/persistent.sh
+
 # Fuzzing (docs/collector.md, "Fuzzing"): each cargo-fuzz target of otel-collector/fuzz/ runs
 # FUZZ_SECONDS on its corpus; crashes land in otel-collector/testdata/fuzz/<target>/, which
 # `make test` replays on stable (tests/fuzz_replay.rs). Needs nightly (installed if missing; falls

@@ -24,6 +24,7 @@ pub mod prometheusremotewrite;
 pub mod queue;
 pub mod retry;
 pub mod wal;
+pub mod wire_count;
 
 use crate::config::ComponentConfigError;
 use crate::pipeline::{SharedConsumer, Shutdown, Signal, StartContext};

@@ -14,7 +14,7 @@ use super::otlp_common::{
 use super::queue::{Export, QueueConfig};
 use super::retry::{grpc_code_retryable, ExportError, RetryConfig};
 use crate::config::ComponentConfigError;
-use crate::pipeline::Telemetry;
+use crate::pipeline::{Signal, Telemetry};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::BodyExt as _;
@@ -119,11 +119,11 @@ impl OtlpExporterConfig {
 }
 
 /// gRPC method paths of the three OTLP services.
-fn method_path(data: &Telemetry) -> &'static str {
-    match data {
-        Telemetry::Traces(_) => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-        Telemetry::Metrics(_) => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-        Telemetry::Logs(_) => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+fn method_path(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
     }
 }
 
@@ -340,8 +340,8 @@ impl Export for OtlpGrpc {
     type Prepared = GrpcRequest;
 
     fn prepare(&self, data: Telemetry) -> Result<GrpcRequest, ExportError> {
-        let path = method_path(&data);
-        let (mut body, compressed) = if self.compressor.kind == Compression::None {
+        let path = method_path(data.signal());
+        let (body, compressed) = if self.compressor.kind == Compression::None {
             // Encode straight after the frame header: no second copy.
             let len = encoded_len(&data);
             let mut buf = Vec::with_capacity(FRAME_HEADER + len);
@@ -357,14 +357,21 @@ impl Export for OtlpGrpc {
                 .map_err(|e| ExportError::permanent(format!("compressing: {e}")))?;
             (out, true)
         };
-        let len = u32::try_from(body.len() - FRAME_HEADER)
-            .map_err(|_| ExportError::permanent("batch larger than 4 GiB"))?;
-        body[0] = u8::from(compressed);
-        body[1..FRAME_HEADER].copy_from_slice(&len.to_be_bytes());
-        Ok(GrpcRequest {
-            path,
-            body: Bytes::from(body),
-        })
+        framed(path, body, compressed)
+    }
+
+    /// The stored request compressed straight into a frame (no decode, no second encode).
+    fn prepare_encoded(
+        &self,
+        signal: Signal,
+        request: &[u8],
+    ) -> Option<Result<GrpcRequest, ExportError>> {
+        let body = match self.compressor.compress_with_prefix(request, FRAME_HEADER) {
+            Ok(b) => b,
+            Err(e) => return Some(Err(ExportError::permanent(format!("compressing: {e}")))),
+        };
+        let compressed = self.compressor.kind != Compression::None;
+        Some(framed(method_path(signal), body, compressed))
     }
 
     fn send<'a>(&'a self, req: &'a GrpcRequest) -> BoxFuture<'a, Result<(), ExportError>> {
@@ -378,6 +385,22 @@ impl Export for OtlpGrpc {
             }
         })
     }
+}
+
+/// Fills in the gRPC frame header (compressed flag, length) in front of `body`'s message.
+fn framed(
+    path: &'static str,
+    mut body: Vec<u8>,
+    compressed: bool,
+) -> Result<GrpcRequest, ExportError> {
+    let len = u32::try_from(body.len() - FRAME_HEADER)
+        .map_err(|_| ExportError::permanent("batch larger than 4 GiB"))?;
+    body[0] = u8::from(compressed);
+    body[1..FRAME_HEADER].copy_from_slice(&len.to_be_bytes());
+    Ok(GrpcRequest {
+        path,
+        body: Bytes::from(body),
+    })
 }
 
 fn encoded_len(data: &Telemetry) -> usize {
@@ -400,6 +423,39 @@ fn encode_into(data: &Telemetry, buf: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored request framed as it is equals the frame `prepare` builds from the decoded batch.
+    #[tokio::test]
+    async fn a_stored_request_is_framed_as_prepare_frames_the_batch() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let data = Telemetry::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        name: "a".repeat(300),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        });
+        for compression in ["none", "gzip", "zstd"] {
+            let c: OtlpExporterConfig = serde_yaml::from_str(&format!(
+                "endpoint: 127.0.0.1:1\ntls: {{insecure: true}}\ncompression: {compression}"
+            ))
+            .unwrap();
+            let e = OtlpGrpc::new(&c).unwrap();
+            let stored = e
+                .prepare_encoded(Signal::Traces, &data.encode_to_vec())
+                .expect("the otlp exporter sends stored requests as they are")
+                .unwrap();
+            let fresh = e.prepare(data.clone()).unwrap();
+            assert_eq!(stored.path, fresh.path);
+            assert_eq!(stored.body, fresh.body, "{compression}");
+        }
+    }
 
     fn cfg(endpoint: &str, insecure: bool) -> OtlpExporterConfig {
         serde_yaml::from_str(&format!(

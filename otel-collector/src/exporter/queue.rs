@@ -125,6 +125,18 @@ pub trait Export: Send + Sync + 'static {
     /// A permanent [`ExportError`] when the data cannot be encoded.
     fn prepare(&self, data: Telemetry) -> Result<Self::Prepared, ExportError>;
 
+    /// Prepares a batch of a persistent queue from its stored form, the OTLP protobuf request
+    /// [`Telemetry::encode_to_vec`] wrote, when the exporter sends that encoding unchanged (so
+    /// it need not be decoded and encoded again). `None`, the default: the queue decodes the
+    /// record and calls [`Export::prepare`].
+    fn prepare_encoded(
+        &self,
+        _signal: Signal,
+        _request: &[u8],
+    ) -> Option<Result<Self::Prepared, ExportError>> {
+        None
+    }
+
     /// Makes one attempt to deliver `prepared`.
     fn send<'a>(&'a self, prepared: &'a Self::Prepared) -> BoxFuture<'a, Result<(), ExportError>>;
 }
@@ -914,22 +926,8 @@ async fn dispatch_disk<E: Export>(
 /// Decodes, prepares and sends one stored record. True when it must stay on disk (the send was
 /// cut short by the shutdown deadline); false when it is done with (sent, or dropped and counted).
 async fn send_record<E: Export>(shared: &Arc<Shared<E>>, rec: &wal::Record) -> bool {
-    let data = match Telemetry::decode(rec.signal, &rec.payload) {
-        Ok(d) => d,
-        Err(e) => {
-            shared.metrics.queue_skipped.add(1);
-            tracing::error!(exporter = %shared.id, error = %e, "persistent queue: undecodable record skipped");
-            return false;
-        }
-    };
-    let items = data.item_count() as u64;
-    let prepared = match shared.exporter.prepare(data) {
-        Ok(p) => p,
-        Err(e) => {
-            shared.metrics.send_failed(rec.signal, items);
-            tracing::error!(exporter = %shared.id, error = %e, "cannot encode a stored batch; dropped");
-            return false;
-        }
+    let Some((items, prepared)) = prepare_record(shared, rec) else {
+        return false;
     };
     let item = Item {
         signal: rec.signal,
@@ -944,6 +942,40 @@ async fn send_record<E: Export>(shared: &Arc<Shared<E>>, rec: &wal::Record) -> b
         Err(_) => {
             shared.metrics.send_failed(rec.signal, items);
             false
+        }
+    }
+}
+
+/// A stored record in wire form with its item count: straight from the stored bytes when the
+/// exporter can ([`Export::prepare_encoded`]), else decoded and prepared. `None` when it was
+/// dropped (undecodable, unencodable; counted and logged).
+fn prepare_record<E: Export>(shared: &Shared<E>, rec: &wal::Record) -> Option<(u64, E::Prepared)> {
+    if let Some(items) = super::wire_count::item_count(rec.signal, &rec.payload) {
+        match shared.exporter.prepare_encoded(rec.signal, &rec.payload) {
+            Some(Ok(p)) => return Some((items, p)),
+            Some(Err(e)) => {
+                shared.metrics.send_failed(rec.signal, items);
+                tracing::error!(exporter = %shared.id, error = %e, "cannot encode a stored batch; dropped");
+                return None;
+            }
+            None => {}
+        }
+    }
+    let data = match Telemetry::decode(rec.signal, &rec.payload) {
+        Ok(d) => d,
+        Err(e) => {
+            shared.metrics.queue_skipped.add(1);
+            tracing::error!(exporter = %shared.id, error = %e, "persistent queue: undecodable record skipped");
+            return None;
+        }
+    };
+    let items = data.item_count() as u64;
+    match shared.exporter.prepare(data) {
+        Ok(p) => Some((items, p)),
+        Err(e) => {
+            shared.metrics.send_failed(rec.signal, items);
+            tracing::error!(exporter = %shared.id, error = %e, "cannot encode a stored batch; dropped");
+            None
         }
     }
 }

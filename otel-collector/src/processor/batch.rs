@@ -15,7 +15,9 @@
 //! data was taken downstream (written to the queue), with that flush's outcome: a refusal
 //! reaches the client, which retries. A flush then always takes the whole buffer (split by
 //! `send_batch_max_size`), so no caller's data stays behind a partial flush. The batch is
-//! thus never a window in which acknowledged data lives only in memory.
+//! thus never a window in which acknowledged data lives only in memory. A partial batch is then flushed
+//! as soon as no data came for 2 ms (`DURABLE_QUIET`), since its callers wait for the answer
+//! before sending more; this quiet flush counts as a timeout trigger.
 //!
 //! Self-metrics: `otelcol_processor_batch_batch_send_size` (histogram),
 //! `otelcol_processor_batch_batch_size_trigger_send_total`, `otelcol_processor_batch_timeout_trigger_send_total`.
@@ -51,6 +53,12 @@ const SIZE_BUCKETS: &[f64] = &[
     10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0,
     6000.0, 7000.0, 8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
 ];
+
+/// With durable acks, a partial batch is flushed once no data arrived for this long (or at
+/// `timeout` if sooner): its callers are all waiting for their answer, so a client that sends
+/// one request at a time cannot add to the buffer before the flush answers it. Without it, a few
+/// such clients would be held to `send_batch_size` items per `timeout` in total.
+const DURABLE_QUIET: Duration = Duration::from_millis(2);
 
 /// `processors.batch`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -102,6 +110,8 @@ struct Buffer {
     data: Option<Telemetry>,
     items: usize,
     since: Option<Instant>,
+    /// When data was last added (the durable-acks quiet flush).
+    last: Option<Instant>,
     /// Callers waiting for the flush of what the buffer holds (only with durable acks).
     waiters: Vec<Waiter>,
 }
@@ -109,6 +119,7 @@ struct Buffer {
 impl Buffer {
     fn push(&mut self, data: Telemetry, n: usize) {
         self.items += n;
+        self.last = Some(Instant::now());
         match (&mut self.data, data) {
             (None, d) => self.data = Some(d),
             (Some(Telemetry::Traces(a)), Telemetry::Traces(b)) => {
@@ -142,6 +153,7 @@ impl Buffer {
         if max == 0 || self.items <= max {
             let n = std::mem::take(&mut self.items);
             self.since = None;
+            self.last = None;
             return self.data.take().map(|d| (d, n));
         }
         let front = split_front(data, max);
@@ -290,10 +302,22 @@ impl BatchProcessor {
         }
     }
 
+    /// When the buffer (first filled at `since`, last added to at `last`) is due for a timed
+    /// flush: at `timeout`, or with durable acks after [`DURABLE_QUIET`] without new data.
+    fn due(&self, since: Instant, last: Option<Instant>) -> Instant {
+        let at = since + self.config.timeout;
+        match last {
+            Some(l) if self.durable_acks => at.min(l + DURABLE_QUIET),
+            _ => at,
+        }
+    }
+
     async fn run_timer(self: Arc<Self>) {
-        let timeout = self.config.timeout;
         loop {
-            let since = self.lock().since;
+            let (since, last) = {
+                let b = self.lock();
+                (b.since, b.last)
+            };
             match since {
                 None => {
                     tokio::select! {
@@ -303,10 +327,10 @@ impl BatchProcessor {
                 }
                 Some(t0) => {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(t0 + timeout) => {
+                        _ = tokio::time::sleep_until(self.due(t0, last)) => {
                             let (pieces, waiters) = {
                                 let mut b = self.lock();
-                                if b.since.is_some_and(|s| s + timeout <= Instant::now()) {
+                                if b.since.is_some_and(|s| self.due(s, b.last) <= Instant::now()) {
                                     b.take_all(self.config.send_batch_max_size)
                                 } else {
                                     (Vec::new(), Vec::new())
