@@ -212,10 +212,11 @@ impl DeltaState {
                         count: n,
                         sum: s,
                     } if b.as_slice() == bounds && c.len() == counts.len() => {
+                        // Saturating: malformed deltas may add up past u64.
                         for (acc, add) in c.iter_mut().zip(counts) {
-                            *acc += add;
+                            *acc = acc.saturating_add(*add);
                         }
-                        *n += count;
+                        *n = n.saturating_add(count);
                         *s += sum;
                     }
                     acc => *acc = fresh(),

@@ -527,7 +527,7 @@ impl Translator {
         if counts.len() == dp.explicit_bounds.len() + 1 {
             let mut acc = 0u64;
             for (bound, c) in dp.explicit_bounds.iter().zip(&counts) {
-                acc += c;
+                acc = acc.saturating_add(*c);
                 buckets.push((*bound, acc));
             }
         }
@@ -775,7 +775,8 @@ pub fn exp_to_classic(dp: &ExponentialHistogramDataPoint) -> HistogramDataPoint 
         counts.push(*c);
     }
     // Overflow bucket (+Inf): whatever the buckets do not hold (nothing, for a valid point).
-    let held: u64 = counts.iter().sum();
+    // Saturating: a malformed point's counts may add up past u64 (found by fuzzing).
+    let held = counts.iter().fold(0u64, |a, c| a.saturating_add(*c));
     counts.push(dp.count.saturating_sub(held));
     HistogramDataPoint {
         attributes: dp.attributes.clone(),

@@ -261,6 +261,29 @@ fn exponential_histogram_at_the_index_limit_downscales_without_overflow() {
     assert_eq!(classic.bucket_counts.iter().sum::<u64>(), 400);
 }
 
+/// Bucket counts whose total passes `u64::MAX` (a malformed point; found by `make fuzz`,
+/// `testdata/fuzz/prometheus_translate/crash-6c06…`) saturate instead of panicking.
+#[test]
+fn exponential_histogram_counts_summing_past_u64_saturate() {
+    use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+    let dp = ExponentialHistogramDataPoint {
+        count: 5,
+        zero_count: u64::MAX,
+        positive: Some(Buckets {
+            offset: 0,
+            bucket_counts: vec![u64::MAX, 3],
+        }),
+        ..Default::default()
+    };
+    let classic = exp_to_classic(&dp);
+    assert_eq!(classic.count, 5);
+    assert_eq!(
+        classic.bucket_counts.last(),
+        Some(&0),
+        "nothing left for +Inf"
+    );
+}
+
 /// A point whose bucket indexes leave the int32 range is dropped (`invalid_point`), the other
 /// points of the request are translated.
 #[test]
