@@ -15,11 +15,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use otel_collector::exporter::prometheusremotewrite::{
     RemoteWriteConfig, RemoteWriteExporter, RetrySettings,
 };
@@ -133,47 +128,15 @@ async fn proxy(
 const BATCHES: usize = 40;
 const SERIES: usize = 50;
 
+/// Batch `i`: a point per series at `base_ms + i` seconds, value `i`.
 fn batch(i: usize, base_ms: u64) -> ExportMetricsServiceRequest {
-    let t = (base_ms + i as u64 * 1000) * 1_000_000;
-    let points = (0..SERIES)
-        .map(|s| NumberDataPoint {
-            attributes: vec![KeyValue {
-                key: "series".into(),
-                value: Some(AnyValue {
-                    value: Some(any_value::Value::IntValue(s as i64)),
-                }),
-                ..Default::default()
-            }],
-            time_unix_nano: t,
-            value: Some(number_data_point::Value::AsDouble(i as f64)),
-            ..Default::default()
-        })
-        .collect();
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue("fault".into())),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_metrics: vec![ScopeMetrics {
-                metrics: vec![Metric {
-                    name: "fault.gauge".into(),
-                    data: Some(metric::Data::Gauge(Gauge {
-                        data_points: points,
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    gauge_batch(
+        "fault",
+        "fault.gauge",
+        SERIES,
+        base_ms + i as u64 * 1000,
+        i as f64,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

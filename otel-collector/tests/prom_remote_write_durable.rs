@@ -7,15 +7,12 @@
 //! `cargo test -p otel-collector --test prom_remote_write_durable -- --nocapture`.
 
 mod core_support;
+mod prom_support;
 
 use core_support::Collector;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use prom_support::gauge_batch;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use test_support::prometheus::{query_until, start_prometheus};
@@ -57,47 +54,15 @@ service:
     )
 }
 
-fn attr(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
 /// Batch `i`: one gauge point per series at `base_ms + i` seconds, value `i`.
 fn batch(i: usize, base_ms: u64) -> ExportMetricsServiceRequest {
-    let t = (base_ms + i as u64 * 1000) * 1_000_000;
-    let points = (0..SERIES)
-        .map(|s| NumberDataPoint {
-            attributes: vec![attr("series", any_value::Value::IntValue(s as i64))],
-            time_unix_nano: t,
-            value: Some(number_data_point::Value::AsDouble(i as f64)),
-            ..Default::default()
-        })
-        .collect();
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: vec![attr(
-                    "service.name",
-                    any_value::Value::StringValue("durable".into()),
-                )],
-                ..Default::default()
-            }),
-            scope_metrics: vec![ScopeMetrics {
-                metrics: vec![Metric {
-                    name: "durable.gauge".into(),
-                    data: Some(metric::Data::Gauge(Gauge {
-                        data_points: points,
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    gauge_batch(
+        "durable",
+        "durable.gauge",
+        SERIES,
+        base_ms + i as u64 * 1000,
+        i as f64,
+    )
 }
 
 /// `otelcol_exporter_prometheusremotewrite_sent_samples_total` of the collector on `port`.

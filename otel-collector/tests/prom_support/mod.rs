@@ -195,3 +195,54 @@ pub async fn assert_trace_exemplars(base: &str, selector: &str) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// One OTLP request: gauge `metric` of service `service` with one point per series
+/// (`series="0".."n-1"`), all at `time_ms` with `value`.
+pub fn gauge_batch(
+    service: &str,
+    metric: &str,
+    series: usize,
+    time_ms: u64,
+    value: f64,
+) -> ExportMetricsServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let attr = |key: &str, v: any_value::Value| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let points = (0..series)
+        .map(|s| NumberDataPoint {
+            attributes: vec![attr("series", any_value::Value::IntValue(s as i64))],
+            time_unix_nano: time_ms * 1_000_000,
+            value: Some(number_data_point::Value::AsDouble(value)),
+            ..Default::default()
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![attr(
+                    "service.name",
+                    any_value::Value::StringValue(service.into()),
+                )],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: metric.into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: points,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
