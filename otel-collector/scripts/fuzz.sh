@@ -22,6 +22,8 @@ status=0
 summary=()
 for t in "$@"; do
   mkdir -p "corpus/$t" "artifacts/$t"
+  # Inputs of an earlier run are already in testdata/fuzz/: count only what this run finds.
+  rm -f artifacts/"$t"/crash-* artifacts/"$t"/timeout-* artifacts/"$t"/oom-*
   log="artifacts/$t/run.log"
   set +e
   nice -n 10 "${fuzz[@]}" run "$t" "corpus/$t" "../testdata/fuzz/$t" -- \
