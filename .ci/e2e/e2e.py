@@ -94,6 +94,7 @@ ALERTS_NOT_PROVOKED = {
     "CollectorExportFailing": "needs an exporter failing to send",
     "CollectorExporterQueueFull": "needs an exporter queue that overflows",
     "CollectorExporterQueueNearlyFull": "needs an exporter queue above 80 %",
+    "CollectorPersistentQueueDamaged": "needs torn or corrupt records in a persistent queue",
     "NodeCPUHigh": "needs the host's CPUs above 90 % busy (may or may not happen on a shared machine)",
     "NodeCPUHigh10s": "needs the host's CPUs above 90 % busy (may or may not happen on a shared machine)",
     "NodeMemoryNearlyFull": "needs less than 10 % of the host's memory available",

@@ -299,6 +299,7 @@ fn start_remote_write(
         id: id.to_string(),
         source,
     };
+    // Validated here as a whole: `start_with_auth` below sees the copy without `sending_queue`.
     c.validate().map_err(cfg_err)?;
     let auth = client_auth(c.auth.as_ref(), ctx).map_err(cfg_err)?;
     let persistent = c.sending_queue.clone();

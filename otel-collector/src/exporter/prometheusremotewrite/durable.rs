@@ -47,9 +47,7 @@ impl Export for DurableRemoteWrite {
                     }
                     Attempt::Permanent(msg) => {
                         // One rejected request must not hold back the rest of the batch.
-                        tracing::error!(exporter = %sender.id, endpoint = %sender.endpoint, samples = req.samples, error = %msg,
-                            "remote write rejected the request; dropping it (fix the data or the endpoint)");
-                        sender.metrics.failed_points.add(req.points as u64);
+                        sender.rejected(req, &msg);
                         batch.accepted.fetch_add(1, Ordering::AcqRel);
                     }
                 }

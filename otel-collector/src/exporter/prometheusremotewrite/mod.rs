@@ -557,6 +557,13 @@ impl Sender {
         }
     }
 
+    /// Logs and counts a request the endpoint refused permanently (it is dropped).
+    fn rejected(&self, req: &EncodedRequest, msg: &str) {
+        tracing::error!(exporter = %self.id, endpoint = %self.endpoint, samples = req.samples, error = %msg,
+            "remote write rejected the request; dropping it (fix the data or the endpoint)");
+        self.metrics.failed_points.add(req.points as u64);
+    }
+
     /// Sends one request, retrying until success, a permanent error, the retry budget, or
     /// `stop`. Returns true when delivered.
     async fn send(&self, req: &EncodedRequest, stop: &CancellationToken) -> bool {
@@ -583,9 +590,7 @@ impl Sender {
                     return true;
                 }
                 Attempt::Permanent(msg) => {
-                    tracing::error!(exporter = %self.id, endpoint = %self.endpoint, samples = req.samples, error = %msg,
-                        "remote write rejected the request; dropping it (fix the data or the endpoint)");
-                    self.metrics.failed_points.add(req.points as u64);
+                    self.rejected(req, &msg);
                     return false;
                 }
                 Attempt::Retry(msg, retry_after) => {
