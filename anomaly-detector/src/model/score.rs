@@ -5,7 +5,11 @@
 //! residuals, and (optionally) the mean over `long_window` residuals (slow drifts). Each is
 //! calibrated against this series' usual value of it (running mean and spread of the clipped
 //! statistic), so series with heavy-tailed residuals need a larger surprise for the same score;
-//! the larger is mapped to [0, 1]. An onset score keeps only new highs within a suppression
+//! the larger is mapped to [0, 1]. Optional statistics max-combined the same way: a residual
+//! CUSUM (`cusum_k`), a variance-change statistic (`var_window`), the anomaly likelihood of the
+//! recent scores (`likelihood_window`); the optional tail normalisation (`tail_events`) then
+//! compresses the surprise of a series whose past events were far above the band edge.
+//! An onset score keeps only new highs within a suppression
 //! window, and after a significant onset only clearly larger ones: the first detection of an
 //! event, what the NAB scorer rewards (later repeats outside a window are false positives).
 //!
