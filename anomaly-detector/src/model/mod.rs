@@ -103,6 +103,20 @@ pub struct ModelConfig {
     /// With the likelihood on: score the larger of the likelihood and the calibrated surprise
     /// (a large single spike keeps its rank) instead of the likelihood alone.
     pub likelihood_max: bool,
+    /// Variance-change statistic: the mean square of the last this many residuals (clipped at 4
+    /// robust standard deviations) against the running scale, as a chi-square deviate
+    /// (Wilson–Hilferty), calibrated like the surprise and max-combined with it (0 = off).
+    pub var_window: usize,
+    /// With `var_window`: a variance drop (residuals narrower than usual: a stuck or flattened
+    /// series) scores as well as a rise.
+    pub var_down: bool,
+    /// Per-series tail normalisation (0 = off): surprises above the band edge are compressed for
+    /// a series whose past significant onsets lay far above it (mean of ln(u / sensitivity),
+    /// one sample per event), shrunk towards `tail_prior` with this many pseudo-events. Aims at
+    /// one threshold fitting bursty and quiet series alike.
+    pub tail_events: f64,
+    /// Prior mean log excess of a significant onset over the band edge (with `tail_events`).
+    pub tail_prior: f64,
     /// Fit a (damped) trend component; the fit may still choose none.
     pub trend: bool,
     /// The series is a monotonic counter: score its increments; a decrease is a reset.
@@ -175,6 +189,10 @@ impl Default for ModelConfig {
             likelihood_window: 5,
             likelihood_halflife: 3000.0,
             likelihood_max: true,
+            var_window: 0,
+            var_down: false,
+            tail_events: 0.0,
+            tail_prior: 1.0,
             trend: true,
             counter: false,
             direction: Direction::Both,
@@ -331,6 +349,10 @@ impl SeriesDetector {
             likelihood_window: cfg.likelihood_window,
             likelihood_halflife: cfg.likelihood_halflife,
             likelihood_max: cfg.likelihood_max,
+            var_window: cfg.var_window,
+            var_down: cfg.var_down,
+            tail_events: cfg.tail_events,
+            tail_prior: cfg.tail_prior,
         });
         Self {
             history: VecDeque::with_capacity(cfg.history_points.min(4096)),
@@ -742,6 +764,11 @@ fn sanitize(mut c: ModelConfig) -> ModelConfig {
         c.cusum_k = 0.0;
     }
     c.likelihood_window = c.likelihood_window.min(c.history_points);
+    c.var_window = c.var_window.min(c.history_points);
+    if !(c.tail_events.is_finite() && c.tail_events > 0.0) {
+        c.tail_events = 0.0;
+    }
+    c.tail_prior = pos(c.tail_prior, d.tail_prior);
     c.likelihood_halflife = pos(c.likelihood_halflife, d.likelihood_halflife);
     c
 }

@@ -5,7 +5,11 @@
 //! residuals, and (optionally) the mean over `long_window` residuals (slow drifts). Each is
 //! calibrated against this series' usual value of it (running mean and spread of the clipped
 //! statistic), so series with heavy-tailed residuals need a larger surprise for the same score;
-//! the larger is mapped to [0, 1]. An onset score keeps only new highs within a suppression
+//! the larger is mapped to [0, 1]. Optional statistics max-combined the same way: a residual
+//! CUSUM (`cusum_k`), a variance-change statistic (`var_window`), the anomaly likelihood of the
+//! recent scores (`likelihood_window`); the optional tail normalisation (`tail_events`) then
+//! compresses the surprise of a series whose past events were far above the band edge.
+//! An onset score keeps only new highs within a suppression
 //! window, and after a significant onset only clearly larger ones: the first detection of an
 //! event, what the NAB scorer rewards (later repeats outside a window are false positives).
 //!
@@ -33,11 +37,22 @@ pub(crate) struct ScoreSettings {
     pub(crate) likelihood_halflife: f64,
     /// Keep the larger of the likelihood and the surprise instead of the likelihood alone.
     pub(crate) likelihood_max: bool,
+    /// Points of the variance-change statistic (0 = off).
+    pub(crate) var_window: usize,
+    /// Score variance drops too (a stuck or flattened series), not only rises.
+    pub(crate) var_down: bool,
+    /// Pseudo-events of the tail prior (0 = no tail normalisation).
+    pub(crate) tail_events: f64,
+    /// Prior mean log excess of significant onsets over `z_crit`.
+    pub(crate) tail_prior: f64,
 }
 
 /// Residuals beyond this many standard deviations enter the CUSUM as if this large (one spike
 /// is the point statistic's job, not the change detector's).
 const CUSUM_CLIP: f64 = 4.0;
+/// Squared residuals beyond this many standard deviations enter the variance statistic as if
+/// this large (one spike is the point statistic's job, not the variance detector's).
+const VAR_CLIP: f64 = 4.0;
 /// Averaged scores needed before the likelihood replaces the surprise (NAB's
 /// `estimationSamples`); until then the calibrated surprise is used as it is.
 const LIKELIHOOD_MIN_SAMPLES: u64 = 100;
@@ -145,6 +160,71 @@ impl Cusum {
     }
 }
 
+/// Variance-change statistic: the mean of the last `len` squared (clipped) residuals against the
+/// long-run scale (the residuals are already divided by it, so the expected mean is 1), as a
+/// standard-normal deviate of the chi-square with `len` degrees of freedom (Wilson–Hilferty).
+/// Positive when the recent residuals are wider than usual, negative when narrower.
+#[derive(Debug, Clone)]
+struct VarChange {
+    window: WindowSum,
+}
+
+impl VarChange {
+    fn new(len: usize) -> Self {
+        Self {
+            window: WindowSum::new(len.max(2)),
+        }
+    }
+
+    /// Adds residual `z`; returns the Wilson–Hilferty deviate of the window's mean square
+    /// (0 until the window is full).
+    fn push(&mut self, z: f64) -> f64 {
+        let c = z.clamp(-VAR_CLIP, VAR_CLIP);
+        self.window.push(c * c);
+        let n = self.window.values.len();
+        if n < self.window.len {
+            return 0.0;
+        }
+        let v = (2.0 / (9.0 * n as f64)).sqrt();
+        (self.window.mean().max(0.0).cbrt() - (1.0 - v * v)) / v
+    }
+}
+
+/// Per-series tail scale of events: the mean log excess `ln(u / z_crit)` of this series' past
+/// significant onsets (one sample per event, not per point, so one long event does not dominate
+/// it), shrunk towards a prior with `events` pseudo-events. A series whose events are usually
+/// far above the band edge (bursty, heavy-tailed) has its surprises above the edge compressed
+/// by the ratio prior / own (never expanded): `u' = z_crit · (u / z_crit)^min(1, prior / own)`.
+#[derive(Debug, Clone, Default)]
+struct TailScale {
+    sum: f64,
+    n: f64,
+}
+
+impl TailScale {
+    /// `u` with the series' tail scale applied (unchanged at or below `u0`).
+    fn apply(&self, u: f64, u0: f64, events: f64, prior: f64) -> f64 {
+        if u <= u0 || u0 <= 0.0 {
+            return u;
+        }
+        let own = (events * prior + self.sum) / (events + self.n);
+        let e = if own > 0.0 {
+            (prior / own).min(1.0)
+        } else {
+            1.0
+        };
+        u0 * (u / u0).powf(e)
+    }
+
+    /// Learns the raw surprise `u` of a significant onset.
+    fn learn(&mut self, u: f64, u0: f64) {
+        if u > u0 && u0 > 0.0 && u.is_finite() {
+            self.sum += (u / u0).ln();
+        }
+        self.n += 1.0;
+    }
+}
+
 /// NAB's anomaly likelihood: the Gaussian upper-tail surprise of the mean of the last few raw
 /// scores against the running distribution of that mean.
 #[derive(Debug, Clone)]
@@ -195,6 +275,9 @@ pub(crate) struct Scorer {
     cusum: Cusum,
     cal_cusum: Calibration,
     likelihood: Likelihood,
+    var: VarChange,
+    cal_var: Calibration,
+    tail: TailScale,
     /// (index, score) pairs with decreasing scores: sliding maximum of past scores.
     maxq: VecDeque<(u64, f64)>,
     t: u64,
@@ -224,6 +307,9 @@ impl Scorer {
             cusum: Cusum::default(),
             cal_cusum: Calibration::default(),
             likelihood: Likelihood::new(s.likelihood_window),
+            var: VarChange::new(s.var_window),
+            cal_var: Calibration::default(),
+            tail: TailScale::default(),
             maxq: VecDeque::new(),
             t: 0,
             last_sig: None,
@@ -250,6 +336,14 @@ impl Scorer {
                     .apply(c, self.s.calib_halflife, self.s.calib_clip),
             );
         }
+        if self.s.var_window >= 2 {
+            let v = self.var.push(z);
+            let v = if self.s.var_down { v.abs() } else { v.max(0.0) };
+            zc = zc.max(
+                self.cal_var
+                    .apply(v, self.s.calib_halflife, self.s.calib_clip),
+            );
+        }
         if self.s.likelihood_window > 0 {
             let raw = to_score(zc, self.s.z_crit);
             if let Some(zl) = self.likelihood.push(raw, self.s.likelihood_halflife) {
@@ -259,6 +353,12 @@ impl Scorer {
                     zl
                 };
             }
+        }
+        let raw_z = zc;
+        if self.s.tail_events > 0.0 {
+            zc = self
+                .tail
+                .apply(zc, self.s.z_crit, self.s.tail_events, self.s.tail_prior);
         }
         let score = to_score(zc, self.s.z_crit);
         let mut onset = self.onset(score);
@@ -274,6 +374,9 @@ impl Scorer {
                     onset = 0.0;
                 }
                 _ => self.last_sig = Some((t, zc)),
+            }
+            if onset > 0.0 && self.s.tail_events > 0.0 {
+                self.tail.learn(raw_z, self.s.z_crit);
             }
         }
         PointScore {
@@ -337,6 +440,10 @@ mod tests {
         likelihood_window: 0,
         likelihood_halflife: 3000.0,
         likelihood_max: false,
+        var_window: 0,
+        var_down: false,
+        tail_events: 0.0,
+        tail_prior: 1.0,
     };
 
     #[test]
@@ -353,6 +460,109 @@ mod tests {
         assert!((last.z - 20.0).abs() < 1e-9, "{}", last.z);
         let mut plain = Scorer::new(SETTINGS_OFF);
         assert!((plain.push(1.5).z - 1.5).abs() < 1e-9);
+    }
+
+    /// Deterministic residuals with mean square 1 and a bounded range (a clean stream).
+    fn clean(i: usize) -> f64 {
+        // values ±0.5, ±1.0, ±1.5 with equal weight have mean square 7/6; scaled to 1
+        let v = [0.5, -1.0, 1.5, -0.5, 1.0, -1.5][i % 6];
+        v / (7.0f64 / 6.0).sqrt()
+    }
+
+    /// (largest calibrated surprise on a long clean stream, then on `after` 40 points of
+    /// residuals `factor` times as wide), for a scorer with `var_window` / `var_down`.
+    fn clean_then(var_window: usize, var_down: bool, factor: f64) -> (f64, f64) {
+        let mut s = Scorer::new(ScoreSettings {
+            var_window,
+            var_down,
+            calib_halflife: 3000.0,
+            calib_clip: 2.5,
+            ..SETTINGS_OFF
+        });
+        let mut calm = 0.0f64;
+        for i in 0..2000 {
+            let p = s.push(clean(i));
+            if i > 100 {
+                calm = calm.max(p.z);
+            }
+        }
+        let mut after = 0.0f64;
+        for i in 0..40 {
+            after = after.max(s.push(factor * clean(i)).z);
+        }
+        (calm, after)
+    }
+
+    #[test]
+    fn variance_change_fires_on_wider_residuals_and_not_on_a_clean_stream() {
+        let (calm_plain, wide_plain) = clean_then(0, false, 2.8);
+        let (calm, wide) = clean_then(20, false, 2.8);
+        // quiet where the series is: the variance statistic adds nothing to the calm maximum
+        assert!((calm - calm_plain).abs() < 1e-9, "{calm} vs {calm_plain}");
+        // residuals 2.8 times as wide (none beyond 4 sd): far above what the point statistic gives
+        assert!(
+            wide > 2.0 * wide_plain && wide > 10.0,
+            "{wide} vs {wide_plain}"
+        );
+    }
+
+    #[test]
+    fn variance_drop_scores_only_with_var_down() {
+        // a stuck value: residuals near zero
+        let (_, up_only) = clean_then(20, false, 0.0);
+        let (calm, both) = clean_then(20, true, 0.0);
+        assert!(up_only < 1.0, "drop without var_down: {up_only}");
+        assert!(both > 10.0, "drop with var_down: {both}");
+        assert!(calm < 2.0, "{calm}");
+    }
+
+    #[test]
+    fn tail_scale_compresses_a_bursty_series_and_leaves_a_quiet_one() {
+        let settings = ScoreSettings {
+            suppress_points: 50,
+            tail_events: 3.0,
+            tail_prior: 1.0,
+            ..SETTINGS_OFF
+        };
+        // a series whose events are all far above the band edge (u = 60: ln 20 = 3.0 each)
+        let mut bursty = Scorer::new(settings);
+        for k in 0..20 {
+            for _ in 0..99 {
+                bursty.push(0.5);
+            }
+            let p = bursty.push(60.0);
+            assert!(p.onset > 0.0, "event {k} is an onset");
+        }
+        for _ in 0..99 {
+            bursty.push(0.5);
+        }
+        // own mean log excess (3 * 1 + 20 * 3.0) / 23 = 2.74: exponent 0.36
+        let u = bursty.push(10.0).z;
+        let want = 3.0 * (10.0f64 / 3.0).powf(1.0 / ((3.0 + 20.0 * 20f64.ln()) / 23.0));
+        assert!((u - want).abs() < 1e-9, "{u} vs {want}");
+        assert!(u < 5.0);
+        // no event history: the prior alone gives exponent 1 (unchanged); never expanded
+        let mut quiet = Scorer::new(settings);
+        for _ in 0..200 {
+            quiet.push(0.5);
+        }
+        assert!((quiet.push(10.0).z - 10.0).abs() < 1e-9);
+        let mut small = Scorer::new(settings);
+        for _ in 0..10 {
+            for _ in 0..99 {
+                small.push(0.5);
+            }
+            small.push(3.5);
+        }
+        for _ in 0..99 {
+            small.push(0.5);
+        }
+        assert!(
+            (small.push(10.0).z - 10.0).abs() < 1e-9,
+            "quiet events do not expand"
+        );
+        // below the band edge nothing changes
+        assert!((bursty.push(2.0).z - 2.0).abs() < 1e-9);
     }
 
     #[test]
