@@ -1804,6 +1804,21 @@ mod tests {
         }
     }
 
+    /// Starts exporter `id` on `dir` with `exp`, merging up to `merge_items` items per send, and
+    /// shuts it down once drained (or after 5 s).
+    async fn drain_with<E: Export>(
+        id: &str,
+        exp: E,
+        dir: &std::path::Path,
+        merge_items: usize,
+    ) -> Arc<QueuedExporter<E>> {
+        let reg = SelfMetrics::default();
+        let q = persistent_merging(id, exp, dir, &reg, 1000, merge_items);
+        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
+        q
+    }
+
     /// Records on disk are sent as fewer merged sends, each within `batch.max_size` items, and
     /// the merged requests hold exactly every stored item; with or without `prepare_encoded`.
     #[tokio::test]
@@ -1812,17 +1827,7 @@ mod tests {
             let d = test_support::tempdir::TempDir::new("queue-merge");
             let batches: Vec<Telemetry> = (0..20).map(|i| named_spans(10, i * 10)).collect();
             leave_on_disk(d.path(), "otlp/m", &batches);
-            let reg = SelfMetrics::default();
-            let q = persistent_merging(
-                "otlp/m",
-                Recorder::new(encoded, ok),
-                d.path(),
-                &reg,
-                1000,
-                45,
-            );
-            q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
-                .await;
+            let q = drain_with("otlp/m", Recorder::new(encoded, ok), d.path(), 45).await;
             let exp = &q.shared.exporter;
             let sends = exp.attempt_items();
             assert!(
@@ -1851,17 +1856,7 @@ mod tests {
             points(8),
         ];
         leave_on_disk(d.path(), "otlp/s", &batches);
-        let reg = SelfMetrics::default();
-        let q = persistent_merging(
-            "otlp/s",
-            Recorder::new(true, ok),
-            d.path(),
-            &reg,
-            1000,
-            8192,
-        );
-        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
-            .await;
+        let q = drain_with("otlp/s", Recorder::new(true, ok), d.path(), 8192).await;
         let mut sends = q.shared.exporter.attempt_items();
         sends.sort_by_key(|(s, n)| (signal_index(*s), *n));
         assert_eq!(
@@ -1910,17 +1905,7 @@ mod tests {
             "kept, not failed"
         );
         drop(q);
-        let reg = SelfMetrics::default();
-        let q = persistent_merging(
-            "otlp/k",
-            Recorder::new(true, ok),
-            d.path(),
-            &reg,
-            1000,
-            8192,
-        );
-        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
-            .await;
+        let q = drain_with("otlp/k", Recorder::new(true, ok), d.path(), 8192).await;
         let want: Vec<String> = (0..60).map(|i| format!("s{i:05}")).collect();
         assert_eq!(q.shared.exporter.span_names(), want);
         assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 60);
@@ -1934,17 +1919,7 @@ mod tests {
         let batches: Vec<Telemetry> = (0..12).map(|i| named_spans(5, i * 5)).collect();
         leave_on_disk(d.path(), "otlp/x", &batches);
         let bad = || Err(ExportError::permanent("bad data"));
-        let reg = SelfMetrics::default();
-        let q = persistent_merging(
-            "otlp/x",
-            Recorder::new(true, bad),
-            d.path(),
-            &reg,
-            1000,
-            8192,
-        );
-        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
-            .await;
+        let q = drain_with("otlp/x", Recorder::new(true, bad), d.path(), 8192).await;
         let tried = q.shared.exporter.attempt_items();
         assert!(tried.len() < 12, "merged: {tried:?}");
         assert_eq!(
@@ -1956,17 +1931,7 @@ mod tests {
         assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 0);
         assert_eq!(q.shared.metrics.queue_size.get(), 0);
         drop(q);
-        let reg = SelfMetrics::default();
-        let q = persistent_merging(
-            "otlp/x",
-            Recorder::new(true, ok),
-            d.path(),
-            &reg,
-            1000,
-            8192,
-        );
-        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
-            .await;
+        let q = drain_with("otlp/x", Recorder::new(true, ok), d.path(), 8192).await;
         assert!(
             q.shared.exporter.attempt_items().is_empty(),
             "nothing left on disk"
