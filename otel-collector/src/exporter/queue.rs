@@ -1843,6 +1843,35 @@ mod tests {
         }
     }
 
+    /// The byte bound: a group stays within `max_bytes` of encoded requests, a first record
+    /// larger than the bound is a group on its own, and the record that did not fit is next.
+    #[test]
+    fn a_group_stays_within_the_byte_bound() {
+        let d = test_support::tempdir::TempDir::new("queue-merge-bytes");
+        let opts = WalOptions {
+            max_items: 100,
+            max_bytes: 1 << 20,
+            segment_size: 1 << 20,
+            fsync: false,
+        };
+        let (mut w, _) = Wal::open(d.path(), opts).unwrap();
+        let big = named_spans(200, 0).encode_to_vec();
+        let small = named_spans(10, 200).encode_to_vec();
+        w.append(Signal::Traces, &big).unwrap();
+        for _ in 0..5 {
+            w.append(Signal::Traces, &small).unwrap();
+        }
+        let bound = small.len() * 3 + small.len() / 2;
+        assert!(big.len() > bound);
+        let sizes: Vec<(usize, Option<u64>)> = std::iter::from_fn(|| {
+            take_group(&mut w, 8192, bound)
+                .unwrap()
+                .map(|g| (g.seqs.len(), g.items))
+        })
+        .collect();
+        assert_eq!(sizes, vec![(1, Some(200)), (3, Some(30)), (2, Some(20))]);
+    }
+
     /// Records of different signals are never merged: each send holds one signal's run.
     #[tokio::test]
     async fn records_of_different_signals_are_not_merged() {
