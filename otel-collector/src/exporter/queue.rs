@@ -11,7 +11,12 @@
 //! - `storage: <file_storage id>`: the queue is a write-ahead log on disk ([`super::wal`]);
 //!   `consume` returns once the batch (as its OTLP protobuf request) is written, synced when the
 //!   extension has `fsync: true`; a record leaves the disk only once sent or given up on, and
-//!   what a run leaves behind is sent first by the next one (at-least-once).
+//!   what a run leaves behind is sent first by the next one (at-least-once). The sender merges
+//!   consecutive records of one signal already on disk into one send, up to
+//!   `sending_queue.batch.max_size` items and [`MERGE_MAX_BYTES`] (the batching that the batch
+//!   processor, which holds nothing with durable acks, no longer does); a group's records are
+//!   acknowledged together, and stay on disk together when the shutdown deadline cuts the
+//!   send short.
 //!
 //! Both queues are bounded by `queue_size` batches and `max_size_mib` of encoded bytes; a full
 //! queue refuses with a retryable error, or with `block_on_overflow: true` waits up to
@@ -32,7 +37,7 @@
 //! Tests: `cargo test -p otel-collector exporter::queue` and `tests/export_otlp.rs`.
 
 use super::retry::{Backoff, ExportError, RetryConfig};
-use super::wal::{self, Wal, WalError, WalOptions, WriteFailure};
+use super::wal::{Wal, WalError, WalOptions, WriteFailure};
 use crate::extension::health::HealthState;
 use crate::pipeline::{
     contain, ConsumeError, ConsumeFuture, Consumer, Shutdown, ShutdownFuture, Signal, Telemetry,
@@ -66,6 +71,35 @@ pub struct QueueConfig {
     /// Id of a `file_storage` extension: keep the queue on disk there (write-ahead, resumed on
     /// restart) instead of in memory.
     pub storage: Option<String>,
+    /// How the persistent queue's sender merges stored records into one send.
+    pub batch: QueueBatchConfig,
+}
+
+/// Items per merged send of the persistent queue by default (`sending_queue.batch.max_size`).
+pub const DEFAULT_MERGE_MAX_ITEMS: usize = 8192;
+
+/// Encoded bytes per merged send of the persistent queue: under gRPC's default 4 MiB limit on a
+/// received message (a record larger than that alone is still sent alone).
+pub const MERGE_MAX_BYTES: usize = 4 << 20;
+
+/// `sending_queue.batch`: with a persistent queue, consecutive stored records of one signal
+/// are sent as one request of at most `max_size` items (and [`MERGE_MAX_BYTES`] encoded bytes);
+/// only records already on disk are merged, the sender never waits for more. The memory queue
+/// sends the batches it is given as they are.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueBatchConfig {
+    /// Most items (spans, data points, log records) in one merged send (default 8192); `1`
+    /// sends every record on its own.
+    pub max_size: usize,
+}
+
+impl Default for QueueBatchConfig {
+    fn default() -> Self {
+        QueueBatchConfig {
+            max_size: DEFAULT_MERGE_MAX_ITEMS,
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -78,6 +112,7 @@ impl Default for QueueConfig {
             block_on_overflow: false,
             block_timeout: Duration::from_secs(5),
             storage: None,
+            batch: QueueBatchConfig::default(),
         }
     }
 }
@@ -108,6 +143,12 @@ impl QueueConfig {
             return Err(E::new(
                 "sending_queue.max_size_mib",
                 "must be at least 1 (for example 256)",
+            ));
+        }
+        if self.batch.max_size == 0 {
+            return Err(E::new(
+                "sending_queue.batch.max_size",
+                format!("must be at least 1 item (default {DEFAULT_MERGE_MAX_ITEMS}; 1 sends each stored batch on its own)"),
             ));
         }
         Ok(())
@@ -460,6 +501,7 @@ impl<E: Export> QueuedExporter<E> {
             Arc::clone(&shared),
             Arc::clone(&disk),
             queue.num_consumers,
+            queue.batch.max_size.max(1) as u64,
             drain.clone(),
             Arc::clone(&full),
             health.clone(),
@@ -842,21 +884,93 @@ async fn dispatch<E: Export>(
     let _ = slots.acquire_many(num_consumers as u32).await;
 }
 
-/// The next record of the persistent queue, waiting for one; `None` once draining finds it
-/// empty, or at the shutdown deadline (`abort`).
-async fn next_record(
+/// Consecutive stored records of one signal, taken off the persistent queue for one send.
+///
+/// An encoded `Export*ServiceRequest` is `repeated Resource* = 1`, so the concatenation of
+/// encoded requests is the encoding of the merged request: merging is a byte concatenation.
+struct Group {
+    signal: Signal,
+    /// The records' sequence numbers, acknowledged together.
+    seqs: Vec<u64>,
+    /// Items of all records read off the wire ([`super::wire_count`]); `None` when the record's
+    /// bytes are not a well-formed request (it is then the only record of its group).
+    items: Option<u64>,
+    /// The records' payloads, concatenated.
+    payload: Vec<u8>,
+    /// Where each record's payload ends in `payload`.
+    ends: Vec<usize>,
+}
+
+/// Takes the oldest unread record, then, without waiting, the records after it while they are
+/// of the same signal and the group stays within `max_items` items and `max_bytes` encoded
+/// bytes (a first record above the bounds is a group on its own). The first record that does
+/// not fit goes back to the front of the queue.
+///
+/// # Errors
+/// The first record cannot be read (a later one failing to read just ends the group).
+fn take_group(w: &mut Wal, max_items: u64, max_bytes: usize) -> Result<Option<Group>, WalError> {
+    let Some(first) = w.take_next()? else {
+        return Ok(None);
+    };
+    let signal = first.signal;
+    let items = super::wire_count::item_count(signal, &first.payload);
+    let mut g = Group {
+        signal,
+        seqs: vec![first.seq],
+        items,
+        ends: vec![first.payload.len()],
+        payload: first.payload,
+    };
+    let Some(mut total) = items else {
+        return Ok(Some(g));
+    };
+    while total < max_items && g.payload.len() < max_bytes {
+        let Ok(Some(next)) = w.take_next() else {
+            break;
+        };
+        let n = if next.signal == signal {
+            super::wire_count::item_count(signal, &next.payload)
+        } else {
+            None
+        };
+        match n {
+            Some(n)
+                if total + n <= max_items && g.payload.len() + next.payload.len() <= max_bytes =>
+            {
+                total += n;
+                g.seqs.push(next.seq);
+                g.payload.extend_from_slice(&next.payload);
+                g.ends.push(g.payload.len());
+            }
+            _ => {
+                w.requeue(next.seq);
+                break;
+            }
+        }
+    }
+    g.items = Some(total);
+    Ok(Some(g))
+}
+
+/// The next group of records of the persistent queue ([`take_group`]), waiting for a record;
+/// `None` once draining finds the queue empty, or at the shutdown deadline (`abort`).
+async fn next_group(
     disk: &Arc<Disk>,
     drain: &CancellationToken,
     abort: &CancellationToken,
-) -> Option<wal::Record> {
+    max_items: u64,
+) -> Option<Group> {
     loop {
         if abort.is_cancelled() {
             return None;
         }
         let draining = drain.is_cancelled();
         let wake = disk.wake.notified();
-        match disk.with(|w| w.take_next()).await? {
-            Ok(Some(r)) => return Some(r),
+        match disk
+            .with(move |w| take_group(w, max_items, MERGE_MAX_BYTES))
+            .await?
+        {
+            Ok(Some(g)) => return Some(g),
             Ok(None) if draining => return None,
             Ok(None) => {}
             Err(e) => {
@@ -872,13 +986,16 @@ async fn next_record(
     }
 }
 
-/// Sends the persistent queue's records with at most `num_consumers` concurrent senders; each
-/// record is removed from disk once delivered or given up on. At shutdown it goes on sending
-/// until the queue is empty or the deadline; what is left stays on disk for the next start.
+/// Sends the persistent queue's records with at most `num_consumers` concurrent senders, each
+/// send merging the consecutive records already on disk up to `max_items` items
+/// ([`take_group`]); a group's records are removed from disk together once delivered or given
+/// up on. At shutdown it goes on sending until the queue is empty or the deadline; what is left
+/// (a group cut short included, all of its records) stays on disk for the next start.
 async fn dispatch_disk<E: Export>(
     shared: Arc<Shared<E>>,
     disk: Arc<Disk>,
     num_consumers: usize,
+    max_items: u64,
     drain: CancellationToken,
     full: Arc<AtomicBool>,
     health: HealthState,
@@ -889,7 +1006,7 @@ async fn dispatch_disk<E: Export>(
             Ok(p) => p,
             Err(_) => break,
         };
-        let Some(rec) = next_record(&disk, &drain, &shared.abort).await else {
+        let Some(group) = next_group(&disk, &drain, &shared.abort, max_items).await else {
             break;
         };
         let shared = Arc::clone(&shared);
@@ -897,17 +1014,17 @@ async fn dispatch_disk<E: Export>(
         let full = Arc::clone(&full);
         let health = health.clone();
         tokio::spawn(async move {
-            let keep = send_record(&shared, &rec).await;
-            let seq = rec.seq;
+            let keep = send_group(&shared, &group).await;
+            let seqs = group.seqs;
             let done = disk
                 .with(move |w| {
-                    let r = if keep { Ok(()) } else { w.ack(seq) };
-                    (r, w.len(), w.bytes(), w.damaged_on_read)
+                    let r = if keep { Ok(()) } else { w.ack_all(&seqs) };
+                    (r, w.len(), w.bytes())
                 })
                 .await;
-            if let Some((r, len, bytes, _)) = done {
+            if let Some((r, len, bytes)) = done {
                 if let Err(e) = r {
-                    tracing::warn!(exporter = %shared.id, error = %e, "persistent queue: cannot record a delivery (the record may be sent again after a restart)");
+                    tracing::warn!(exporter = %shared.id, error = %e, "persistent queue: cannot record a delivery (the records may be sent again after a restart)");
                 }
                 shared.metrics.queue_size.set(len as i64);
                 shared.metrics.queue_bytes.set(bytes as i64);
@@ -923,14 +1040,15 @@ async fn dispatch_disk<E: Export>(
     }
 }
 
-/// Decodes, prepares and sends one stored record. True when it must stay on disk (the send was
-/// cut short by the shutdown deadline); false when it is done with (sent, or dropped and counted).
-async fn send_record<E: Export>(shared: &Arc<Shared<E>>, rec: &wal::Record) -> bool {
-    let Some((items, prepared)) = prepare_record(shared, rec) else {
+/// Prepares and sends one group of stored records as one request. True when its records must
+/// stay on disk (the send was cut short by the shutdown deadline); false when they are done
+/// with (sent, or dropped and counted).
+async fn send_group<E: Export>(shared: &Arc<Shared<E>>, g: &Group) -> bool {
+    let Some((items, prepared)) = prepare_group(shared, g) else {
         return false;
     };
     let item = Item {
-        signal: rec.signal,
+        signal: g.signal,
         items,
         bytes: 0,
         prepared,
@@ -940,40 +1058,56 @@ async fn send_record<E: Export>(shared: &Arc<Shared<E>>, rec: &wal::Record) -> b
         Ok(Ok(())) => false,
         Ok(Err(_)) => shared.abort.is_cancelled(),
         Err(_) => {
-            shared.metrics.send_failed(rec.signal, items);
+            shared.metrics.send_failed(g.signal, items);
             false
         }
     }
 }
 
-/// A stored record in wire form with its item count: straight from the stored bytes when the
-/// exporter can ([`Export::prepare_encoded`]), else decoded and prepared. `None` when it was
-/// dropped (undecodable, unencodable; counted and logged).
-fn prepare_record<E: Export>(shared: &Shared<E>, rec: &wal::Record) -> Option<(u64, E::Prepared)> {
-    if let Some(items) = super::wire_count::item_count(rec.signal, &rec.payload) {
-        match shared.exporter.prepare_encoded(rec.signal, &rec.payload) {
+/// A group in wire form with its item count: straight from the stored bytes when the exporter
+/// can ([`Export::prepare_encoded`]), else decoded and prepared (an undecodable record is
+/// skipped and counted, the others of its group are sent). `None` when nothing is left to send
+/// (undecodable, unencodable; counted and logged).
+fn prepare_group<E: Export>(shared: &Shared<E>, g: &Group) -> Option<(u64, E::Prepared)> {
+    if let Some(items) = g.items {
+        match shared.exporter.prepare_encoded(g.signal, &g.payload) {
             Some(Ok(p)) => return Some((items, p)),
             Some(Err(e)) => {
-                shared.metrics.send_failed(rec.signal, items);
+                shared.metrics.send_failed(g.signal, items);
                 tracing::error!(exporter = %shared.id, error = %e, "cannot encode a stored batch; dropped");
                 return None;
             }
             None => {}
         }
     }
-    let data = match Telemetry::decode(rec.signal, &rec.payload) {
+    let data = match Telemetry::decode(g.signal, &g.payload) {
         Ok(d) => d,
-        Err(e) => {
-            shared.metrics.queue_skipped.add(1);
-            tracing::error!(exporter = %shared.id, error = %e, "persistent queue: undecodable record skipped");
-            return None;
+        Err(_) => {
+            // Some record does not decode: keep the ones that do (their concatenation decodes).
+            let mut good = Vec::new();
+            let mut start = 0;
+            for &end in &g.ends {
+                let part = &g.payload[start..end];
+                match Telemetry::decode(g.signal, part) {
+                    Ok(_) => good.extend_from_slice(part),
+                    Err(e) => {
+                        shared.metrics.queue_skipped.add(1);
+                        tracing::error!(exporter = %shared.id, error = %e, "persistent queue: undecodable record skipped");
+                    }
+                }
+                start = end;
+            }
+            if good.is_empty() {
+                return None;
+            }
+            Telemetry::decode(g.signal, &good).ok()?
         }
     };
     let items = data.item_count() as u64;
     match shared.exporter.prepare(data) {
         Ok(p) => Some((items, p)),
         Err(e) => {
-            shared.metrics.send_failed(rec.signal, items);
+            shared.metrics.send_failed(g.signal, items);
             tracing::error!(exporter = %shared.id, error = %e, "cannot encode a stored batch; dropped");
             None
         }
@@ -1038,6 +1172,7 @@ async fn send_with_retry<E: Export>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exporter::wal;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use std::sync::atomic::AtomicUsize;
@@ -1322,6 +1457,17 @@ mod tests {
         reg: &SelfMetrics,
         queue_size: usize,
     ) -> Arc<QueuedExporter<Flaky>> {
+        persistent_merging(id, exp, dir, reg, queue_size, DEFAULT_MERGE_MAX_ITEMS)
+    }
+
+    fn persistent_merging<E: Export>(
+        id: &str,
+        exp: E,
+        dir: &std::path::Path,
+        reg: &SelfMetrics,
+        queue_size: usize,
+        merge_items: usize,
+    ) -> Arc<QueuedExporter<E>> {
         let storage = crate::extension::file_storage::FileStorageConfig {
             directory: dir.to_path_buf(),
             fsync: true,
@@ -1333,6 +1479,9 @@ mod tests {
             &QueueConfig {
                 num_consumers: 2,
                 queue_size,
+                batch: QueueBatchConfig {
+                    max_size: merge_items,
+                },
                 ..QueueConfig::default()
             },
             RetryConfig {
@@ -1525,5 +1674,315 @@ mod tests {
         gate.add_permits(1000);
         q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
             .await;
+    }
+
+    /// Records every attempt's request (the stored bytes through `prepare_encoded` when
+    /// `encoded`, else the re-encoded batch); answers per `outcome`.
+    struct Recorder {
+        encoded: bool,
+        outcome: fn() -> Result<(), ExportError>,
+        attempts: std::sync::Mutex<Vec<(Signal, Vec<u8>)>>,
+    }
+
+    impl Recorder {
+        fn new(encoded: bool, outcome: fn() -> Result<(), ExportError>) -> Self {
+            Recorder {
+                encoded,
+                outcome,
+                attempts: std::sync::Mutex::new(Vec::new()),
+            }
+        }
+
+        /// Item counts of the attempts, decoding each request with its signal.
+        fn attempt_items(&self) -> Vec<(Signal, usize)> {
+            let a = self.attempts.lock().unwrap();
+            a.iter()
+                .map(|(sig, b)| (*sig, Telemetry::decode(*sig, b).unwrap().item_count()))
+                .collect()
+        }
+
+        /// Span names of every attempt, sorted.
+        fn span_names(&self) -> Vec<String> {
+            let a = self.attempts.lock().unwrap();
+            let mut out: Vec<String> = a
+                .iter()
+                .filter(|(sig, _)| *sig == Signal::Traces)
+                .flat_map(|(sig, b)| match Telemetry::decode(*sig, b).unwrap() {
+                    Telemetry::Traces(r) => r
+                        .resource_spans
+                        .into_iter()
+                        .flat_map(|r| r.scope_spans)
+                        .flat_map(|s| s.spans)
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            out.sort();
+            out
+        }
+    }
+
+    impl Export for Recorder {
+        type Prepared = (Signal, Vec<u8>);
+        fn prepare(&self, data: Telemetry) -> Result<Self::Prepared, ExportError> {
+            Ok((data.signal(), data.encode_to_vec()))
+        }
+        fn prepare_encoded(
+            &self,
+            signal: Signal,
+            request: &[u8],
+        ) -> Option<Result<Self::Prepared, ExportError>> {
+            self.encoded.then(|| Ok((signal, request.to_vec())))
+        }
+        fn send<'a>(&'a self, p: &'a Self::Prepared) -> BoxFuture<'a, Result<(), ExportError>> {
+            self.attempts.lock().unwrap().push(p.clone());
+            Box::pin(async move { (self.outcome)() })
+        }
+    }
+
+    fn ok() -> Result<(), ExportError> {
+        Ok(())
+    }
+
+    /// `n` spans named `s<start>`.. in one request.
+    fn named_spans(n: usize, start: usize) -> Telemetry {
+        Telemetry::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: (start..start + n)
+                        .map(|i| Span {
+                            name: format!("s{i:05}"),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    fn points(n: usize) -> Telemetry {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+        };
+        Telemetry::Metrics(ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "g".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint::default(); n],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    /// Writes `batches` straight into exporter `id`'s queue directory (what an earlier run
+    /// left on disk), so the next start finds them all at once.
+    fn leave_on_disk(dir: &std::path::Path, id: &str, batches: &[Telemetry]) {
+        let storage = crate::extension::file_storage::FileStorageConfig {
+            directory: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let opts = WalOptions {
+            max_items: 1000,
+            max_bytes: 256 << 20,
+            segment_size: storage.segment_size_kib << 10,
+            fsync: false,
+        };
+        let (mut w, _) = Wal::open(&storage.queue_dir(id), opts).unwrap();
+        for b in batches {
+            w.append(b.signal(), &b.encode_to_vec()).unwrap();
+        }
+    }
+
+    /// Starts exporter `id` on `dir` with `exp`, merging up to `merge_items` items per send, and
+    /// shuts it down once drained (or after 5 s).
+    async fn drain_with<E: Export>(
+        id: &str,
+        exp: E,
+        dir: &std::path::Path,
+        merge_items: usize,
+    ) -> Arc<QueuedExporter<E>> {
+        let reg = SelfMetrics::default();
+        let q = persistent_merging(id, exp, dir, &reg, 1000, merge_items);
+        q.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
+        q
+    }
+
+    /// Records on disk are sent as fewer merged sends, each within `batch.max_size` items, and
+    /// the merged requests hold exactly every stored item; with or without `prepare_encoded`.
+    #[tokio::test]
+    async fn the_persistent_queue_merges_stored_records_within_the_bound() {
+        for encoded in [true, false] {
+            let d = test_support::tempdir::TempDir::new("queue-merge");
+            let batches: Vec<Telemetry> = (0..20).map(|i| named_spans(10, i * 10)).collect();
+            leave_on_disk(d.path(), "otlp/m", &batches);
+            let q = drain_with("otlp/m", Recorder::new(encoded, ok), d.path(), 45).await;
+            let exp = &q.shared.exporter;
+            let sends = exp.attempt_items();
+            assert!(
+                sends.len() < 20 && sends.len() >= 5,
+                "20 records of 10 in sends of at most 45: {sends:?}"
+            );
+            assert!(sends.iter().all(|(_, n)| *n <= 45), "{sends:?}");
+            assert!(sends.iter().any(|(_, n)| *n > 10), "{sends:?}");
+            let want: Vec<String> = (0..200).map(|i| format!("s{i:05}")).collect();
+            assert_eq!(exp.span_names(), want, "encoded {encoded}");
+            assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 200);
+            assert_eq!(q.shared.metrics.queue_size.get(), 0);
+        }
+    }
+
+    /// The byte bound: a group stays within `max_bytes` of encoded requests, a first record
+    /// larger than the bound is a group on its own, and the record that did not fit is next.
+    #[test]
+    fn a_group_stays_within_the_byte_bound() {
+        let d = test_support::tempdir::TempDir::new("queue-merge-bytes");
+        let opts = WalOptions {
+            max_items: 100,
+            max_bytes: 1 << 20,
+            segment_size: 1 << 20,
+            fsync: false,
+        };
+        let (mut w, _) = Wal::open(d.path(), opts).unwrap();
+        let big = named_spans(200, 0).encode_to_vec();
+        let small = named_spans(10, 200).encode_to_vec();
+        w.append(Signal::Traces, &big).unwrap();
+        for _ in 0..5 {
+            w.append(Signal::Traces, &small).unwrap();
+        }
+        let bound = small.len() * 3 + small.len() / 2;
+        assert!(big.len() > bound);
+        let sizes: Vec<(usize, Option<u64>)> = std::iter::from_fn(|| {
+            take_group(&mut w, 8192, bound)
+                .unwrap()
+                .map(|g| (g.seqs.len(), g.items))
+        })
+        .collect();
+        assert_eq!(sizes, vec![(1, Some(200)), (3, Some(30)), (2, Some(20))]);
+    }
+
+    /// Records of different signals are never merged: each send holds one signal's run.
+    #[tokio::test]
+    async fn records_of_different_signals_are_not_merged() {
+        let d = test_support::tempdir::TempDir::new("queue-merge-signals");
+        let batches = vec![
+            named_spans(3, 0),
+            named_spans(4, 3),
+            points(5),
+            points(6),
+            named_spans(7, 7),
+            points(8),
+        ];
+        leave_on_disk(d.path(), "otlp/s", &batches);
+        let q = drain_with("otlp/s", Recorder::new(true, ok), d.path(), 8192).await;
+        let mut sends = q.shared.exporter.attempt_items();
+        sends.sort_by_key(|(s, n)| (signal_index(*s), *n));
+        assert_eq!(
+            sends,
+            vec![
+                (Signal::Traces, 7),
+                (Signal::Traces, 7),
+                (Signal::Metrics, 8),
+                (Signal::Metrics, 11)
+            ],
+            "one send per run of one signal"
+        );
+        assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 14);
+        assert_eq!(q.shared.metrics.by_signal[1].sent.get(), 19);
+    }
+
+    /// A merged send that still fails (retryably) at the shutdown deadline leaves every record
+    /// of its group on disk: the next start sends them all.
+    #[tokio::test]
+    async fn a_merged_group_cut_short_at_shutdown_stays_on_disk_entirely() {
+        let d = test_support::tempdir::TempDir::new("queue-merge-shutdown");
+        let batches: Vec<Telemetry> = (0..12).map(|i| named_spans(5, i * 5)).collect();
+        leave_on_disk(d.path(), "otlp/k", &batches);
+        let down = || Err(ExportError::retryable("down", None));
+        let reg = SelfMetrics::default();
+        let q = persistent_merging(
+            "otlp/k",
+            Recorder::new(true, down),
+            d.path(),
+            &reg,
+            1000,
+            8192,
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        q.shutdown(tokio::time::Instant::now() + Duration::from_millis(200))
+            .await;
+        let tried = q.shared.exporter.attempt_items();
+        assert!(
+            tried.iter().any(|(_, n)| *n > 5),
+            "a merged group was attempted: {tried:?}"
+        );
+        assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 0);
+        assert_eq!(
+            q.shared.metrics.by_signal[0].send_failed.get(),
+            0,
+            "kept, not failed"
+        );
+        drop(q);
+        let q = drain_with("otlp/k", Recorder::new(true, ok), d.path(), 8192).await;
+        let want: Vec<String> = (0..60).map(|i| format!("s{i:05}")).collect();
+        assert_eq!(q.shared.exporter.span_names(), want);
+        assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 60);
+    }
+
+    /// A permanent failure of a merged send acknowledges the whole group and counts every one
+    /// of its items as failed; nothing is left for the next start.
+    #[tokio::test]
+    async fn a_permanent_failure_acks_the_whole_group_and_counts_every_item() {
+        let d = test_support::tempdir::TempDir::new("queue-merge-permanent");
+        let batches: Vec<Telemetry> = (0..12).map(|i| named_spans(5, i * 5)).collect();
+        leave_on_disk(d.path(), "otlp/x", &batches);
+        let bad = || Err(ExportError::permanent("bad data"));
+        let q = drain_with("otlp/x", Recorder::new(true, bad), d.path(), 8192).await;
+        let tried = q.shared.exporter.attempt_items();
+        assert!(tried.len() < 12, "merged: {tried:?}");
+        assert_eq!(
+            tried.iter().map(|(_, n)| n).sum::<usize>(),
+            60,
+            "each item tried once"
+        );
+        assert_eq!(q.shared.metrics.by_signal[0].send_failed.get(), 60);
+        assert_eq!(q.shared.metrics.by_signal[0].sent.get(), 0);
+        assert_eq!(q.shared.metrics.queue_size.get(), 0);
+        drop(q);
+        let q = drain_with("otlp/x", Recorder::new(true, ok), d.path(), 8192).await;
+        assert!(
+            q.shared.exporter.attempt_items().is_empty(),
+            "nothing left on disk"
+        );
+    }
+
+    /// `sending_queue.batch.max_size` is read from the config and must be at least 1.
+    #[test]
+    fn batch_max_size_is_configurable_and_validated() {
+        let q: QueueConfig =
+            serde_yaml::from_str("storage: file_storage/q\nbatch: {max_size: 1000}").unwrap();
+        assert_eq!(q.batch.max_size, 1000);
+        assert_eq!(
+            QueueConfig::default().batch.max_size,
+            DEFAULT_MERGE_MAX_ITEMS
+        );
+        let zero: QueueConfig = serde_yaml::from_str("batch: {max_size: 0}").unwrap();
+        let err = zero.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("sending_queue.batch.max_size"),
+            "{err}"
+        );
+        assert!(serde_yaml::from_str::<QueueConfig>("batch: {max_items: 5}").is_err());
     }
 }

@@ -696,15 +696,26 @@ impl Wal {
     /// # Errors
     /// The segment or the ack file cannot be removed or written.
     pub fn ack(&mut self, seq: u64) -> Result<(), WalError> {
-        let Some(e) = self.inflight.remove(&seq) else {
-            return Ok(());
-        };
-        self.items -= 1;
-        self.bytes -= u64::from(e.len);
-        if let Some(live) = self.segments.get_mut(&e.segment) {
-            *live -= 1;
+        self.ack_all(&[seq])
+    }
+
+    /// [`Wal::ack`] for several records (a merged send), writing the watermark once.
+    ///
+    /// # Errors
+    /// As [`Wal::ack`]; the records before the failing one are forgotten, the others stay in
+    /// flight.
+    pub fn ack_all(&mut self, seqs: &[u64]) -> Result<(), WalError> {
+        for &seq in seqs {
+            let Some(e) = self.inflight.remove(&seq) else {
+                continue;
+            };
+            self.items -= 1;
+            self.bytes -= u64::from(e.len);
+            if let Some(live) = self.segments.get_mut(&e.segment) {
+                *live -= 1;
+            }
+            self.reclaim_if_drained(e.segment)?;
         }
-        self.reclaim_if_drained(e.segment)?;
         self.write_watermark()
     }
 

@@ -11,13 +11,14 @@
 //! clients.
 //!
 //! Durable acks: in a pipeline feeding an exporter with a persistent queue
-//! (`StartContext::durable_acks`), `consume` answers only once the flush holding the caller's
-//! data was taken downstream (written to the queue), with that flush's outcome: a refusal
-//! reaches the client, which retries. A flush then always takes the whole buffer (split by
-//! `send_batch_max_size`), so no caller's data stays behind a partial flush. The batch is
-//! thus never a window in which acknowledged data lives only in memory. A partial batch is then flushed
-//! as soon as no data came for 2 ms (`DURABLE_QUIET`), since its callers wait for the answer
-//! before sending more; this quiet flush counts as a timeout trigger.
+//! (`StartContext::durable_acks`), the processor holds nothing: each `consume` goes straight
+//! downstream (split by `send_batch_max_size` when set) and returns the downstream outcome, so
+//! a caller is answered once its data is in the queue (written, synced with `fsync`) and a
+//! refusal reaches the client, which retries. The batch is thus never a window in which
+//! acknowledged data lives only in memory, and a caller waits only for its own append, not for
+//! a flush it shares with others. Batching then happens on the read side: the persistent
+//! queue's sender merges consecutive stored records into one send
+//! (`sending_queue.batch.max_size`, see `exporter/queue.rs`).
 //!
 //! Self-metrics: `otelcol_processor_batch_batch_send_size` (histogram),
 //! `otelcol_processor_batch_batch_size_trigger_send_total`, `otelcol_processor_batch_timeout_trigger_send_total`.
@@ -53,12 +54,6 @@ const SIZE_BUCKETS: &[f64] = &[
     10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0,
     6000.0, 7000.0, 8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
 ];
-
-/// With durable acks, a partial batch is flushed once no data arrived for this long (or at
-/// `timeout` if sooner): its callers are all waiting for their answer, so a client that sends
-/// one request at a time cannot add to the buffer before the flush answers it. Without it, a few
-/// such clients would be held to `send_batch_size` items per `timeout` in total.
-const DURABLE_QUIET: Duration = Duration::from_millis(2);
 
 /// `processors.batch`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -102,24 +97,16 @@ impl BatchConfig {
     }
 }
 
-/// Completes one caller's `consume` once the flush holding its data is done (durable acks).
-type Waiter = tokio::sync::oneshot::Sender<Result<(), ConsumeError>>;
-
 #[derive(Default)]
 struct Buffer {
     data: Option<Telemetry>,
     items: usize,
     since: Option<Instant>,
-    /// When data was last added (the durable-acks quiet flush).
-    last: Option<Instant>,
-    /// Callers waiting for the flush of what the buffer holds (only with durable acks).
-    waiters: Vec<Waiter>,
 }
 
 impl Buffer {
     fn push(&mut self, data: Telemetry, n: usize) {
         self.items += n;
-        self.last = Some(Instant::now());
         match (&mut self.data, data) {
             (None, d) => self.data = Some(d),
             (Some(Telemetry::Traces(a)), Telemetry::Traces(b)) => {
@@ -138,13 +125,13 @@ impl Buffer {
         }
     }
 
-    /// Takes everything, in pieces of at most `max` items (0 = one piece), and the waiters.
-    fn take_all(&mut self, max: usize) -> (Vec<(Telemetry, usize)>, Vec<Waiter>) {
+    /// Takes everything, in pieces of at most `max` items (0 = one piece).
+    fn take_all(&mut self, max: usize) -> Vec<(Telemetry, usize)> {
         let mut out = Vec::new();
         while let Some(x) = self.take(max) {
             out.push(x);
         }
-        (out, std::mem::take(&mut self.waiters))
+        out
     }
 
     /// Takes up to `max` items (0 = all) from the front.
@@ -153,7 +140,6 @@ impl Buffer {
         if max == 0 || self.items <= max {
             let n = std::mem::take(&mut self.items);
             self.since = None;
-            self.last = None;
             return self.data.take().map(|d| (d, n));
         }
         let front = split_front(data, max);
@@ -169,7 +155,7 @@ pub struct BatchProcessor {
     buffer: Mutex<Buffer>,
     wake: Notify,
     next: SharedConsumer,
-    /// Answer callers only once their data was taken downstream (a persistent queue).
+    /// Hold nothing: each request goes straight downstream (a persistent queue).
     durable_acks: bool,
     closed: AtomicBool,
     /// Set from a refused flush until a flush is taken again: a refusal is logged once per
@@ -221,7 +207,7 @@ impl BatchProcessor {
                 labels,
             ),
         });
-        if !config.timeout.is_zero() {
+        if !config.timeout.is_zero() && !ctx.durable_acks {
             // Supervised: a panic while flushing must not end timed flushes for good.
             let timer = Arc::clone(&p);
             let task = tokio::spawn(contain::supervise("processor", id.to_string(), move || {
@@ -238,7 +224,7 @@ impl BatchProcessor {
 
     /// Sends one batch downstream; a refusal or a panic there drops the batch (a refusal is logged
     /// once per episode, see [`Self::refused`]; a panic is logged and counted by [`contain`]) and
-    /// the processor goes on. Returns the outcome for durable acks (then the callers get the
+    /// the processor goes on. Returns the outcome for durable acks (then the caller gets the
     /// refusal and nothing was acknowledged).
     async fn send(&self, data: Telemetry, n: usize) -> Result<(), ConsumeError> {
         self.send_size.observe(n as f64);
@@ -268,7 +254,7 @@ impl BatchProcessor {
     fn refused(&self, n: usize, e: &ConsumeError) {
         let first = !self.refusing.swap(true, Ordering::AcqRel);
         let what = if self.durable_acks {
-            "batch not accepted downstream; its callers get the refusal (not acknowledged, they retry)"
+            "batch not accepted downstream; its caller gets the refusal (not acknowledged, it retries)"
         } else {
             "batch not accepted downstream; dropped"
         };
@@ -279,14 +265,13 @@ impl BatchProcessor {
         }
     }
 
-    /// Sends flushed pieces in order, then answers their waiters with the first failure (so a
-    /// caller with durable acks retries whenever any part of its data was not taken).
+    /// Sends flushed pieces in order; returns the first failure (so a caller with durable acks
+    /// retries whenever any part of its data was not taken).
     async fn flush(
         &self,
         pieces: Vec<(Telemetry, usize)>,
-        waiters: Vec<Waiter>,
         trigger: Option<&Counter>,
-    ) {
+    ) -> Result<(), ConsumeError> {
         let mut outcome = Ok(());
         for (d, n) in pieces {
             if let Some(t) = trigger {
@@ -297,27 +282,26 @@ impl BatchProcessor {
                 outcome = r;
             }
         }
-        for w in waiters {
-            let _ = w.send(outcome.clone());
-        }
+        outcome
     }
 
-    /// When the buffer (first filled at `since`, last added to at `last`) is due for a timed
-    /// flush: at `timeout`, or with durable acks after [`DURABLE_QUIET`] without new data.
-    fn due(&self, since: Instant, last: Option<Instant>) -> Instant {
-        let at = since + self.config.timeout;
-        match last {
-            Some(l) if self.durable_acks => at.min(l + DURABLE_QUIET),
-            _ => at,
+    /// Durable acks: sends `data` downstream at once, split by `send_batch_max_size` when set,
+    /// and returns the outcome (the first failure of its pieces).
+    async fn forward(&self, mut data: Telemetry, n: usize) -> Result<(), ConsumeError> {
+        let max = self.config.send_batch_max_size;
+        let mut pieces = Vec::new();
+        let mut left = n;
+        while max > 0 && left > max {
+            pieces.push((split_front(&mut data, max), max));
+            left -= max;
         }
+        pieces.push((data, left));
+        self.flush(pieces, None).await
     }
 
     async fn run_timer(self: Arc<Self>) {
         loop {
-            let (since, last) = {
-                let b = self.lock();
-                (b.since, b.last)
-            };
+            let since = self.lock().since;
             match since {
                 None => {
                     tokio::select! {
@@ -327,16 +311,16 @@ impl BatchProcessor {
                 }
                 Some(t0) => {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(self.due(t0, last)) => {
-                            let (pieces, waiters) = {
+                        _ = tokio::time::sleep_until(t0 + self.config.timeout) => {
+                            let pieces = {
                                 let mut b = self.lock();
-                                if b.since.is_some_and(|s| self.due(s, b.last) <= Instant::now()) {
+                                if b.since.is_some_and(|s| s + self.config.timeout <= Instant::now()) {
                                     b.take_all(self.config.send_batch_max_size)
                                 } else {
-                                    (Vec::new(), Vec::new())
+                                    Vec::new()
                                 }
                             };
-                            self.flush(pieces, waiters, Some(&self.timeout_trigger)).await;
+                            let _ = self.flush(pieces, Some(&self.timeout_trigger)).await;
                         }
                         _ = self.stop.cancelled() => return,
                     }
@@ -353,53 +337,38 @@ impl Consumer for BatchProcessor {
             if n == 0 {
                 return Ok(());
             }
+            if self.durable_acks {
+                return self.forward(data, n).await;
+            }
             if self.closed.load(Ordering::Acquire)
                 || self.config.timeout.is_zero() && self.config.send_batch_max_size == 0
             {
                 self.send_size.observe(n as f64);
                 return self.next.consume(data).await;
             }
-            let mut acked = None;
-            let (ready, waiters) = {
+            let ready = {
                 let mut b = self.lock();
                 if b.data.is_none() {
                     b.since = Some(Instant::now());
                     self.wake.notify_one();
                 }
                 b.push(data, n);
-                if self.durable_acks {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    b.waiters.push(tx);
-                    acked = Some(rx);
-                }
                 let flush_all = self.config.timeout.is_zero();
-                if self.durable_acks && (flush_all || b.items >= self.config.send_batch_size) {
-                    // Everything at once: no caller's data may stay behind a partial flush.
-                    b.take_all(self.config.send_batch_max_size)
-                } else {
-                    let mut ready = Vec::new();
-                    while b.items > 0 && (flush_all || b.items >= self.config.send_batch_size) {
-                        match b.take(self.config.send_batch_max_size) {
-                            Some(x) => ready.push(x),
-                            None => break,
-                        }
+                let mut ready = Vec::new();
+                while b.items > 0 && (flush_all || b.items >= self.config.send_batch_size) {
+                    match b.take(self.config.send_batch_max_size) {
+                        Some(x) => ready.push(x),
+                        None => break,
                     }
-                    if b.items > 0 && !ready.is_empty() {
-                        b.since = Some(Instant::now());
-                    }
-                    (ready, Vec::new())
                 }
+                if b.items > 0 && !ready.is_empty() {
+                    b.since = Some(Instant::now());
+                }
+                ready
             };
-            self.flush(ready, waiters, Some(&self.size_trigger)).await;
-            match acked {
-                None => Ok(()),
-                Some(rx) => rx.await.unwrap_or_else(|_| {
-                    Err(ConsumeError::Refused {
-                        reason: format!("processor {} stopped before flushing", self.id),
-                        retry_after: Duration::from_secs(1),
-                    })
-                }),
-            }
+            // As upstream, a batch's downstream errors are logged and counted, not returned.
+            let _ = self.flush(ready, Some(&self.size_trigger)).await;
+            Ok(())
         })
     }
 }
@@ -413,8 +382,8 @@ impl Shutdown for BatchProcessor {
             if let Some(t) = task {
                 let _ = tokio::time::timeout_at(deadline, t).await;
             }
-            let (rest, waiters) = self.lock().take_all(self.config.send_batch_max_size);
-            let flush = self.flush(rest, waiters, None);
+            let rest = self.lock().take_all(self.config.send_batch_max_size);
+            let flush = self.flush(rest, None);
             if tokio::time::timeout_at(deadline, flush).await.is_err() {
                 tracing::warn!(processor = %self.id, "batch flush did not finish by the shutdown deadline");
             }

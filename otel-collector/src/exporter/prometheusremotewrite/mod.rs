@@ -25,7 +25,7 @@ pub use durable::DurableRemoteWrite;
 
 use crate::config::ComponentConfigError;
 use crate::exporter::prometheus::ResourceToTelemetry;
-use crate::exporter::queue::QueueConfig;
+use crate::exporter::queue::{QueueBatchConfig, QueueConfig};
 use crate::exporter::retry::{Backoff, RetryConfig};
 use crate::extension::health::HealthState;
 use crate::pipeline::{
@@ -144,6 +144,8 @@ impl PersistentQueueSettings {
             block_on_overflow: self.block_on_overflow,
             block_timeout: self.block_timeout,
             storage: self.storage.clone(),
+            // Each stored batch is translated and sent on its own (no merging of records).
+            batch: QueueBatchConfig { max_size: 1 },
         }
     }
 }

@@ -263,48 +263,92 @@ impl Consumer for Refuses {
     }
 }
 
-/// With durable acks a caller is answered only after the flush holding its data, with that
-/// flush's outcome; without, at once with Ok.
+/// Holds every consume until the gate opens, then accepts.
+struct Gated(tokio::sync::Semaphore, Sink);
+impl Consumer for Gated {
+    fn consume(&self, d: Telemetry) -> ConsumeFuture<'_> {
+        Box::pin(async move {
+            let _p = self.0.acquire().await.unwrap();
+            self.1.consume(d).await
+        })
+    }
+}
+
+/// With durable acks the processor holds nothing: each consume goes downstream at once (split
+/// by `send_batch_max_size`), concurrent callers are not merged, and the caller is answered
+/// with the downstream outcome once downstream answered; without durable acks, at once with Ok.
 #[tokio::test]
-async fn durable_acks_wait_for_the_flush_and_carry_its_outcome() {
+async fn durable_acks_forward_each_request_and_return_the_downstream_outcome() {
     let sink = Arc::new(Sink::default());
     let dctx = ctx().with_durable_acks(true);
+    // A 60 s timeout and a size far above the data: nothing would flush for a minute.
     let p = BatchProcessor::start(
         "batch",
-        &cfg(100, 1000, 0),
+        &cfg(60_000, 8192, 0),
         Signal::Traces,
         sink.clone(),
         &dctx,
     );
     p.consume(traces(1, 1, 3, 0)).await.unwrap();
-    assert_eq!(
-        sink.sizes(),
-        vec![3],
-        "answered after the data went downstream"
-    );
-    // Two callers crossing send_batch_size together: both answered by the size flush.
+    assert_eq!(sink.sizes(), vec![3], "sent before the caller was answered");
+    // Concurrent callers: each request is its own send (not merged into one flush).
     let (a, b) = tokio::join!(
         p.consume(traces(1, 1, 600, 0)),
-        p.consume(traces(1, 1, 600, 0))
+        p.consume(traces(1, 1, 700, 0))
     );
     a.unwrap();
     b.unwrap();
-    assert_eq!(sink.sizes(), vec![3, 1200]);
+    assert_eq!(sink.sizes(), vec![3, 600, 700]);
+    // No quiet wait per request: 500 sequential one-span requests take far less than the
+    // 500 x 2 ms a quiet flush after each would.
+    let t = std::time::Instant::now();
+    for i in 0..500 {
+        p.consume(traces(1, 1, 1, i)).await.unwrap();
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?} for 500 requests",
+        t.elapsed()
+    );
+    assert_eq!(sink.sizes().len(), 503);
     p.shutdown(Instant::now() + Duration::from_secs(1)).await;
 
-    // A lone caller is answered by the quiet flush, long before the timeout (60 s here).
+    // send_batch_max_size splits a request; all pieces go down before the answer.
+    let sink = Arc::new(Sink::default());
     let p = BatchProcessor::start(
         "batch",
-        &cfg(60_000, 1000, 0),
+        &cfg(60_000, 1000, 1000),
         Signal::Traces,
         sink.clone(),
         &dctx,
     );
-    tokio::time::timeout(Duration::from_secs(30), p.consume(traces(1, 1, 4, 0)))
+    p.consume(traces(1, 1, 2500, 0)).await.unwrap();
+    assert_eq!(sink.sizes(), vec![1000, 1000, 500]);
+    p.shutdown(Instant::now() + Duration::from_secs(1)).await;
+
+    // The answer waits for downstream's answer (the append), not longer.
+    let gated = Arc::new(Gated(tokio::sync::Semaphore::new(0), Sink::default()));
+    let p = BatchProcessor::start(
+        "batch",
+        &cfg(60_000, 8192, 0),
+        Signal::Traces,
+        gated.clone(),
+        &dctx,
+    );
+    let pending = p.consume(traces(1, 1, 5, 0));
+    tokio::pin!(pending);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), &mut pending)
+            .await
+            .is_err(),
+        "answered before downstream took the data"
+    );
+    gated.0.add_permits(1);
+    tokio::time::timeout(Duration::from_secs(5), &mut pending)
         .await
-        .expect("the quiet flush answers before the timeout")
+        .expect("answered once downstream answered")
         .unwrap();
-    assert_eq!(sink.sizes(), vec![3, 1200, 4]);
+    assert_eq!(gated.1.sizes(), vec![5]);
     p.shutdown(Instant::now() + Duration::from_secs(1)).await;
 
     let p = BatchProcessor::start(
