@@ -311,20 +311,12 @@ impl ExporterMetrics {
 
     /// Counts one batch the persistent queue could not write.
     pub fn write_error(&self, why: WriteFailure) {
-        let i = WriteFailure::ALL
-            .iter()
-            .position(|f| *f == why)
-            .unwrap_or(2);
-        self.write_errors[i].add(1);
+        self.write_errors[why.index()].add(1);
     }
 
     /// Batches the persistent queue could not write for `why`.
     pub fn write_errors(&self, why: WriteFailure) -> u64 {
-        let i = WriteFailure::ALL
-            .iter()
-            .position(|f| *f == why)
-            .unwrap_or(2);
-        self.write_errors[i].get()
+        self.write_errors[why.index()].get()
     }
 }
 
@@ -1072,11 +1064,7 @@ fn prepare_group<E: Export>(shared: &Shared<E>, g: &Group) -> Option<(u64, E::Pr
     if let Some(items) = g.items {
         match shared.exporter.prepare_encoded(g.signal, &g.payload) {
             Some(Ok(p)) => return Some((items, p)),
-            Some(Err(e)) => {
-                shared.metrics.send_failed(g.signal, items);
-                tracing::error!(exporter = %shared.id, error = %e, "cannot encode a stored batch; dropped");
-                return None;
-            }
+            Some(Err(e)) => return unencodable(shared, g.signal, items, &e),
             None => {}
         }
     }
@@ -1106,12 +1094,20 @@ fn prepare_group<E: Export>(shared: &Shared<E>, g: &Group) -> Option<(u64, E::Pr
     let items = data.item_count() as u64;
     match shared.exporter.prepare(data) {
         Ok(p) => Some((items, p)),
-        Err(e) => {
-            shared.metrics.send_failed(g.signal, items);
-            tracing::error!(exporter = %shared.id, error = %e, "cannot encode a stored batch; dropped");
-            None
-        }
+        Err(e) => unencodable(shared, g.signal, items, &e),
     }
+}
+
+/// Drops a stored group the exporter cannot encode: logged and counted as failed.
+fn unencodable<E: Export, T>(
+    shared: &Shared<E>,
+    signal: Signal,
+    items: u64,
+    e: &ExportError,
+) -> Option<T> {
+    shared.metrics.send_failed(signal, items);
+    tracing::error!(exporter = %shared.id, error = %e, "cannot encode a stored batch; dropped");
+    None
 }
 
 /// Sends one batch, retrying retryable failures per the retry config; counts the outcome.

@@ -122,6 +122,15 @@ impl WriteFailure {
         WriteFailure::Other,
     ];
 
+    /// Position in [`WriteFailure::ALL`] (one counter per reason).
+    pub fn index(self) -> usize {
+        match self {
+            WriteFailure::NoSpace => 0,
+            WriteFailure::FileTooLarge => 1,
+            WriteFailure::Other => 2,
+        }
+    }
+
     /// Classifies an OS error.
     pub fn of(e: &std::io::Error) -> Self {
         use std::io::ErrorKind as K;
@@ -779,6 +788,19 @@ mod tests {
             out.push(r.payload);
         }
         out
+    }
+
+    #[test]
+    fn write_failures_are_classified_and_indexed_in_label_order() {
+        use std::io::{Error, ErrorKind};
+        for (i, f) in WriteFailure::ALL.iter().enumerate() {
+            assert_eq!(f.index(), i, "{}", f.label());
+        }
+        let of = |k| WriteFailure::of(&Error::from(k));
+        assert_eq!(of(ErrorKind::StorageFull), WriteFailure::NoSpace);
+        assert_eq!(of(ErrorKind::QuotaExceeded), WriteFailure::NoSpace);
+        assert_eq!(of(ErrorKind::FileTooLarge), WriteFailure::FileTooLarge);
+        assert_eq!(of(ErrorKind::PermissionDenied), WriteFailure::Other);
     }
 
     #[test]
