@@ -17,7 +17,9 @@ It writes a NAB-layout folder:
 
 * `DIR/data/<detection>/<service>__<route>.csv` (`timestamp,value`, one row per step over the
   same range for every file; an empty value where the query returned nothing at that step, except
-  that an error ratio is 0 where its request rate has a value: no 5xx counter yet is no error);
+  that an error ratio is 0 where its request rate has a value: no 5xx counter yet is no error).
+  Left out (listed in recording.json): the harness's routes `/health` and `/admin/faults`, and
+  series with values at under half the steps;
 * `DIR/data/labels/combined_windows.json` (NAB windows: 10 % of the file's rows shared between
   its incidents, each centred on the incident's onset, as NAB and synth_suite.py size them);
 * `DIR/split.json` (every file under `"public"`) and `DIR/recording.json` (seed, day, step,
@@ -70,6 +72,9 @@ LENGTH_S = (20, 35)
 PORT_VARS = ["PROMETHEUS_PORT", "ALERTMANAGER_PORT", "WEBHOOK_PORT", "OTLP_GRPC_PORT",
              "OTLP_HTTP_PORT", "COLLECTOR_METRICS_PORT", "PROM_EXPORTER_PORT", "HEALTH_PORT",
              "DEMO_PORT", "DEMO_INVENTORY_PORT", "DEMO_PAYMENT_PORT", "DETECTOR_PORT"]
+# Routes of the harness, not of the demo's workload: left out of the recording.
+HARNESS_ROUTES = {"/health": "harness route: start-up health probes",
+                  "/admin/faults": "harness route: loadgen's fault injection requests"}
 SETTLE_S = 30  # rows start this long after loadgen: the rate windows are full by then
 TAIL_S = 8  # wait after loadgen ends for the last export and scrape
 
@@ -207,13 +212,17 @@ def write_recording(out, series, grid, incidents, t0, meta):
 
 
 def collect(prom, queries, start, end, step):
-    """{(detection, service, route): [value or None per grid step]} and the grid."""
+    """{(detection, service, route): [value or None per grid step]}, the grid and what was left
+    out (harness routes, series with values at under half the steps)."""
     grid = list(range(start, end + 1, step))
     index = {t: i for i, t in enumerate(grid)}
-    series = {}
+    series, dropped = {}, []
     for detection, expr in queries.items():
         for s in query_range(prom, expr, start, end, step):
             service, route = series_key(s["metric"])
+            if route in HARNESS_ROUTES:
+                dropped.append(f"{detection}/{service}__{slug(route)} ({HARNESS_ROUTES[route]})")
+                continue
             vals = [None] * len(grid)
             for t, v in s["values"]:
                 x = float(v)
@@ -232,9 +241,11 @@ def collect(prom, queries, start, end, step):
                     vals[i] = 0.0
     # A series with values at fewer than half the steps (the p95 of `/health`, which only the
     # start-up probes request: a histogram quantile of no requests is NaN) is left out.
-    dropped = sorted(k for k, v in series.items() if sum(x is not None for x in v) < 0.5 * len(grid))
-    for k in dropped:
+    sparse = sorted(k for k, v in series.items() if sum(x is not None for x in v) < 0.5 * len(grid))
+    for k in sparse:
         del series[k]
+    dropped = sorted(dropped) + [f"{d}/{svc}__{slug(route)} (values at under half the steps)"
+                                 for d, svc, route in sparse]
     return series, grid, dropped
 
 
@@ -346,7 +357,7 @@ def record(a):
             "seed": a.seed, "day_s": a.day, "days": a.days, "rps": a.rps, "step_s": a.step,
             "window": a.window, "loadgen_start": stamp(t0), "queries": queries,
             "injects": [inject_arg(i) for i in incidents],
-            "dropped": [f"{d}/{svc}__{slug(route)} (values at under half the steps)" for d, svc, route in dropped],
+            "dropped": dropped,
         }
         write_recording(a.out, series, grid, incidents, t0, meta)
     finally:
