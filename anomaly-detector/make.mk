@@ -13,7 +13,7 @@
 #   make bench-detector-demo    the committed recording of the demo stack's own metrics with
 #                               injected incidents (testdata/demo, bench/demo_record.py)
 #                               backtested and scored per detection and incident kind;
-#                               DEMO_RECORD=1 re-records it first (about 22 minutes, loopback)
+#                               DEMO_RECORD=1 re-records it first (about 21 minutes, loopback)
 #   make bench-detector-speed   one core: fit+score a 10,000-point series and a cycle over
 #                               10,000 series of 1,000 points, vs statsmodels on the same series
 #   make test-detector-model    regenerate the statsmodels parity fixture and compare it with the
