@@ -10,18 +10,24 @@
 #   make bench-detector-synth   the seeded synthetic suite (bench/synth_suite.py: spikes, level
 #                               shifts, variance/trend/season changes, flat-lines, dropouts,
 #                               counter resets, ...) backtested and scored per anomaly kind
+#   make bench-detector-demo    the committed recording of the demo stack's own metrics with
+#                               injected incidents (testdata/demo, bench/demo_record.py)
+#                               backtested and scored per detection and incident kind;
+#                               DEMO_RECORD=1 re-records it first (about 21 minutes, loopback)
 #   make bench-detector-speed   one core: fit+score a 10,000-point series and a cycle over
 #                               10,000 series of 1,000 points, vs statsmodels on the same series
 #   make test-detector-model    regenerate the statsmodels parity fixture and compare it with the
 #                               committed one (the Rust side runs in `cargo test`)
 
-BENCH_TARGETS += bench-detector-nab bench-detector-nab-cv bench-detector-synth bench-detector-speed
+BENCH_TARGETS += bench-detector-nab bench-detector-nab-cv bench-detector-synth bench-detector-demo bench-detector-speed
 TEST_TARGETS += test-detector-model
 
 DETECTOR_NAB := $(ROOT)/../shared/nab-public
 DETECTOR_TARGET = $${CARGO_TARGET_DIR:-$(ROOT)/target}
 
-.PHONY: bench-detector-nab bench-detector-nab-cv bench-detector-synth bench-detector-speed test-detector-model
+DETECTOR_DEMO := anomaly-detector/testdata/demo
+
+.PHONY: bench-detector-nab bench-detector-nab-cv bench-detector-synth bench-detector-demo bench-detector-speed test-detector-model
 
 bench-detector-nab: deps
 	@test -f $(DETECTOR_NAB)/score.py || { echo "NAB data not found: expected ../shared/nab-public next to the repo"; exit 1; }
@@ -51,6 +57,17 @@ bench-detector-synth: deps
 	$(PY) anomaly-detector/bench/synth_suite.py generate --out "$$tmp/suite" $(SYNTH_ARGS); \
 	$(DETECTOR_TARGET)/release/anomaly-detector backtest --input "$$tmp/suite/data" --output "$$tmp/ours" $(SYNTH_BACKTEST_ARGS); \
 	$(PY) anomaly-detector/bench/synth_suite.py report --nab $(DETECTOR_NAB) --data "$$tmp/suite" --results "$$tmp/ours"
+
+bench-detector-demo: deps
+	@test -f $(DETECTOR_NAB)/score.py || { echo "NAB scorer not found: expected ../shared/nab-public next to the repo"; exit 1; }
+	@if [ -n "$(DEMO_RECORD)" ]; then \
+		$(CARGO) build --release -p demo-app -p otel-collector -p node-agent -p anomaly-detector --bins && \
+		STACK_BIN=$(DETECTOR_TARGET)/release $(PY) anomaly-detector/bench/demo_record.py record --out $(DETECTOR_DEMO) $(DEMO_RECORD_ARGS); \
+	fi
+	$(CARGO) build --release -p anomaly-detector --bin anomaly-detector
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(DETECTOR_TARGET)/release/anomaly-detector backtest --input $(DETECTOR_DEMO)/data --output "$$tmp/ours" $(DEMO_BACKTEST_ARGS); \
+	$(PY) anomaly-detector/bench/demo_record.py report --nab $(DETECTOR_NAB) --data $(DETECTOR_DEMO) --results "$$tmp/ours"
 
 bench-detector-speed: deps
 	$(CARGO) bench -p anomaly-detector --bench speed --no-run
