@@ -405,3 +405,61 @@ fn an_alert_starts_only_beyond_the_band_on_an_alerting_side() {
         }
     }
 }
+
+/// Issue 20: a series that was exactly constant for its whole fit window (a healthy service's
+/// error ratio) has no known residual variability. Its first departure must alert, and must then
+/// give the band a width: before the fix the scale stayed at the floor (about 1e-9), every later
+/// point was `anomalous` with |z| at the cap, also where the value was back at the old level.
+#[test]
+fn a_constant_series_learns_a_scale_from_its_first_departure() {
+    let after = 40; // points after the departure ends within which alerts must stop
+    for (base, departure) in [(0.0, 0.2), (5.0, 1.0)] {
+        // a burst of 15 points (0.5-1.5 times `departure`) on a constant series, back to the
+        // old level, then single blips of the burst's size
+        let mut y = vec![base; 400];
+        y.extend((0..15).map(|i| base + departure * (1.0 + noise(i)).max(0.5)));
+        y.extend(vec![base; 300]);
+        for i in 0..300 {
+            y.push(if i % 100 == 50 {
+                base + departure
+            } else {
+                base
+            });
+        }
+        let (_, evals) = run(&y, &ModelConfig::default());
+        let flagged = anomalous_at(&evals, 0);
+        assert!(
+            flagged.iter().any(|i| (400..415).contains(i)),
+            "base {base}: burst not flagged: {flagged:?}"
+        );
+        assert!(
+            flagged.iter().all(|&i| (400..415 + after).contains(&i)),
+            "base {base}: flagged after the burst: {flagged:?}"
+        );
+        for e in &evals[415 + after..] {
+            assert!(
+                e.upper - e.lower > 1e-3 * departure,
+                "base {base}: band width {} at {}",
+                e.upper - e.lower,
+                e.timestamp
+            );
+            assert!(
+                e.deviation.abs() < 1e3,
+                "base {base}: |z| {} at {}",
+                e.deviation,
+                e.timestamp
+            );
+        }
+    }
+    // a step to a new constant level is flagged at its start, then learnt
+    let mut y = vec![5.0; 400];
+    y.extend(vec![6.0; 400]);
+    let (_, evals) = run(&y, &ModelConfig::default());
+    let flagged = anomalous_at(&evals, 0);
+    assert!(
+        flagged.first().is_some_and(|&i| i == 401),
+        "step: {flagged:?}"
+    );
+    assert!(flagged.iter().all(|&i| i < 400 + 200), "step: {flagged:?}");
+    assert!(evals[799].upper - evals[799].lower > 0.0);
+}

@@ -571,12 +571,23 @@ impl SeriesDetector {
         (med, mad.max(floor))
     }
 
-    /// Updates the running residual scale with the point's residual.
+    /// Updates the running residual scale with the point's residual. Residuals are winsorised at
+    /// `scale_clip` times the scale, which needs a scale to winsorise against: while it is at or
+    /// below the floor (a series constant over the whole fit, no variability known yet) the
+    /// residual sets it instead. Clipping against the floor, as before, let a constant series'
+    /// scale grow by under 1 % a point after its first change, so every later point had |z| at
+    /// the cap and stayed `anomalous` (issue 20). The point itself was scored before this.
     fn learn(&mut self, y: f64, expected: f64) {
         if self.model.is_none() || !y.is_finite() || !expected.is_finite() {
             return;
         }
         let r = (y - expected).abs();
+        if self.scale * MAD_TO_SD <= self.scale_floor {
+            if r.is_finite() {
+                self.scale = r;
+            }
+            return;
+        }
         let lam = 1.0 - 0.5f64.powf(1.0 / self.cfg.scale_halflife.max(1.0));
         let cap = self.cfg.scale_clip * self.scale.max(self.scale_floor / MAD_TO_SD);
         let r = if cap > 0.0 { r.min(cap) } else { r };
