@@ -366,6 +366,9 @@ def record(a):
 
 
 def report(a):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from synth_suite import group_figures  # the suite's per-group NAB figures, same scorer
+
     spec = importlib.util.spec_from_file_location("nab_score", os.path.join(a.nab, "score.py"))
     sc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sc)
@@ -386,15 +389,7 @@ def report(a):
         fs = [f for r, f in files.items() if r.startswith(det + "/")]
         if not fs:
             continue
-        per = [f.score_at(thr) for f in fs]
-        raw_k = sum(p["score"] for p in per)
-        n_w = sum(p["windows"] for p in per)
-        found = sum(p["windows_detected"] for p in per)
-        fp = sum(p["fp_rows"] for p in per)
-        fp_cost = sum(float(f.weight[(f.scores >= thr) & (f.win_id < 0)].sum()) for f in fs)
-        nk = sum(-prof["fn"] * len(f.scorable_windows) for f in fs)
-        pk = prof["tp"] * sum(f.n_windows for f in fs)
-        norm = f"{100.0 * (raw_k - nk) / (pk - nk):7.1f}" if pk != nk else "      -"
+        norm, found, n_w, fp, fp_cost = group_figures(fs, thr, prof)
         print(f"{det:14s} {len(fs):5d} {norm} {found:4d}/{n_w:<4d} {fp:8d} {fp_cost:8.2f}")
     # windows found per incident kind: a file's windows are its incidents in time order
     print(f"{'incident':14s} {'windows':>9s}   (per detection)")

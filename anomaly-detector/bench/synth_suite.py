@@ -206,6 +206,22 @@ def generate(out, seed, per_kind):
     print(f"{len(files)} files, {sum(len(w) for w in labels.values())} windows under {out}")
 
 
+def group_figures(fs, thr, prof):
+    """NAB figures of a group of scored files (`score.py`'s file terms) at threshold `thr`:
+    (normalised score as a 7-wide text, "-" without windows; windows found; windows;
+    false-positive rows; their cost)."""
+    per = [f.score_at(thr) for f in fs]
+    raw = sum(p["score"] for p in per)
+    n_w = sum(p["windows"] for p in per)
+    found = sum(p["windows_detected"] for p in per)
+    fp = sum(p["fp_rows"] for p in per)
+    fp_cost = sum(float(f.weight[(f.scores >= thr) & (f.win_id < 0)].sum()) for f in fs)
+    null = sum(-prof["fn"] * len(f.scorable_windows) for f in fs)
+    perfect = prof["tp"] * sum(f.n_windows for f in fs)
+    norm = f"{100.0 * (raw - null) / (perfect - null):7.1f}" if perfect != null else "      -"
+    return norm, found, n_w, fp, fp_cost
+
+
 def report(nab, data, results):
     """Per-kind NAB figures of a backtest of the suite at one suite-wide threshold."""
     spec = importlib.util.spec_from_file_location("nab_score", os.path.join(nab, "score.py"))
@@ -226,15 +242,7 @@ def report(nab, data, results):
         fs = [f for f, r in zip(files, rels) if r.startswith(kind + "/")]
         if not fs:
             continue
-        per = [f.score_at(thr) for f in fs]
-        raw_k = sum(p["score"] for p in per)
-        n_w = sum(p["windows"] for p in per)
-        det = sum(p["windows_detected"] for p in per)
-        fp = sum(p["fp_rows"] for p in per)
-        fp_cost = sum(float(f.weight[(f.scores >= thr) & (f.win_id < 0)].sum()) for f in fs)
-        nk = sum(-prof["fn"] * len(f.scorable_windows) for f in fs)
-        pk = prof["tp"] * sum(f.n_windows for f in fs)
-        norm = f"{100.0 * (raw_k - nk) / (pk - nk):7.1f}" if pk != nk else "      -"
+        norm, det, n_w, fp, fp_cost = group_figures(fs, thr, prof)
         print(f"{kind:18s} {norm} {det:4d}/{n_w:<4d} {fp:8d} {fp_cost:8.2f}")
     total = 100.0 * (raw - null) / (perfect - null)
     print(f"suite total (normalised): {total:.2f}")
