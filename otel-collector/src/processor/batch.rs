@@ -287,15 +287,10 @@ impl BatchProcessor {
 
     /// Durable acks: sends `data` downstream at once, split by `send_batch_max_size` when set,
     /// and returns the outcome (the first failure of its pieces).
-    async fn forward(&self, mut data: Telemetry, n: usize) -> Result<(), ConsumeError> {
-        let max = self.config.send_batch_max_size;
-        let mut pieces = Vec::new();
-        let mut left = n;
-        while max > 0 && left > max {
-            pieces.push((split_front(&mut data, max), max));
-            left -= max;
-        }
-        pieces.push((data, left));
+    async fn forward(&self, data: Telemetry, n: usize) -> Result<(), ConsumeError> {
+        let mut own = Buffer::default();
+        own.push(data, n);
+        let pieces = own.take_all(self.config.send_batch_max_size);
         self.flush(pieces, None).await
     }
 
