@@ -5,8 +5,10 @@
 #   make bench-detector-nab-cv  nested cross-validation of the configuration selection
 #                               (bench/nab_cv.py, candidates bench/nab_grid_defaults.json, everything
 #                               tuned on training folds only): outer mean, sd, worst fold and
-#                               the public score side by side; NAB_CV_ARGS="--compare G.json"
-#                               applies the frozen decision rule to a second candidate list
+#                               the public score side by side, for the onset scores and then for
+#                               the live alert rule as paged (--score alert --as-paged: every
+#                               alert counts); NAB_CV_ARGS="--compare G.json" applies the frozen
+#                               decision rule to a second candidate list (onset scores)
 #   make bench-detector-synth   the seeded synthetic suite (bench/synth_suite.py: spikes, level
 #                               shifts, variance/trend/season changes, flat-lines, dropouts,
 #                               counter resets, ...) backtested and scored per anomaly kind
@@ -49,6 +51,9 @@ bench-detector-nab-cv: deps
 	$(CARGO) build --release -p anomaly-detector --bin anomaly-detector
 	nice $(PY) anomaly-detector/bench/nab_cv.py --bin $(DETECTOR_TARGET)/release/anomaly-detector \
 		--nab $(DETECTOR_NAB) --jobs 2 $(NAB_CV_ARGS)
+	@echo "--- the live alert rule, every alert the service would send counted ---"
+	nice $(PY) anomaly-detector/bench/nab_cv.py --bin $(DETECTOR_TARGET)/release/anomaly-detector \
+		--nab $(DETECTOR_NAB) --jobs 2 --score alert --as-paged
 
 bench-detector-synth: deps
 	@test -f $(DETECTOR_NAB)/score.py || { echo "NAB scorer not found: expected ../shared/nab-public next to the repo"; exit 1; }

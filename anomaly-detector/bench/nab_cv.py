@@ -24,11 +24,16 @@ list is run on the same outer folds and the frozen decision rule is applied (doc
 *Decision rule*): the change lands only if the mean paired improvement of the per-repeat nested
 scores exceeds the standard deviation of that improvement over the repeats.
 
+`--score alert` scores where the live service starts an alert (`backtest --score alert`)
+instead of the onset scores; with `--as-paged` no threshold is optimised anywhere (every
+detection counts: every alert the service would send), so only the candidate is chosen inside.
+
 Every candidate is backtested once over all files (the backtest is causal and per file, so a
 file's scores do not depend on which fold it is in). It imports the unchanged `score.py`.
 
     nab_cv.py --bin target/release/anomaly-detector --nab ../shared/nab-public \
         [--grid G.json] [--compare G2.json] [--set key=value,...] [--jobs 2] [--json OUT]
+        [--score onset|alert] [--as-paged]
 """
 import argparse
 import concurrent.futures
@@ -98,11 +103,19 @@ def normalise(prof, files, raw):
 class Nested:
     """The selection procedure and its nested evaluation over a list of candidates."""
 
-    def __init__(self, sc, prof, groups, cand_terms):
+    def __init__(self, sc, prof, groups, cand_terms, fixed_threshold=None):
         self.sc = sc
         self.prof = prof
         self.groups = np.array(groups)
         self.terms = cand_terms  # candidates x files
+        # with a fixed threshold nothing is optimised: every detection counts (alerts as paged)
+        self.fixed = fixed_threshold
+
+    def threshold(self, files):
+        """The threshold chosen on `files` (or the fixed one)."""
+        if self.fixed is not None:
+            return self.fixed
+        return self.sc.optimise(files)[0]
 
     def inner_score(self, c, train):
         """Leave-one-group-out score of candidate `c` within the files `train` (pooled)."""
@@ -110,12 +123,13 @@ class Nested:
         raw = 0.0
         gs = sorted(set(self.groups[train]))
         if len(gs) < 2:
-            _, raw = self.sc.optimise([files[i] for i in train])
-            return normalise(self.prof, [files[i] for i in train], raw)
+            fs = [files[i] for i in train]
+            raw = sum(f.score_at(self.threshold(fs))["score"] for f in fs)
+            return normalise(self.prof, fs, raw)
         for g in gs:
             tr = [files[i] for i in train if self.groups[i] != g]
             te = [files[i] for i in train if self.groups[i] == g]
-            thr, _ = self.sc.optimise(tr)
+            thr = self.threshold(tr)
             raw += sum(f.score_at(thr)["score"] for f in te)
         return normalise(self.prof, [files[i] for i in train], raw)
 
@@ -123,8 +137,7 @@ class Nested:
         """(candidate, threshold) chosen on the files `train` only."""
         scores = [self.inner_score(c, train) for c in range(len(self.terms))]
         c = int(np.argmax(scores))  # first best: the list order breaks ties
-        thr, _ = self.sc.optimise([self.terms[c][i] for i in train])
-        return c, thr
+        return c, self.threshold([self.terms[c][i] for i in train])
 
     def test(self, c, thr, test):
         """Normalised score of candidate `c` at `thr` on the files `test`."""
@@ -140,9 +153,9 @@ class Nested:
     def public(self):
         """What ships: the candidate selected on all files, scored on them (threshold optimised)."""
         all_ = list(range(len(self.groups)))
-        c, _ = self.select(all_)
-        _, raw = self.sc.optimise([self.terms[c][i] for i in all_])
-        return normalise(self.prof, [self.terms[c][i] for i in all_], raw), c
+        c, thr = self.select(all_)
+        files = [self.terms[c][i] for i in all_]
+        return normalise(self.prof, files, sum(f.score_at(thr)["score"] for f in files)), c
 
 
 def stratified_halves(groups, repeats, seed):
@@ -205,8 +218,9 @@ def load_grid(path):
     return [(c["name"], c.get("set", {})) for c in grid["candidates"]]
 
 
-def run_backtest(binary, data_dir, settings, tmp, key):
-    """Backtests one candidate over every file; returns its results directory."""
+def run_backtest(binary, data_dir, settings, tmp, key, score="onset"):
+    """Backtests one candidate over every file (`score`: the column the backtest writes, see
+    `anomaly-detector backtest --score`); returns its results directory."""
     out = os.path.join(tmp, f"out_{key}")
     if os.path.isdir(out):
         return out
@@ -214,7 +228,8 @@ def run_backtest(binary, data_dir, settings, tmp, key):
     with open(cfg, "w") as f:
         for k, v in settings.items():
             f.write(f"{k}: {json.dumps(v)}\n")
-    cmd = [binary, "backtest", "--input", data_dir, "--output", out, "--config", cfg]
+    cmd = [binary, "backtest", "--input", data_dir, "--output", out, "--config", cfg,
+           "--score", score]
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         sys.exit(f"backtest failed ({' '.join(cmd)}):\n{r.stderr}")
@@ -270,6 +285,12 @@ def main():
     ap.add_argument("--jobs", type=int, default=2, help="backtests run at once")
     ap.add_argument("--each", action="store_true",
                     help="also evaluate every candidate alone (only the threshold selected)")
+    ap.add_argument("--score", choices=["onset", "alert"], default="onset",
+                    help="what is scored: onset scores (default) or the live alert rule's alert "
+                         "starts (`backtest --score alert`)")
+    ap.add_argument("--as-paged", action="store_true",
+                    help="no threshold is optimised: every detection counts (with --score alert: "
+                         "every alert the service would send)")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--keep", action="store_true", help="keep the results trees (path printed)")
     a = ap.parse_args()
@@ -289,16 +310,20 @@ def main():
             keys.setdefault(json.dumps(st, sort_keys=True), st)
     t0 = time.time()
     with concurrent.futures.ThreadPoolExecutor(max(1, a.jobs)) as ex:
-        futs = {k: ex.submit(run_backtest, a.bin, ds.data_dir, st, tmp, i)
+        futs = {k: ex.submit(run_backtest, a.bin, ds.data_dir, st, tmp, i, a.score)
                 for i, (k, st) in enumerate(keys.items())}
         outs = {k: f.result() for k, f in futs.items()}
     t_bt = time.time() - t0
     terms = {k: ds.terms(o) for k, o in outs.items()}
     t1 = time.time()
     results = {}
+    # every detection of a written score is > 0; counting them all = a threshold just above 0
+    fixed = 1e-9 if a.as_paged else None
+    print(f"scored: {a.score} scores" + (", every detection counted (no threshold optimised)"
+                                         if fixed else ", threshold optimised on training files"))
     for label, cands in grids.items():
         nested = Nested(sc, ds.prof, ds.groups,
-                        [terms[json.dumps(st, sort_keys=True)] for _, st in cands])
+                        [terms[json.dumps(st, sort_keys=True)] for _, st in cands], fixed)
         res = evaluate(nested, ds.groups, a.repeats, a.seed)
         names = [n for n, _ in cands]
         summary(f"{label} ({a.grid if label == 'grid' else a.compare}, {len(cands)} candidates)",
@@ -311,8 +336,8 @@ def main():
         first = None
         for name, st in grids["grid"] + grids.get("compare", []):
             k = json.dumps(st, sort_keys=True)
-            res = evaluate(Nested(sc, ds.prof, ds.groups, [terms[k]]), ds.groups, a.repeats,
-                           a.seed)
+            res = evaluate(Nested(sc, ds.prof, ds.groups, [terms[k]], fixed), ds.groups,
+                           a.repeats, a.seed)
             h, lv = np.array(res["halves"]), np.array(list(res["loco"].values()))
             reps = np.array(res["repeats"])
             first = reps if first is None else first

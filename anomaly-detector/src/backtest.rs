@@ -59,6 +59,11 @@ pub enum ScoreColumn {
     Onset,
     /// [`crate::model::Evaluation::score`]: the raw per-point score.
     Raw,
+    /// What the live service pages for: the score at the first point of each run of
+    /// [`crate::model::Evaluation::anomalous`] points (an alert starting), 0 elsewhere. The
+    /// `score_threshold`, `consecutive`, band and `direction` rules apply; scored by NAB, every
+    /// alert outside a window is a false positive.
+    Alert,
 }
 
 /// Options beyond the model configuration.
@@ -220,13 +225,17 @@ pub fn score_series(rows: &[Row], config: &ModelConfig, column: ScoreColumn) -> 
     let mut det = SeriesDetector::new(config, step);
     let mut scores = Vec::with_capacity(rows.len());
     let mut anomalous = 0;
+    let mut was_anomalous = false;
     for r in rows {
         let e = det.observe(r.ts, r.value);
         anomalous += usize::from(e.anomalous);
         let s = match column {
             ScoreColumn::Onset => e.onset_score,
             ScoreColumn::Raw => e.score,
+            ScoreColumn::Alert if e.anomalous && !was_anomalous => e.score,
+            ScoreColumn::Alert => 0.0,
         };
+        was_anomalous = e.anomalous;
         scores.push(if s.is_finite() {
             s.clamp(0.0, 1.0)
         } else {

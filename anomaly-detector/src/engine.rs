@@ -371,10 +371,17 @@ fn feed(
         any_eligible: false,
         worst: None,
     };
+    let mut replayed = false;
     for (ts, v) in points {
         if ts <= state.last_ts {
             continue;
         }
+        if ts > eligible_from && replayed {
+            // the replay never alerts: its events must not make the first live one a repeat
+            state.detector.forget_events();
+            replayed = false;
+        }
+        replayed |= ts <= eligible_from;
         let v = if v.is_finite() { v } else { f64::NAN };
         let e = observe(&mut state.detector, ts, v);
         state.last_ts = ts;

@@ -33,6 +33,24 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// `backtest --score` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ScoreArg {
+    Onset,
+    Raw,
+    Alert,
+}
+
+impl From<ScoreArg> for ScoreColumn {
+    fn from(a: ScoreArg) -> Self {
+        match a {
+            ScoreArg::Onset => ScoreColumn::Onset,
+            ScoreArg::Raw => ScoreColumn::Raw,
+            ScoreArg::Alert => ScoreColumn::Alert,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Replay CSV series (timestamp,value) and write timestamp,value,anomaly_score per file.
@@ -46,8 +64,13 @@ enum Command {
         /// YAML file with model settings (the `model:` section of a detection); defaults otherwise.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Write the raw per-point score instead of the onset score.
-        #[arg(long)]
+        /// Score written as `anomaly_score`: `onset` (first score of each event, what NAB
+        /// rewards), `raw` (every point's score) or `alert` (the score where a live alert
+        /// starts: the first point of each run of anomalous points, 0 elsewhere).
+        #[arg(long, value_enum, default_value_t = ScoreArg::Onset)]
+        score: ScoreArg,
+        /// Same as `--score raw` (kept for older scripts).
+        #[arg(long, conflicts_with = "score")]
         raw_score: bool,
         /// Print the model and seasonal period chosen for each file (stderr).
         #[arg(long)]
@@ -69,9 +92,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             input,
             output,
             config,
+            score,
             raw_score,
             per_file,
-        }) => backtest(input, output, config, raw_score, per_file),
+        }) => {
+            let column = if raw_score {
+                ScoreColumn::Raw
+            } else {
+                score.into()
+            };
+            backtest(input, output, config, column, per_file)
+        }
         None => {
             let path = cli.config.context(
                 "--config FILE.yaml is required (the shipped one is anomaly-detector/config/detector.yaml)",
@@ -133,7 +164,7 @@ fn backtest(
     input: PathBuf,
     output: PathBuf,
     config: Option<PathBuf>,
-    raw_score: bool,
+    column: ScoreColumn,
     per_file: bool,
 ) -> anyhow::Result<()> {
     let model: ModelConfig = match &config {
@@ -150,11 +181,7 @@ fn backtest(
         None => ModelConfig::default(),
     };
     let opts = BacktestOptions {
-        score: if raw_score {
-            ScoreColumn::Raw
-        } else {
-            ScoreColumn::Onset
-        },
+        score: column,
         progress: true,
     };
     let s = run_backtest_with(&input, &output, &model, &opts)?;

@@ -338,10 +338,11 @@ fn a_latency_dip_at_the_traffic_trough_alerts_only_when_dips_may_alert() {
             (t.parse().expect("timestamp"), v.parse().expect("value"))
         })
         .collect();
-    let flagged = |direction| {
+    let flagged = |direction, alert_repeats| {
         let cfg = ModelConfig {
             min_history: 30,
             direction,
+            alert_repeats,
             ..ModelConfig::default()
         };
         let mut det = SeriesDetector::new(&cfg, 4.0);
@@ -351,11 +352,69 @@ fn a_latency_dip_at_the_traffic_trough_alerts_only_when_dips_may_alert() {
             .map(|&(t, _)| t)
             .collect::<Vec<_>>()
     };
+    // every run may alert (the repeat rule off), so only `direction` decides
     assert!(
-        !flagged(Direction::Both).is_empty(),
+        !flagged(Direction::Both, true).is_empty(),
         "the dip is an anomaly when dips may alert"
     );
-    assert_eq!(flagged(Direction::Up), Vec::<i64>::new());
+    assert_eq!(flagged(Direction::Up, true), Vec::<i64>::new());
+    // with the defaults the dip is not an event of its own either: it comes 15 points after a
+    // significant onset (score 0.52), within `refractory_points`, so its run holds no onset
+    assert_eq!(flagged(Direction::Both, false), Vec::<i64>::new());
+}
+
+/// The alert rule's repeat handling (`model::repeat`): a spike like one alerted shortly before
+/// repeats it and does not alert; a clearly larger one, or any after `suppress_points`, does;
+/// `alert_repeats: true` alerts for every run.
+#[test]
+fn a_repeated_spike_alerts_once_unless_clearly_larger_or_later() {
+    let base: Vec<f64> = (0..1200).map(|i| 100.0 + 2.0 * noise(i as u64)).collect();
+    let alert_starts = |y: &[f64], cfg: &ModelConfig| {
+        let (_, evals) = run(y, cfg);
+        let mut starts = Vec::new();
+        for i in 1..evals.len() {
+            if evals[i].anomalous && !evals[i - 1].anomalous {
+                starts.push(i);
+            }
+        }
+        starts
+    };
+    let defaults = ModelConfig::default();
+    let mut y = base.clone();
+    y[500] += 30.0;
+    y[600] += 30.0; // a repeat, 100 points later
+    y[1150] += 30.0; // 650 points later: beyond suppress_points (400)
+    let starts = alert_starts(&y, &defaults);
+    assert!(
+        starts.iter().any(|&i| (500..505).contains(&i)),
+        "{starts:?}"
+    );
+    assert!(
+        !starts.iter().any(|&i| (600..605).contains(&i)),
+        "{starts:?}"
+    );
+    assert!(
+        starts.iter().any(|&i| (1150..1155).contains(&i)),
+        "{starts:?}"
+    );
+    let every_run = ModelConfig {
+        alert_repeats: true,
+        ..ModelConfig::default()
+    };
+    let starts = alert_starts(&y, &every_run);
+    assert!(
+        starts.iter().any(|&i| (600..605).contains(&i)),
+        "{starts:?}"
+    );
+    // a clearly larger spike soon after is a new event
+    let mut y = base;
+    y[500] += 30.0;
+    y[600] += 300.0;
+    let starts = alert_starts(&y, &defaults);
+    assert!(
+        starts.iter().any(|&i| (600..605).contains(&i)),
+        "{starts:?}"
+    );
 }
 
 /// A run of high scores must start beyond the band on an alerting side: a spike starts it (and

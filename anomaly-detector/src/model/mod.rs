@@ -22,6 +22,7 @@
 //! `cargo test -p anomaly-detector --test model_synthetic --test model_statsmodels_parity`.
 
 pub mod hw;
+mod repeat;
 mod score;
 mod season;
 
@@ -31,6 +32,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use self::hw::{HwParams, HwState};
+use self::repeat::{RepeatGate, RunPoint};
 use self::score::{PointScore, ScoreSettings, Scorer};
 use self::season::SeasonBounds;
 
@@ -124,6 +126,11 @@ pub struct ModelConfig {
     /// Which deviations may raise an alert: `both` (default), `up` (above the band only, e.g.
     /// latency or error ratio, where a drop is good news) or `down`. Scores are not affected.
     pub direction: Direction,
+    /// Whether every run of anomalous points alerts. `false` (default): a run alerts only if it
+    /// holds an event onset (a non-zero `onset_score`) and is not a repeat of an alert of the
+    /// last `suppress_points` points (it needs an `onset_ratio` times larger surprise); see
+    /// `model::repeat`. The NAB scorer counts repeats outside a window as false positives.
+    pub alert_repeats: bool,
 }
 
 /// Side of the band on which a deviation may raise an alert.
@@ -196,6 +203,7 @@ impl Default for ModelConfig {
             trend: true,
             counter: false,
             direction: Direction::Both,
+            alert_repeats: false,
         }
     }
 }
@@ -314,6 +322,8 @@ pub struct SeriesDetector {
     scale_floor: f64,
     scorer: Scorer,
     over_threshold: usize,
+    /// Which anomalous runs alert and which repeat a recent alert.
+    repeats: RepeatGate,
     /// Refits so far.
     refits: u32,
     /// History length at the last season detection.
@@ -368,6 +378,7 @@ impl SeriesDetector {
             scale_floor: 0.0,
             scorer,
             over_threshold: 0,
+            repeats: RepeatGate::default(),
             refits: 0,
             detected_len: 0,
             outlier_sign: 0.0,
@@ -388,6 +399,15 @@ impl SeriesDetector {
     #[must_use]
     pub fn period(&self) -> usize {
         self.model.as_ref().map_or(0, |a| a.period)
+    }
+
+    /// Forgets earlier events and alerts: the next anomalous run is a new event (and alerts)
+    /// however high the scores before it were. The service calls it after replaying a new
+    /// series' history, which never alerts, so that an event in the replay cannot make a live
+    /// one a repeat.
+    pub fn forget_events(&mut self) {
+        self.scorer.forget_events();
+        self.repeats.forget();
     }
 
     /// Feeds the next point in time order (NaN = gap) and returns its evaluation, made from
@@ -426,6 +446,7 @@ impl SeriesDetector {
             self.apply_score(&mut e, ps, y);
         } else {
             self.scorer.skip();
+            self.repeats.skip();
             self.over_threshold = 0;
         }
         let y_state = self.clip_update(y, e.expected);
@@ -540,7 +561,20 @@ impl SeriesDetector {
         } else {
             self.over_threshold = 0;
         }
-        e.anomalous = self.over_threshold >= self.cfg.consecutive.max(1);
+        let point = RunPoint {
+            over: self.over_threshold > 0,
+            candidate: self.over_threshold >= self.cfg.consecutive.max(1),
+            onset: ps.onset > 0.0,
+            z: ps.z,
+        };
+        let alerts = self
+            .repeats
+            .push(point, self.cfg.suppress_points, self.cfg.onset_ratio);
+        e.anomalous = if self.cfg.alert_repeats {
+            point.candidate
+        } else {
+            alerts
+        };
         if e.anomalous {
             e.severity = Some(if ps.z >= self.cfg.critical_sensitivity {
                 Severity::Critical

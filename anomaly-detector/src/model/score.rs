@@ -386,6 +386,13 @@ impl Scorer {
         }
     }
 
+    /// Forgets earlier events for the onset rules (suppression window, last significant onset):
+    /// the next positive score is an onset.
+    pub(crate) fn forget_events(&mut self) {
+        self.maxq.clear();
+        self.last_sig = None;
+    }
+
     /// A point that was not scored (gap): keeps the time base of the suppression window.
     pub(crate) fn skip(&mut self) {
         self.onset(0.0);
