@@ -126,3 +126,39 @@ fn a_single_file_input_and_empty_values_work() {
         "{text}"
     );
 }
+
+/// `ScoreColumn::Alert`: the score where a live alert starts (the first point of each run of
+/// anomalous points, the run's score there), 0 everywhere else; the planted spike alerts.
+#[test]
+fn the_alert_column_marks_where_alerts_start() {
+    let dir = TempDir::new("detector-model-alert");
+    let (input, output) = (dir.join("in"), dir.join("out"));
+    let spike = 288 * 3 + 40;
+    write_series(&input.join("one.csv"), 288 * 4, Some(spike));
+    let read = |column| {
+        let opts = BacktestOptions {
+            score: column,
+            progress: false,
+        };
+        let out = output.join(format!("{column:?}"));
+        run_backtest_with(&input, &out, &ModelConfig::default(), &opts).expect("backtest");
+        std::fs::read_to_string(out.join("one.csv"))
+            .expect("output")
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(',').next().expect("score").parse().expect("score"))
+            .collect::<Vec<f64>>()
+    };
+    let alert = read(ScoreColumn::Alert);
+    let raw = read(ScoreColumn::Raw);
+    let starts: Vec<usize> = (0..alert.len()).filter(|&i| alert[i] > 0.0).collect();
+    assert!(!starts.is_empty(), "the spike alerts");
+    assert!(
+        starts.iter().all(|&i| (spike..spike + 3).contains(&i)),
+        "alerts start only at the spike: {starts:?}"
+    );
+    for &i in &starts {
+        // an alert starts at a high score (at least score_threshold), written as it is
+        assert!((alert[i] - raw[i]).abs() < 1e-9 && alert[i] >= 0.6, "{i}");
+    }
+}
