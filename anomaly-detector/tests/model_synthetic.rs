@@ -463,3 +463,57 @@ fn a_constant_series_learns_a_scale_from_its_first_departure() {
     assert!(flagged.iter().all(|&i| i < 400 + 200), "step: {flagged:?}");
     assert!(evals[799].upper - evals[799].lower > 0.0);
 }
+
+/// Issue 20, `count_transform` (off by default): on a series of counts the band is in the
+/// value's units, asymmetric (wider above, never below zero), a burst is flagged, and a
+/// non-integer value turns the transform off at the next refit (a symmetric band again).
+#[test]
+fn count_transforms_keep_the_band_in_value_units() {
+    use anomaly_detector::model::CountTransform;
+    // counts around 10 with a daily swing, integer-valued
+    let counts: Vec<f64> = (0..1500)
+        .map(|i| {
+            (10.0 + 4.0 * (i as f64 / 288.0 * std::f64::consts::TAU).sin() + 6.0 * noise(i)).round()
+        })
+        .collect();
+    for t in [
+        CountTransform::Anscombe,
+        CountTransform::Log1p,
+        CountTransform::Deviance,
+    ] {
+        let cfg = ModelConfig {
+            count_transform: t,
+            ..ModelConfig::default()
+        };
+        let mut y = counts.clone();
+        for v in &mut y[1200..1203] {
+            *v = 80.0;
+        }
+        let (_, evals) = run(&y, &cfg);
+        for e in &evals[400..1500] {
+            assert!(
+                e.lower <= e.expected && e.expected <= e.upper,
+                "{t:?}: {e:?}"
+            );
+            assert!(e.lower >= -0.375 - 1e-9, "{t:?}: lower {}", e.lower);
+            assert!(
+                e.upper - e.expected >= e.expected - e.lower - 1e-9,
+                "{t:?}: band not wider above: {e:?}"
+            );
+            assert!(e.expected > 0.0 && e.expected < 30.0, "{t:?}: {e:?}");
+        }
+        assert!(
+            evals[1201].anomalous,
+            "{t:?}: burst not flagged: {:?}",
+            evals[1200]
+        );
+        assert!(evals[1200].value > evals[1200].upper);
+        // a fractional value makes the history non-counts: symmetric band after the next refit
+        let mut y = counts.clone();
+        y[700] = 10.5;
+        let (_, evals) = run(&y, &cfg);
+        let e = &evals[1400];
+        let (above, below) = (e.upper - e.expected, e.expected - e.lower);
+        assert!((above - below).abs() < 1e-9 * above, "{t:?}: {e:?}");
+    }
+}

@@ -117,6 +117,11 @@ pub struct ModelConfig {
     pub tail_events: f64,
     /// Prior mean log excess of a significant onset over the band edge (with `tail_events`).
     pub tail_prior: f64,
+    /// Count-series treatment (`none` = off): while every value in the history (at the last
+    /// refit) is a non-negative integer, the model forecasts and scores `transform(value)`
+    /// (`anscombe`, `log1p`; band and expected value mapped back to the value's units) or scores
+    /// the quasi-Poisson deviance residual (`deviance`). Did not pass the decision rule.
+    pub count_transform: CountTransform,
     /// Fit a (damped) trend component; the fit may still choose none.
     pub trend: bool,
     /// The series is a monotonic counter: score its increments; a decrease is a reset.
@@ -124,6 +129,115 @@ pub struct ModelConfig {
     /// Which deviations may raise an alert: `both` (default), `up` (above the band only, e.g.
     /// latency or error ratio, where a drop is good news) or `down`. Scores are not affected.
     pub direction: Direction,
+}
+
+/// Variance-stabilising transform applied to a series detected as counts (every value in the
+/// history a non-negative integer): a Poisson-like series whose spread grows with its level is
+/// modelled where the spread is about constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountTransform {
+    /// No transform.
+    #[default]
+    None,
+    /// Anscombe: `2·sqrt(y + 3/8)` (variance about 1 for Poisson counts).
+    Anscombe,
+    /// `ln(1 + y)` (constant relative spread: overdispersed counts).
+    Log1p,
+    /// No transform of the model; the point is scored by its quasi-Poisson deviance residual
+    /// `sign(y − μ)·sqrt(2·(y·ln(y/μ) − (y − μ)))` over the square root of the series' running
+    /// dispersion (mean squared deviance residual, winsorised at `scale_clip`), the band being
+    /// the values whose deviance residual is `sensitivity` of those: a tail as a count model has
+    /// it rather than a Gaussian one (a rise from 1 to 8 is rarer than one from 15 to 60).
+    Deviance,
+}
+
+impl CountTransform {
+    /// Value units to model units.
+    fn forward(self, y: f64) -> f64 {
+        match self {
+            Self::None => y,
+            Self::Anscombe => 2.0 * (y.max(0.0) + 0.375).sqrt(),
+            Self::Log1p => y.max(0.0).ln_1p(),
+            Self::Deviance => y,
+        }
+    }
+
+    /// Model units back to value units (monotone, so the band keeps its order).
+    fn inverse(self, m: f64) -> f64 {
+        match self {
+            Self::None => m,
+            Self::Anscombe => {
+                let h = 0.5 * m.max(0.0);
+                h * h - 0.375
+            }
+            Self::Log1p => m.exp_m1(),
+            Self::Deviance => m,
+        }
+    }
+}
+
+/// Smallest mean of the count model (half a count): a forecast at or below zero would make any
+/// count infinitely surprising.
+const COUNT_MIN_MEAN: f64 = 0.5;
+/// Smallest dispersion of the count model (a series constant so far).
+const COUNT_MIN_DISPERSION: f64 = 1e-2;
+
+/// Signed Poisson deviance residual of `y` (clamped at 0) under mean `mu` (> 0).
+fn deviance_residual(y: f64, mu: f64) -> f64 {
+    let y = y.max(0.0);
+    let t = if y > 0.0 { y * (y / mu).ln() } else { 0.0 };
+    let d = (2.0 * (t - (y - mu))).max(0.0).sqrt();
+    if y >= mu {
+        d
+    } else {
+        -d
+    }
+}
+
+/// The value whose deviance residual under `mu` is `k` (sign gives the side); 0 below when even
+/// a zero count is within `k`.
+fn deviance_quantile(k: f64, mu: f64) -> f64 {
+    if !(k.is_finite() && mu.is_finite()) {
+        return f64::NAN;
+    }
+    let (mut lo, mut hi) = if k >= 0.0 {
+        let mut hi = mu + k * mu.sqrt() + k * k + 1.0;
+        let mut n = 0;
+        while deviance_residual(hi, mu) < k && n < 200 {
+            hi *= 2.0;
+            n += 1;
+        }
+        (mu, hi)
+    } else {
+        if deviance_residual(0.0, mu) >= k {
+            return 0.0;
+        }
+        (0.0, mu)
+    };
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if deviance_residual(mid, mu) < k {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// Whether every finite value is a non-negative integer (and at least one is finite).
+fn is_count_series(y: &[f64]) -> bool {
+    let mut any = false;
+    for &v in y {
+        if v.is_finite() {
+            if v < 0.0 || v.fract() != 0.0 {
+                return false;
+            }
+            any = true;
+        }
+    }
+    any
 }
 
 /// Side of the band on which a deviation may raise an alert.
@@ -193,6 +307,7 @@ impl Default for ModelConfig {
             var_down: false,
             tail_events: 0.0,
             tail_prior: 1.0,
+            count_transform: CountTransform::None,
             trend: true,
             counter: false,
             direction: Direction::Both,
@@ -320,6 +435,11 @@ pub struct SeriesDetector {
     detected_len: usize,
     /// Sign of the previous point's residual when it was beyond `update_clip` (0 = it was not).
     outlier_sign: f64,
+    /// Transform the current model works in (`CountTransform::None` unless `count_transform`
+    /// is set and the history at the last refit held counts only).
+    space: CountTransform,
+    /// Running dispersion of the count model (with `CountTransform::Deviance`; 0 = unset).
+    dispersion: f64,
 }
 
 /// Converts mean absolute deviation to a standard deviation under normality.
@@ -371,6 +491,8 @@ impl SeriesDetector {
             refits: 0,
             detected_len: 0,
             outlier_sign: 0.0,
+            space: CountTransform::None,
+            dispersion: 0.0,
         }
     }
 
@@ -418,7 +540,7 @@ impl SeriesDetector {
         }
         self.last_ts = Some(timestamp);
         let y = self.transform(value);
-        let mut e = self.evaluate(timestamp, y);
+        let (mut e, expected_m) = self.evaluate_m(timestamp, y);
         e.value = value;
         if y.is_finite() && e.model != ModelKind::WarmingUp {
             let z = e.deviation.clamp(-Z_CAP, Z_CAP);
@@ -428,8 +550,10 @@ impl SeriesDetector {
             self.scorer.skip();
             self.over_threshold = 0;
         }
-        let y_state = self.clip_update(y, e.expected);
-        self.learn(y, e.expected);
+        let m = self.model_units(y);
+        let y_state = self.clip_update(m, expected_m);
+        self.learn(m, expected_m);
+        self.learn_dispersion(m, expected_m);
         self.advance(y, y_state);
         self.maybe_refit();
         e
@@ -491,8 +615,32 @@ impl SeriesDetector {
         (self.scale * MAD_TO_SD).max(self.scale_floor).max(1e-12)
     }
 
+    /// `y` (value units) in the units the model works in (`count_transform`).
+    fn model_units(&self, y: f64) -> f64 {
+        if y.is_finite() {
+            self.space.forward(y)
+        } else {
+            y
+        }
+    }
+
+    /// Model units back to value units.
+    fn value_units(&self, m: f64) -> f64 {
+        if m.is_nan() {
+            m
+        } else {
+            self.space.inverse(m)
+        }
+    }
+
     /// Forecast and band for `y` from the current state; score fields left at zero.
     fn evaluate(&self, timestamp: i64, y: f64) -> Evaluation {
+        self.evaluate_m(timestamp, y).0
+    }
+
+    /// [`Self::evaluate`] and the forecast in model units (`count_transform`); the
+    /// evaluation's expected value and band are in value units.
+    fn evaluate_m(&self, timestamp: i64, y: f64) -> (Evaluation, f64) {
         let kind = self.model_kind();
         let (expected, sd) = match (&self.model, kind) {
             (Some(a), _) => (a.state.forecast(&a.params), self.sd()),
@@ -500,17 +648,30 @@ impl SeriesDetector {
             _ => (f64::NAN, f64::NAN),
         };
         let width = self.cfg.sensitivity * sd;
-        let deviation = if y.is_finite() && expected.is_finite() && sd.is_finite() {
-            ((y - expected) / sd).clamp(-Z_CAP, Z_CAP)
+        let m = self.model_units(y);
+        let mut deviation = if m.is_finite() && expected.is_finite() && sd.is_finite() {
+            ((m - expected) / sd).clamp(-Z_CAP, Z_CAP)
         } else {
             0.0
         };
-        Evaluation {
+        let mut lower = self.value_units(expected - width);
+        let mut upper = self.value_units(expected + width);
+        if self.space == CountTransform::Deviance && self.model.is_some() && expected.is_finite() {
+            let mu = expected.max(COUNT_MIN_MEAN);
+            let root = self.dispersion.max(COUNT_MIN_DISPERSION).sqrt();
+            if m.is_finite() {
+                deviation = (deviance_residual(m, mu) / root).clamp(-Z_CAP, Z_CAP);
+            }
+            let k = self.cfg.sensitivity * root;
+            lower = deviance_quantile(-k, mu);
+            upper = deviance_quantile(k, mu);
+        }
+        let e = Evaluation {
             timestamp,
             value: y,
-            expected,
-            lower: expected - width,
-            upper: expected + width,
+            expected: self.value_units(expected),
+            lower,
+            upper,
             score: 0.0,
             onset_score: 0.0,
             deviation,
@@ -518,7 +679,8 @@ impl SeriesDetector {
             severity: None,
             model: kind,
             period: self.period(),
-        }
+        };
+        (e, expected)
     }
 
     /// Sets the score fields of `e` for the transformed value `y`. A run of points at or above
@@ -597,6 +759,19 @@ impl SeriesDetector {
         }
     }
 
+    /// Updates the count model's dispersion with the point's squared deviance residual,
+    /// winsorised at `scale_clip` standard deviations (with `CountTransform::Deviance`).
+    fn learn_dispersion(&mut self, y: f64, expected: f64) {
+        if self.space != CountTransform::Deviance || !y.is_finite() || !expected.is_finite() {
+            return;
+        }
+        let phi = self.dispersion.max(COUNT_MIN_DISPERSION);
+        let d = deviance_residual(y, expected.max(COUNT_MIN_MEAN));
+        let cap = self.cfg.scale_clip * self.cfg.scale_clip * phi;
+        let lam = 1.0 - 0.5f64.powf(1.0 / self.cfg.scale_halflife.max(1.0));
+        self.dispersion = phi + lam * ((d * d).min(cap) - phi);
+    }
+
     /// Appends `y` to the history and steps the model state with `y_state`.
     fn advance(&mut self, y: f64, y_state: f64) {
         if self.history.len() >= self.cfg.history_points {
@@ -616,6 +791,7 @@ impl SeriesDetector {
             if !a.state.level.is_finite() || !a.state.trend.is_finite() {
                 // numeric blow-up (e.g. values near f64::MAX): start over from the history
                 self.model = None;
+                self.space = CountTransform::None;
                 self.since_refit = usize::MAX / 2;
             }
         }
@@ -635,10 +811,16 @@ impl SeriesDetector {
     /// Re-estimates season and smoothing parameters on the history and replaces the state.
     fn refit(&mut self) {
         self.since_refit = 0;
-        let y = fill_gaps(&self.history);
-        if y.is_empty() {
+        let raw = fill_gaps(&self.history);
+        if raw.is_empty() {
             return;
         }
+        let space = if self.cfg.count_transform != CountTransform::None && is_count_series(&raw) {
+            self.cfg.count_transform
+        } else {
+            CountTransform::None
+        };
+        let y: Vec<f64> = raw.iter().map(|&v| space.forward(v)).collect();
         let bounds = SeasonBounds {
             min_period: self.cfg.min_period,
             max_period: self.cfg.max_period,
@@ -681,9 +863,17 @@ impl SeriesDetector {
         // gaps at the end of the history were filled by carrying forward; keep the state as is
         f.state.pos %= f.state.seasonals.len().max(1);
         self.scale_floor = scale_floor(&y);
-        if self.scale <= 0.0 || self.model.is_none() {
+        // a change of units (the history stopped or started being counts) restarts the scale
+        if self.scale <= 0.0 || self.model.is_none() || space != self.space {
             self.scale = f.mae.max(0.0);
         }
+        if space == CountTransform::Deviance && (self.space != space || self.dispersion <= 0.0) {
+            // quasi-Poisson: variance = dispersion × mean, from the fit's error
+            let mean = y.iter().sum::<f64>() / y.len() as f64;
+            let sd = f.mae * MAD_TO_SD;
+            self.dispersion = (sd * sd / mean.max(COUNT_MIN_MEAN)).max(COUNT_MIN_DISPERSION);
+        }
+        self.space = space;
         self.model = Some(Active {
             kind,
             params: f.params,
@@ -782,4 +972,61 @@ fn sanitize(mut c: ModelConfig) -> ModelConfig {
     c.tail_prior = pos(c.tail_prior, d.tail_prior);
     c.likelihood_halflife = pos(c.likelihood_halflife, d.likelihood_halflife);
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_series_are_non_negative_integers() {
+        assert!(is_count_series(&[0.0, 3.0, f64::NAN, 17.0]));
+        assert!(!is_count_series(&[0.0, 3.5, 17.0]));
+        assert!(!is_count_series(&[0.0, -1.0, 17.0]));
+        assert!(!is_count_series(&[f64::NAN]));
+    }
+
+    #[test]
+    fn count_transforms_invert_and_keep_order() {
+        for t in [
+            CountTransform::None,
+            CountTransform::Anscombe,
+            CountTransform::Log1p,
+            CountTransform::Deviance,
+        ] {
+            let mut prev = f64::NEG_INFINITY;
+            for y in [0.0, 1.0, 2.0, 14.0, 60.0, 1258.0] {
+                let m = t.forward(y);
+                assert!(m > prev, "{t:?} not increasing at {y}");
+                prev = m;
+                assert!((t.inverse(m) - y).abs() < 1e-9 * (1.0 + y), "{t:?} at {y}");
+            }
+        }
+        // Anscombe: about unit variance for Poisson counts, 2·sqrt(3/8) at 0
+        assert!((CountTransform::Anscombe.forward(0.0) - 1.224_744_871).abs() < 1e-6);
+    }
+
+    #[test]
+    fn deviance_residual_has_a_count_tail_and_its_quantile_inverts_it() {
+        assert_eq!(deviance_residual(4.0, 4.0), 0.0);
+        assert!(deviance_residual(1.0, 4.0) < 0.0);
+        // zero count: -sqrt(2 mu)
+        assert!((deviance_residual(0.0, 2.0) + 2.0).abs() < 1e-12);
+        // a rise from 1 to 8 is rarer under a count model than one from 15 to 60 is per sqrt(mu)
+        // in Gaussian terms, but less extreme than a Gaussian z with the Poisson sd would say
+        let low = deviance_residual(8.0, 1.0);
+        assert!(low > 4.0 && low < 7.0, "{low}");
+        for mu in [0.5, 3.0, 15.0, 400.0] {
+            for k in [-3.0, -0.5, 0.5, 3.0, 12.0] {
+                let y = deviance_quantile(k, mu);
+                if k < 0.0 && deviance_residual(0.0, mu) >= k {
+                    assert_eq!(y, 0.0);
+                } else {
+                    let r = deviance_residual(y, mu);
+                    assert!((r - k).abs() < 1e-6, "mu {mu} k {k}: y {y} r {r}");
+                }
+            }
+        }
+        assert!(deviance_quantile(f64::NAN, 1.0).is_nan());
+    }
 }
