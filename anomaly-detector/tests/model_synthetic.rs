@@ -510,15 +510,40 @@ fn a_constant_series_learns_a_scale_from_its_first_departure() {
             );
         }
     }
-    // a step to a new constant level is flagged at its start, then learnt
+    // a step to a new constant level is flagged at its start (a critical point: at once), then
+    // learnt
     let mut y = vec![5.0; 400];
     y.extend(vec![6.0; 400]);
     let (_, evals) = run(&y, &ModelConfig::default());
     let flagged = anomalous_at(&evals, 0);
     assert!(
-        flagged.first().is_some_and(|&i| i == 401),
+        flagged.first().is_some_and(|&i| i == 400),
         "step: {flagged:?}"
     );
     assert!(flagged.iter().all(|&i| i < 400 + 200), "step: {flagged:?}");
     assert!(evals[799].upper - evals[799].lower > 0.0);
+}
+
+/// `consecutive` waits for a second point only near the threshold: a point whose surprise
+/// reaches `critical_sensitivity` is anomalous at once, a warning-level one is not.
+#[test]
+fn a_critical_point_alerts_at_once_a_warning_level_one_waits() {
+    let base: Vec<f64> = (0..600).map(|i| 100.0 + 2.0 * noise(i as u64)).collect();
+    let cfg = ModelConfig::default();
+    let (_, evals) = run(&base, &cfg);
+    let sd = (evals[499].upper - evals[499].expected) / cfg.sensitivity;
+    let spike = |sigmas: f64| {
+        let mut y = base.clone();
+        y[500] = evals[499].expected + sigmas * sd;
+        run(&y, &cfg).1.swap_remove(500)
+    };
+    let critical = spike(40.0);
+    assert!(critical.anomalous, "{critical:?}");
+    assert_eq!(critical.severity, Some(Severity::Critical));
+    // a surprise between the threshold's and the critical one (score 0.6 .. 2/3)
+    let warning = (12..40)
+        .map(|k| spike(k as f64 / 4.0))
+        .find(|e| e.score >= cfg.score_threshold && e.score < 2.0 / 3.0)
+        .expect("a warning-level spike");
+    assert!(!warning.anomalous, "{warning:?}");
 }

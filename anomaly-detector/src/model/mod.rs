@@ -50,7 +50,7 @@ pub struct ModelConfig {
     /// only outside the band).
     pub score_threshold: f64,
     /// Consecutive points at or above `score_threshold`, the first outside the band, before a
-    /// point is anomalous.
+    /// point is anomalous; a point whose surprise reaches `critical_sensitivity` does not wait.
     pub consecutive: usize,
     /// Points before any score is given (score 0, `warming_up`).
     pub warmup_points: usize,
@@ -563,7 +563,9 @@ impl SeriesDetector {
         }
         let point = RunPoint {
             over: self.over_threshold > 0,
-            candidate: self.over_threshold >= self.cfg.consecutive.max(1),
+            // `consecutive` guards against noise at the threshold; a critical point is not that
+            candidate: self.over_threshold >= self.cfg.consecutive.max(1)
+                || (self.over_threshold > 0 && ps.z >= self.cfg.critical_sensitivity),
             onset: ps.onset > 0.0,
             z: ps.z,
         };
